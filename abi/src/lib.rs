@@ -1,0 +1,273 @@
+//! The xok kernel interface, defined once and used by both sides: the kernel's dispatcher and
+//! exos's stubs.
+//!
+//! Calling convention (the `syscall` instruction): `rax` holds the [`Syscall`] number, the
+//! arguments go in `rdi`, `rsi`, `rdx`, `r10`, `r8`, `r9`. On return `rax` is `0` on success or an
+//! [`Error`] code, and `rdx` holds the result value. `rcx` and `r11` are clobbered; every other
+//! register is preserved.
+#![no_std]
+#![forbid(unsafe_code)]
+
+pub mod layout;
+
+use bitflags::bitflags;
+
+/// Syscall numbers. Each handler in xok is named `sys_<object>_<verb>` after its variant.
+#[repr(usize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Syscall {
+    /// `console_write(ptr, len)`: writes `len` bytes (at most [`CONSOLE_WRITE_MAX`]) of the
+    /// caller's readable memory to the console. Errors: `BadAddress`, `BadLength`.
+    ConsoleWrite = 0,
+    /// `time() -> nanoseconds since boot`. Never fails.
+    Time = 1,
+    /// `env_id() -> the caller's EnvId`. Never fails; the cheapest call (the "null syscall").
+    EnvId = 2,
+    /// `env_yield()`: gives up the rest of the time slice. Never fails.
+    EnvYield = 3,
+    /// `env_exit(status)`: ends the caller, releasing everything it holds. Does not return.
+    EnvExit = 4,
+    /// `env_spawn(path_ptr, path_len, args_ptr, args_len) -> EnvId`: starts the initrd program
+    /// `path` as a child with the NUL-separated words `args`. Errors: `BadAddress`, `BadLength`,
+    /// `NotFound`, `BadProgram`, `TooManyEnvs`, `NoMemory`, `QuotaExceeded`.
+    EnvSpawn = 5,
+    /// `env_kill(env)`: ends a child of the caller. Errors: `NoSuchEnv`, `NotPermitted`.
+    EnvKill = 6,
+    /// `env_status(env) -> EnvStatus word` (see [`EnvStatus`]). Errors: `NoSuchEnv`.
+    EnvStatus = 7,
+    /// `page_alloc() -> page number`: a free physical page; the caller holds read and write
+    /// rights. Errors: `NoMemory`, `QuotaExceeded`.
+    PageAlloc = 8,
+    /// `page_grant(page, env, rights)`: gives `env` the same or lesser rights than the caller
+    /// holds. Errors: `NoSuchPage`, `NoRights`, `NoSuchEnv`, `BadFlags`.
+    PageGrant = 9,
+    /// `page_free(page)`: drops every right the caller holds on the page; the page returns to the
+    /// free list once nobody holds a right and no pin remains. Errors: `NoSuchPage`, `NoRights`,
+    /// `PageMapped`.
+    PageFree = 10,
+    /// `insert_pte(va, page, flags)`: maps `page` at `va` in the caller's page table, replacing
+    /// any earlier mapping. Errors: `BadAddress`, `BadAlignment`, `NoSuchPage`, `NoRights`,
+    /// `BadFlags`, `NoMemory`.
+    InsertPte = 11,
+    /// `remove_pte(va)`: unmaps the page at `va`. Errors: `BadAddress`, `BadAlignment`,
+    /// `NotMapped`.
+    RemovePte = 12,
+    /// `page_stats() -> free pages`: how many physical pages are free (for tests and tools).
+    PageStats = 13,
+}
+
+/// Number of defined syscalls; numbers at or above it are refused with `NoSuchCall`.
+pub const SYSCALL_COUNT: usize = 14;
+
+impl Syscall {
+    /// The syscall with number `n`, if there is one.
+    pub fn from_number(n: usize) -> Option<Self> {
+        use Syscall::*;
+        const ALL: [Syscall; SYSCALL_COUNT] = [
+            ConsoleWrite, Time, EnvId, EnvYield, EnvExit, EnvSpawn, EnvKill, EnvStatus, PageAlloc,
+            PageGrant, PageFree, InsertPte, RemovePte, PageStats,
+        ];
+        ALL.get(n).copied()
+    }
+}
+
+/// Every error a syscall can return. `0` is success and is not an error.
+#[repr(usize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The syscall number is not defined.
+    NoSuchCall = 1,
+    /// A pointer or virtual address lies outside user space, or a range is not mapped with the
+    /// access the call needs.
+    BadAddress = 2,
+    /// An address that must be page-aligned is not.
+    BadAlignment = 3,
+    /// A length or count is over the call's bound, or a range wraps around.
+    BadLength = 4,
+    /// The page number names no physical page that programs may hold.
+    NoSuchPage = 5,
+    /// The caller does not hold the rights the call needs.
+    NoRights = 6,
+    /// No free physical memory is left.
+    NoMemory = 7,
+    /// The caller has reached its page quota.
+    QuotaExceeded = 8,
+    /// No live environment has this id.
+    NoSuchEnv = 9,
+    /// The caller may not do this to that environment (only parents may kill their children).
+    NotPermitted = 10,
+    /// Flags or rights with undefined bits, or an empty rights set.
+    BadFlags = 11,
+    /// No mapping exists at the address.
+    NotMapped = 12,
+    /// The page is still mapped in the caller's page table.
+    PageMapped = 13,
+    /// No program of that name is in the initrd.
+    NotFound = 14,
+    /// The program is not a valid ELF executable for xok.
+    BadProgram = 15,
+    /// The environment table is full.
+    TooManyEnvs = 16,
+}
+
+impl Error {
+    /// The error with code `code`, if there is one.
+    pub fn from_code(code: usize) -> Option<Self> {
+        use Error::*;
+        const ALL: [Error; 16] = [
+            NoSuchCall, BadAddress, BadAlignment, BadLength, NoSuchPage, NoRights, NoMemory,
+            QuotaExceeded, NoSuchEnv, NotPermitted, BadFlags, NotMapped, PageMapped, NotFound,
+            BadProgram, TooManyEnvs,
+        ];
+        code.checked_sub(1).and_then(|i| ALL.get(i)).copied()
+    }
+
+    /// A short description for logs and test reports.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Error::NoSuchCall => "no such syscall",
+            Error::BadAddress => "bad address",
+            Error::BadAlignment => "bad alignment",
+            Error::BadLength => "bad length",
+            Error::NoSuchPage => "no such page",
+            Error::NoRights => "no rights",
+            Error::NoMemory => "out of memory",
+            Error::QuotaExceeded => "page quota exceeded",
+            Error::NoSuchEnv => "no such environment",
+            Error::NotPermitted => "not permitted",
+            Error::BadFlags => "bad flags",
+            Error::NotMapped => "not mapped",
+            Error::PageMapped => "page still mapped",
+            Error::NotFound => "not found",
+            Error::BadProgram => "bad program",
+            Error::TooManyEnvs => "too many environments",
+        }
+    }
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+bitflags! {
+    /// Access rights an environment holds on a physical page.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub struct Rights: u8 {
+        /// The page may be read (mapped without write access).
+        const READ = 1;
+        /// The page may be written (mapped writable).
+        const WRITE = 2;
+    }
+}
+
+bitflags! {
+    /// Flags for `insert_pte`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub struct PteFlags: u64 {
+        /// Map writable (needs the write right).
+        const WRITE = 1;
+        /// Map executable (otherwise the mapping is no-execute).
+        const EXECUTE = 2;
+    }
+}
+
+/// An environment id: a slot index and a generation, so a stale id never names a newer
+/// environment that reuses the slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EnvId(pub u32);
+
+impl EnvId {
+    /// Bits of the id that hold the slot index.
+    pub const SLOT_BITS: u32 = 10;
+
+    /// The id for `slot` in its `generation`.
+    pub fn new(slot: usize, generation: u32) -> Self {
+        EnvId((generation << Self::SLOT_BITS) | (slot as u32 & ((1 << Self::SLOT_BITS) - 1)))
+    }
+
+    /// The slot index.
+    pub fn slot(self) -> usize {
+        (self.0 & ((1 << Self::SLOT_BITS) - 1)) as usize
+    }
+
+    /// The generation of the slot this id was issued in.
+    pub fn generation(self) -> u32 {
+        self.0 >> Self::SLOT_BITS
+    }
+}
+
+/// What `env_status` reports about an environment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnvStatus {
+    /// Running, runnable or waiting.
+    Alive,
+    /// Ended by `env_exit` with this status.
+    Exited(u32),
+    /// Ended by the kernel after this CPU exception vector (or [`KILLED_BY_PARENT`]).
+    Killed(u32),
+}
+
+/// The `Killed` code of an environment ended by its parent's `env_kill`.
+pub const KILLED_BY_PARENT: u32 = 0x100;
+
+impl EnvStatus {
+    /// Packs the status into the syscall result word.
+    pub fn to_word(self) -> usize {
+        match self {
+            EnvStatus::Alive => 0,
+            EnvStatus::Exited(code) => 1 | ((code as usize) << 8),
+            EnvStatus::Killed(code) => 2 | ((code as usize) << 8),
+        }
+    }
+
+    /// Unpacks a syscall result word.
+    pub fn from_word(word: usize) -> Option<Self> {
+        let code = (word >> 8) as u32;
+        match word & 0xff {
+            0 => Some(EnvStatus::Alive),
+            1 => Some(EnvStatus::Exited(code)),
+            2 => Some(EnvStatus::Killed(code)),
+            _ => None,
+        }
+    }
+}
+
+/// Longest `console_write` in bytes.
+pub const CONSOLE_WRITE_MAX: usize = 4096;
+/// Longest program path for `env_spawn`.
+pub const PATH_MAX: usize = 128;
+/// Longest argument block for `env_spawn` (it must fit the argument page with its header).
+pub const ARGS_MAX: usize = 4000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syscall_numbers_round_trip() {
+        for n in 0..SYSCALL_COUNT {
+            assert_eq!(Syscall::from_number(n).unwrap() as usize, n);
+        }
+        assert_eq!(Syscall::from_number(SYSCALL_COUNT), None);
+    }
+
+    #[test]
+    fn error_codes_round_trip() {
+        assert_eq!(Error::from_code(0), None);
+        for code in 1..=16 {
+            assert_eq!(Error::from_code(code).unwrap() as usize, code);
+        }
+        assert_eq!(Error::from_code(17), None);
+    }
+
+    #[test]
+    fn env_ids_and_statuses_pack() {
+        let id = EnvId::new(1023, 77);
+        assert_eq!((id.slot(), id.generation()), (1023, 77));
+        for s in [EnvStatus::Alive, EnvStatus::Exited(3), EnvStatus::Killed(14)] {
+            assert_eq!(EnvStatus::from_word(s.to_word()), Some(s));
+        }
+    }
+}

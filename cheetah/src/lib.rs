@@ -1,0 +1,2 @@
+//! Cheetah, the merged-cache HTTP server (a later issue).
+#![no_std]

@@ -1,0 +1,2 @@
+//! Wakeup predicates (issue 4).
+#![no_std]
