@@ -1,1 +1,16 @@
-//! xok
+//! xok, an x86-64 exokernel.
+//!
+//! The kernel only multiplexes and protects hardware. The mechanisms (page ownership vectors,
+//! address spaces, environments, syscall dispatch, the initrd and ELF loader) are plain Rust with
+//! host unit tests; `arch` and the boot path run only on the bare metal.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod ownership;
+pub mod vm;
+pub mod env;
+pub mod initrd;
+pub mod kernel;
+pub mod program;
+pub mod trapframe;

@@ -1,0 +1,226 @@
+//! Syscall validation and environment lifetimes, driven on the host with a fake machine.
+
+use super::*;
+use crate::program::tests::elf;
+use crate::vm::fake::FakeMem;
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use goblin::elf::{header, program_header};
+use xok_abi::layout::{USER_BASE, USER_TOP};
+
+#[derive(Default)]
+struct TestMachine {
+    mem: FakeMem,
+    console: Vec<u8>,
+}
+
+impl PhysMem for TestMachine {
+    fn read_entry(&self, table: Page, index: usize) -> u64 {
+        self.mem.read_entry(table, index)
+    }
+    fn write_entry(&mut self, table: Page, index: usize, value: u64) {
+        self.mem.write_entry(table, index, value)
+    }
+    fn zero(&mut self, page: Page) {
+        self.mem.zero(page)
+    }
+    fn read(&self, page: Page, offset: usize, out: &mut [u8]) {
+        self.mem.read(page, offset, out)
+    }
+    fn write(&mut self, page: Page, offset: usize, data: &[u8]) {
+        self.mem.write(page, offset, data)
+    }
+    fn invalidate(&mut self, va: usize) {
+        self.mem.invalidate(va)
+    }
+}
+
+impl Machine for TestMachine {
+    fn console_write(&mut self, bytes: &[u8]) {
+        self.console.extend_from_slice(bytes);
+    }
+    fn now_ns(&self) -> u64 {
+        42
+    }
+    fn use_kernel_page_table(&mut self) {}
+}
+
+fn cpio(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let trailer = [(crate::initrd::TRAILER, &b""[..])];
+    for (name, data) in files.iter().chain(trailer.iter()) {
+        out.extend_from_slice(crate::initrd::MAGIC);
+        let fields = [0, 0o100755, 0, 0, 1, 0, data.len(), 0, 0, 0, 0, name.len() + 1, 0];
+        for f in fields {
+            out.extend_from_slice(alloc::format!("{f:08x}").as_bytes());
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        out.resize(out.len().next_multiple_of(4), 0);
+        out.extend_from_slice(data);
+        out.resize(out.len().next_multiple_of(4), 0);
+    }
+    out
+}
+
+fn kernel() -> Kernel<TestMachine> {
+    let base = USER_BASE as u64;
+    let rx = program_header::PF_R | program_header::PF_X;
+    let rw = program_header::PF_R | program_header::PF_W;
+    let program = elf(header::ET_EXEC, base, &[(base, 64, &[0xcc; 64], rx), (base + 0x1000, 0x2100, b"data", rw)]);
+    let archive = cpio(&[("good", &program), ("junk", b"\x7fELFjunk")]);
+    let initrd = Initrd::new(Box::leak(archive.into_boxed_slice()));
+    let mut pages = PageOwnership::new(8192);
+    for n in 256..8192 {
+        pages.add_free(Page(n));
+    }
+    let mappings = KernelMappings { low_gigabyte: 0x1003, upper_half: [0; 256] };
+    Kernel::new(TestMachine::default(), pages, mappings, initrd)
+}
+
+/// Runs syscall `call` as `env` and returns its result.
+fn call(k: &mut Kernel<TestMachine>, env: EnvId, call: Syscall, args: [usize; 5]) -> Result<usize, Error> {
+    call_raw(k, env, call as usize, args)
+}
+
+fn call_raw(k: &mut Kernel<TestMachine>, env: EnvId, number: usize, args: [usize; 5]) -> Result<usize, Error> {
+    let frame = &mut k.envs.get_mut(env).unwrap().frame;
+    frame.rax = number as u64;
+    [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8] = args.map(|a| a as u64);
+    k.syscall(env);
+    let frame = k.envs.get(env).unwrap().frame;
+    match frame.rax {
+        0 => Ok(frame.rdx as usize),
+        code => Err(Error::from_code(code as usize).unwrap()),
+    }
+}
+
+#[test]
+fn spawn_loads_segments_stack_and_arguments() {
+    let mut k = kernel();
+    let id = k.spawn(None, "good", b"one\0two").unwrap();
+    let env = k.envs.get(id).unwrap();
+    assert_eq!(env.frame.rip, USER_BASE as u64);
+    let mut data = [0u8; 4];
+    env.space.copy_from_user(&k.machine, USER_BASE + 0x1000, &mut data).unwrap();
+    assert_eq!(&data, b"data");
+    let mut tail = [1u8; 8];
+    env.space.copy_from_user(&k.machine, USER_BASE + 0x3000, &mut tail).unwrap();
+    assert_eq!(tail, [0; 8], "bss is zeroed");
+    let mut args = [0u8; 15];
+    env.space.copy_from_user(&k.machine, ARGS_VA, &mut args).unwrap();
+    assert_eq!(&args[..8], &7u64.to_le_bytes());
+    assert_eq!(&args[8..], b"one\0two");
+    assert!(env.space.copy_to_user(&mut k.machine, ARGS_VA, b"x").is_err(), "arguments are read-only");
+    assert!(String::from_utf8_lossy(&k.machine.console).contains("(good) started"));
+}
+
+#[test]
+fn spawn_refuses_missing_and_bad_programs() {
+    let mut k = kernel();
+    let free = k.pages.free_count();
+    assert_eq!(k.spawn(None, "missing", b""), Err(Error::NotFound));
+    assert_eq!(k.spawn(None, "junk", b""), Err(Error::BadProgram));
+    assert_eq!(k.spawn(None, "good", &[0; ARGS_MAX + 1]), Err(Error::BadLength));
+    assert_eq!(k.pages.free_count(), free);
+}
+
+#[test]
+fn exit_returns_every_page() {
+    let mut k = kernel();
+    let free = k.pages.free_count();
+    let id = k.spawn(None, "good", b"").unwrap();
+    let page = call(&mut k, id, Syscall::PageAlloc, [0; 5]).unwrap();
+    call(&mut k, id, Syscall::InsertPte, [0x20_0000_0000, page, PteFlags::WRITE.bits() as usize, 0, 0]).unwrap();
+    assert!(k.pages.free_count() < free);
+    let frame = &mut k.envs.get_mut(id).unwrap().frame;
+    (frame.rax, frame.rdi) = (Syscall::EnvExit as u64, 3);
+    assert_eq!(k.syscall(id), Next::Schedule);
+    assert_eq!(k.pages.free_count(), free);
+    assert_eq!(k.envs.status(id), Some(EnvStatus::Exited(3)));
+    assert!(String::from_utf8_lossy(&k.machine.console).contains("all environments have ended"));
+}
+
+#[test]
+fn every_pointer_argument_is_checked() {
+    let mut k = kernel();
+    let id = k.spawn(None, "good", b"").unwrap();
+    let bad_pointers = [0, 8, 0x10_0000, USER_BASE - 1, USER_TOP - 2, 0xffff_8000_0000_0000, usize::MAX - 3, 0x30_0000_0000];
+    for ptr in bad_pointers {
+        assert_eq!(call(&mut k, id, Syscall::ConsoleWrite, [ptr, 4, 0, 0, 0]), Err(Error::BadAddress), "{ptr:#x}");
+        assert_eq!(call(&mut k, id, Syscall::EnvSpawn, [ptr, 4, USER_BASE, 0, 0]), Err(Error::BadAddress));
+        assert_eq!(call(&mut k, id, Syscall::EnvSpawn, [USER_BASE, 4, ptr, 4, 0]), Err(Error::BadAddress));
+    }
+    assert_eq!(call(&mut k, id, Syscall::ConsoleWrite, [USER_BASE, usize::MAX, 0, 0, 0]), Err(Error::BadLength));
+    assert_eq!(call(&mut k, id, Syscall::ConsoleWrite, [USER_BASE, CONSOLE_WRITE_MAX + 1, 0, 0, 0]), Err(Error::BadLength));
+    assert_eq!(call(&mut k, id, Syscall::EnvSpawn, [USER_BASE, PATH_MAX + 1, 0, 0, 0]), Err(Error::BadLength));
+    // Unmapped gap between the code page and the data pages.
+    assert_eq!(call(&mut k, id, Syscall::ConsoleWrite, [USER_BASE + 0x1000 - 2, 4, 0, 0, 0]), Ok(4));
+    assert_eq!(call(&mut k, id, Syscall::ConsoleWrite, [USER_BASE + 0x4000 - 2, 4, 0, 0, 0]), Err(Error::BadAddress));
+    assert_eq!(call_raw(&mut k, id, 999, [0; 5]), Err(Error::NoSuchCall));
+    assert_eq!(call_raw(&mut k, id, usize::MAX, [0; 5]), Err(Error::NoSuchCall));
+}
+
+#[test]
+fn memory_calls_check_rights_flags_and_addresses() {
+    let mut k = kernel();
+    let a = k.spawn(None, "good", b"").unwrap();
+    let b = k.spawn(None, "good", b"").unwrap();
+    let page = call(&mut k, a, Syscall::PageAlloc, [0; 5]).unwrap();
+    let va = 0x20_0000_0000;
+    // b holds nothing yet.
+    assert_eq!(call(&mut k, b, Syscall::InsertPte, [va, page, 0, 0, 0]), Err(Error::NoRights));
+    assert_eq!(call(&mut k, b, Syscall::PageGrant, [page, b.0 as usize, 1, 0, 0]), Err(Error::NoRights));
+    assert_eq!(call(&mut k, a, Syscall::PageGrant, [page, b.0 as usize, 0, 0, 0]), Err(Error::BadFlags));
+    assert_eq!(call(&mut k, a, Syscall::PageGrant, [page, b.0 as usize, 0x104, 0, 0]), Err(Error::BadFlags));
+    assert_eq!(call(&mut k, a, Syscall::PageGrant, [page, 0x7777, 1, 0, 0]), Err(Error::NoSuchEnv));
+    assert_eq!(call(&mut k, a, Syscall::PageGrant, [page, usize::MAX, 1, 0, 0]), Err(Error::NoSuchEnv));
+    call(&mut k, a, Syscall::PageGrant, [page, b.0 as usize, Rights::READ.bits() as usize, 0, 0]).unwrap();
+    assert_eq!(call(&mut k, b, Syscall::InsertPte, [va, page, PteFlags::WRITE.bits() as usize, 0, 0]), Err(Error::NoRights));
+    assert_eq!(call(&mut k, b, Syscall::InsertPte, [va, page, 0x80, 0, 0]), Err(Error::BadFlags));
+    assert_eq!(call(&mut k, b, Syscall::InsertPte, [va + 1, page, 0, 0, 0]), Err(Error::BadAlignment));
+    assert_eq!(call(&mut k, b, Syscall::InsertPte, [0x1000, page, 0, 0, 0]), Err(Error::BadAddress));
+    assert_eq!(call(&mut k, b, Syscall::InsertPte, [va, 1, 0, 0, 0]), Err(Error::NoSuchPage));
+    assert_eq!(call(&mut k, b, Syscall::InsertPte, [va, usize::MAX, 0, 0, 0]), Err(Error::NoSuchPage));
+    call(&mut k, b, Syscall::InsertPte, [va, page, 0, 0, 0]).unwrap();
+    assert_eq!(call(&mut k, b, Syscall::PageFree, [page, 0, 0, 0, 0]), Err(Error::PageMapped));
+    call(&mut k, b, Syscall::RemovePte, [va, 0, 0, 0, 0]).unwrap();
+    assert_eq!(call(&mut k, b, Syscall::RemovePte, [va, 0, 0, 0, 0]), Err(Error::NotMapped));
+    call(&mut k, b, Syscall::PageFree, [page, 0, 0, 0, 0]).unwrap();
+    assert_eq!(call(&mut k, b, Syscall::PageFree, [page, 0, 0, 0, 0]), Err(Error::NoRights));
+    call(&mut k, a, Syscall::PageFree, [page, 0, 0, 0, 0]).unwrap();
+    assert_eq!(call(&mut k, a, Syscall::PageFree, [page, 0, 0, 0, 0]), Err(Error::NoSuchPage));
+}
+
+#[test]
+fn quota_stops_exhaustion_and_others_still_allocate() {
+    let mut k = kernel();
+    let hog = k.spawn(None, "good", b"").unwrap();
+    let other = k.spawn(None, "good", b"").unwrap();
+    let mut got = 0;
+    while call(&mut k, hog, Syscall::PageAlloc, [0; 5]).is_ok() {
+        got += 1;
+        assert!(got <= k.default_quota);
+    }
+    assert_eq!(call(&mut k, hog, Syscall::PageAlloc, [0; 5]), Err(Error::QuotaExceeded));
+    assert!(call(&mut k, other, Syscall::PageAlloc, [0; 5]).is_ok());
+}
+
+#[test]
+fn only_parents_kill_and_status_survives_death() {
+    let mut k = kernel();
+    let parent = k.spawn(None, "good", b"").unwrap();
+    let stranger = k.spawn(None, "good", b"").unwrap();
+    let name = b"good";
+    let va = USER_BASE + 0x1000;
+    k.envs.get(parent).unwrap().space.copy_to_user(&mut k.machine, va, name).unwrap();
+    let child = EnvId(call(&mut k, parent, Syscall::EnvSpawn, [va, 4, va, 0, 0]).unwrap() as u32);
+    assert_eq!(call(&mut k, stranger, Syscall::EnvKill, [child.0 as usize, 0, 0, 0, 0]), Err(Error::NotPermitted));
+    assert_eq!(call(&mut k, child, Syscall::EnvKill, [parent.0 as usize, 0, 0, 0, 0]), Err(Error::NotPermitted));
+    assert_eq!(call(&mut k, stranger, Syscall::EnvStatus, [child.0 as usize, 0, 0, 0, 0]), Ok(0));
+    call(&mut k, parent, Syscall::EnvKill, [child.0 as usize, 0, 0, 0, 0]).unwrap();
+    let word = call(&mut k, parent, Syscall::EnvStatus, [child.0 as usize, 0, 0, 0, 0]).unwrap();
+    assert_eq!(EnvStatus::from_word(word), Some(EnvStatus::Killed(KILLED_BY_PARENT)));
+    assert_eq!(call(&mut k, parent, Syscall::EnvKill, [child.0 as usize, 0, 0, 0, 0]), Err(Error::NoSuchEnv));
+    assert_eq!(call(&mut k, parent, Syscall::EnvStatus, [0xdead_beef_usize << 12, 0, 0, 0, 0]), Err(Error::NoSuchEnv));
+}

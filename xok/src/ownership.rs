@@ -1,0 +1,392 @@
+//! Physical page ownership vectors.
+//!
+//! Every physical page records which environments hold which rights on it (read, write), how
+//! many of each holder's mappings point at it, and how many kernel pins it carries. A page is
+//! free exactly when nobody holds a right and no pin remains; only then does it return to the
+//! free list. Pages the kernel uses for itself (its image, heap, page tables) are never held by
+//! any environment, so no environment can map or grant them.
+
+use alloc::vec::Vec;
+use hashbrown::HashMap;
+use xok_abi::{EnvId, Error, Rights};
+
+/// A physical page number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Page(pub usize);
+
+impl Page {
+    /// The page's physical address.
+    pub fn address(self) -> usize {
+        self.0 * xok_abi::layout::PAGE_SIZE
+    }
+}
+
+/// One environment's hold on a page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Holder {
+    env: EnvId,
+    rights: Rights,
+    /// How many of this environment's page-table entries map the page.
+    mappings: u32,
+}
+
+/// What a physical page is used for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum PageState {
+    /// Not RAM the kernel manages (firmware, holes, the kernel image, the kernel heap).
+    Reserved,
+    /// The kernel uses it (page tables); never held by an environment.
+    Kernel,
+    /// On the free list.
+    Free,
+    /// Held by environments or pinned.
+    InUse { holders: Vec<Holder>, pins: u32 },
+}
+
+/// The ownership vectors of all physical pages and the free list.
+pub struct PageOwnership {
+    pages: Vec<PageState>,
+    free: Vec<Page>,
+    /// Pages on which each environment holds any right (for quotas).
+    held: HashMap<EnvId, usize>,
+}
+
+impl PageOwnership {
+    /// A table for `count` physical pages, all reserved until [`PageOwnership::add_free`].
+    pub fn new(count: usize) -> Self {
+        let mut pages = Vec::with_capacity(count);
+        pages.resize(count, PageState::Reserved);
+        PageOwnership { pages, free: Vec::new(), held: HashMap::new() }
+    }
+
+    /// Hands a reserved page to the allocator (boot-time only).
+    pub fn add_free(&mut self, page: Page) {
+        if let Some(state @ PageState::Reserved) = self.pages.get_mut(page.0) {
+            *state = PageState::Free;
+            self.free.push(page);
+        }
+    }
+
+    /// Number of free pages.
+    pub fn free_count(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Number of pages on which `env` holds any right.
+    pub fn held_by(&self, env: EnvId) -> usize {
+        self.held.get(&env).copied().unwrap_or(0)
+    }
+
+    /// Allocates a page for `env` with read and write rights, unless `env` already holds
+    /// `quota` pages.
+    pub fn alloc(&mut self, env: EnvId, quota: usize) -> Result<Page, Error> {
+        if self.held_by(env) >= quota {
+            return Err(Error::QuotaExceeded);
+        }
+        let page = self.free.pop().ok_or(Error::NoMemory)?;
+        let holder = Holder { env, rights: Rights::READ | Rights::WRITE, mappings: 0 };
+        self.pages[page.0] = PageState::InUse { holders: alloc::vec![holder], pins: 0 };
+        *self.held.entry(env).or_insert(0) += 1;
+        Ok(page)
+    }
+
+    /// Allocates a page for the kernel's own use (page tables).
+    pub fn alloc_kernel(&mut self) -> Result<Page, Error> {
+        let page = self.free.pop().ok_or(Error::NoMemory)?;
+        self.pages[page.0] = PageState::Kernel;
+        Ok(page)
+    }
+
+    /// Returns a page taken with [`PageOwnership::alloc_kernel`].
+    pub fn free_kernel(&mut self, page: Page) {
+        match self.pages.get_mut(page.0) {
+            Some(state @ PageState::Kernel) => {
+                *state = PageState::Free;
+                self.free.push(page);
+            }
+            _ => panic!("free_kernel of {page:?}, which the kernel does not hold"),
+        }
+    }
+
+    /// The rights `env` holds on `page` (empty if none or no such page).
+    pub fn rights(&self, env: EnvId, page: Page) -> Rights {
+        match self.pages.get(page.0) {
+            Some(PageState::InUse { holders, .. }) => {
+                holders.iter().find(|h| h.env == env).map_or(Rights::empty(), |h| h.rights)
+            }
+            _ => Rights::empty(),
+        }
+    }
+
+    /// Gives `to` the rights `rights` on `page`, which `from` must hold (all of them).
+    pub fn grant(&mut self, from: EnvId, page: Page, to: EnvId, rights: Rights) -> Result<(), Error> {
+        if rights.is_empty() {
+            return Err(Error::BadFlags);
+        }
+        let holders = self.holders_mut(page)?;
+        let granter = holders.iter().find(|h| h.env == from).ok_or(Error::NoRights)?;
+        if !granter.rights.contains(rights) {
+            return Err(Error::NoRights);
+        }
+        match holders.iter_mut().find(|h| h.env == to) {
+            Some(existing) => existing.rights |= rights,
+            None => {
+                holders.push(Holder { env: to, rights, mappings: 0 });
+                *self.held.entry(to).or_insert(0) += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops every right `env` holds on `page`. Refused while `env` still maps the page.
+    pub fn free(&mut self, env: EnvId, page: Page) -> Result<(), Error> {
+        let holders = self.holders_mut(page)?;
+        let index = holders.iter().position(|h| h.env == env).ok_or(Error::NoRights)?;
+        if holders[index].mappings > 0 {
+            return Err(Error::PageMapped);
+        }
+        holders.swap_remove(index);
+        self.uncount(env);
+        self.release_if_unused(page);
+        Ok(())
+    }
+
+    /// Records a new mapping of `page` by `env`, which must hold read (and, if `write`, write)
+    /// rights.
+    pub fn add_mapping(&mut self, env: EnvId, page: Page, write: bool) -> Result<(), Error> {
+        let needed = if write { Rights::READ | Rights::WRITE } else { Rights::READ };
+        let holders = self.holders_mut(page)?;
+        let holder = holders.iter_mut().find(|h| h.env == env).ok_or(Error::NoRights)?;
+        if !holder.rights.contains(needed) {
+            return Err(Error::NoRights);
+        }
+        holder.mappings += 1;
+        Ok(())
+    }
+
+    /// Checks, without recording anything, that `env` could map `page` (see `add_mapping`).
+    pub fn check_mapping(&self, env: EnvId, page: Page, write: bool) -> Result<(), Error> {
+        let needed = if write { Rights::READ | Rights::WRITE } else { Rights::READ };
+        match self.pages.get(page.0) {
+            Some(PageState::InUse { .. }) => {
+                if self.rights(env, page).contains(needed) { Ok(()) } else { Err(Error::NoRights) }
+            }
+            _ => Err(Error::NoSuchPage),
+        }
+    }
+
+    /// Forgets one mapping of `page` by `env` (the page-table entry is gone).
+    pub fn remove_mapping(&mut self, env: EnvId, page: Page) {
+        let holder = self
+            .holders_mut(page)
+            .ok()
+            .and_then(|holders| holders.iter_mut().find(|h| h.env == env))
+            .filter(|h| h.mappings > 0);
+        match holder {
+            Some(holder) => holder.mappings -= 1,
+            None => panic!("remove_mapping: {env:?} has no mapping of {page:?}"),
+        }
+    }
+
+    /// Pins a page in use: it will not return to the free list until unpinned.
+    pub fn pin(&mut self, page: Page) -> Result<(), Error> {
+        match self.pages.get_mut(page.0) {
+            Some(PageState::InUse { pins, .. }) => {
+                *pins += 1;
+                Ok(())
+            }
+            _ => Err(Error::NoSuchPage),
+        }
+    }
+
+    /// Removes one pin; the page is freed if that was the last thing keeping it.
+    pub fn unpin(&mut self, page: Page) {
+        match self.pages.get_mut(page.0) {
+            Some(PageState::InUse { pins, .. }) if *pins > 0 => *pins -= 1,
+            _ => panic!("unpin of {page:?}, which is not pinned"),
+        }
+        self.release_if_unused(page);
+    }
+
+    /// Drops every right `env` holds, on every page (the environment has ended and its page
+    /// tables are already gone). Returns how many pages it held.
+    pub fn release_env(&mut self, env: EnvId) -> usize {
+        let mut released = 0;
+        for index in 0..self.pages.len() {
+            if let PageState::InUse { holders, .. } = &mut self.pages[index] {
+                if let Some(at) = holders.iter().position(|h| h.env == env) {
+                    debug_assert_eq!(holders[at].mappings, 0, "released page still mapped");
+                    holders.swap_remove(at);
+                    released += 1;
+                    self.release_if_unused(Page(index));
+                }
+            }
+        }
+        self.held.remove(&env);
+        released
+    }
+
+    fn holders_mut(&mut self, page: Page) -> Result<&mut Vec<Holder>, Error> {
+        match self.pages.get_mut(page.0) {
+            Some(PageState::InUse { holders, .. }) => Ok(holders),
+            _ => Err(Error::NoSuchPage),
+        }
+    }
+
+    fn uncount(&mut self, env: EnvId) {
+        if let Some(count) = self.held.get_mut(&env) {
+            *count -= 1;
+            if *count == 0 {
+                self.held.remove(&env);
+            }
+        }
+    }
+
+    fn release_if_unused(&mut self, page: Page) {
+        let state = &mut self.pages[page.0];
+        if let PageState::InUse { holders, pins: 0 } = state {
+            if holders.is_empty() {
+                *state = PageState::Free;
+                self.free.push(page);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: EnvId = EnvId(1);
+    const B: EnvId = EnvId(2);
+    const C: EnvId = EnvId(3);
+    const RW: Rights = Rights::READ.union(Rights::WRITE);
+
+    fn table(free: usize) -> PageOwnership {
+        let mut pages = PageOwnership::new(free + 16);
+        for n in 16..16 + free {
+            pages.add_free(Page(n));
+        }
+        pages
+    }
+
+    #[test]
+    fn alloc_gives_read_write_and_free_returns_the_page() {
+        let mut pages = table(4);
+        let page = pages.alloc(A, 100).unwrap();
+        assert_eq!(pages.rights(A, page), RW);
+        assert_eq!(pages.free_count(), 3);
+        pages.free(A, page).unwrap();
+        assert_eq!(pages.free_count(), 4);
+        assert_eq!(pages.rights(A, page), Rights::empty());
+    }
+
+    #[test]
+    fn reserved_and_kernel_pages_cannot_be_held() {
+        let mut pages = table(2);
+        let kernel = pages.alloc_kernel().unwrap();
+        for page in [Page(0), kernel, Page(1 << 40)] {
+            assert_eq!(pages.grant(A, page, B, Rights::READ), Err(Error::NoSuchPage));
+            assert_eq!(pages.add_mapping(A, page, false), Err(Error::NoSuchPage));
+            assert_eq!(pages.free(A, page), Err(Error::NoSuchPage));
+        }
+        pages.free_kernel(kernel);
+        assert_eq!(pages.free_count(), 2);
+    }
+
+    #[test]
+    fn grant_chain_allows_only_same_or_lesser_rights() {
+        let mut pages = table(1);
+        let page = pages.alloc(A, 100).unwrap();
+        pages.grant(A, page, B, Rights::READ).unwrap();
+        assert_eq!(pages.grant(B, page, C, RW), Err(Error::NoRights));
+        assert_eq!(pages.grant(B, page, C, Rights::WRITE), Err(Error::NoRights));
+        pages.grant(B, page, C, Rights::READ).unwrap();
+        assert_eq!(pages.rights(C, page), Rights::READ);
+        assert_eq!(pages.grant(C, page, A, Rights::empty()), Err(Error::BadFlags));
+        // A stranger holds nothing and can give nothing.
+        assert_eq!(pages.grant(EnvId(9), page, C, Rights::READ), Err(Error::NoRights));
+    }
+
+    #[test]
+    fn free_with_other_holders_keeps_the_page() {
+        let mut pages = table(1);
+        let page = pages.alloc(A, 100).unwrap();
+        pages.grant(A, page, B, RW).unwrap();
+        pages.free(A, page).unwrap();
+        assert_eq!(pages.free_count(), 0);
+        assert_eq!(pages.rights(B, page), RW);
+        pages.free(B, page).unwrap();
+        assert_eq!(pages.free_count(), 1);
+    }
+
+    #[test]
+    fn double_free_is_refused() {
+        let mut pages = table(2);
+        let page = pages.alloc(A, 100).unwrap();
+        pages.free(A, page).unwrap();
+        assert_eq!(pages.free(A, page), Err(Error::NoSuchPage));
+        // Once the page is reused by someone else, the old owner's free is refused too.
+        let again = pages.alloc(B, 100).unwrap();
+        assert_eq!(again, page, "the free list is last-in, first-out");
+        assert_eq!(pages.free(A, again), Err(Error::NoRights));
+        assert_eq!(pages.rights(B, again), Rights::READ | Rights::WRITE);
+    }
+
+    #[test]
+    fn pins_keep_a_page_off_the_free_list() {
+        let mut pages = table(1);
+        let page = pages.alloc(A, 100).unwrap();
+        pages.pin(page).unwrap();
+        pages.pin(page).unwrap();
+        pages.free(A, page).unwrap();
+        assert_eq!(pages.free_count(), 0);
+        pages.unpin(page);
+        assert_eq!(pages.free_count(), 0);
+        pages.unpin(page);
+        assert_eq!(pages.free_count(), 1);
+    }
+
+    #[test]
+    fn mapped_pages_need_rights_and_cannot_be_freed() {
+        let mut pages = table(1);
+        let page = pages.alloc(A, 100).unwrap();
+        pages.grant(A, page, B, Rights::READ).unwrap();
+        assert_eq!(pages.add_mapping(B, page, true), Err(Error::NoRights));
+        pages.add_mapping(B, page, false).unwrap();
+        assert_eq!(pages.free(B, page), Err(Error::PageMapped));
+        pages.remove_mapping(B, page);
+        pages.free(B, page).unwrap();
+        assert_eq!(pages.add_mapping(C, page, false), Err(Error::NoRights));
+    }
+
+    #[test]
+    fn exhaustion_and_quota() {
+        let mut pages = table(3);
+        assert_eq!(pages.alloc(A, 1).map(|_| ()), Ok(()));
+        assert_eq!(pages.alloc(A, 1), Err(Error::QuotaExceeded));
+        pages.alloc(B, 100).unwrap();
+        pages.alloc(B, 100).unwrap();
+        assert_eq!(pages.alloc(B, 100), Err(Error::NoMemory));
+        assert_eq!(pages.alloc_kernel(), Err(Error::NoMemory));
+        assert_eq!(pages.held_by(B), 2);
+    }
+
+    #[test]
+    fn release_env_frees_everything_it_alone_held() {
+        let mut pages = table(4);
+        let mine = pages.alloc(A, 100).unwrap();
+        let shared = pages.alloc(A, 100).unwrap();
+        let pinned = pages.alloc(A, 100).unwrap();
+        pages.grant(A, shared, B, Rights::READ).unwrap();
+        pages.pin(pinned).unwrap();
+        assert_eq!(pages.release_env(A), 3);
+        assert_eq!(pages.rights(A, mine), Rights::empty());
+        assert_eq!(pages.rights(B, shared), Rights::READ);
+        assert_eq!(pages.free_count(), 2);
+        pages.unpin(pinned);
+        pages.free(B, shared).unwrap();
+        assert_eq!(pages.free_count(), 4);
+        assert_eq!(pages.held_by(A), 0);
+    }
+}
