@@ -14,3 +14,8 @@ pub mod initrd;
 pub mod kernel;
 pub mod program;
 pub mod trapframe;
+
+#[cfg(target_os = "none")]
+pub mod arch;
+#[cfg(target_os = "none")]
+pub mod heap;

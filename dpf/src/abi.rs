@@ -1,0 +1,123 @@
+//! The data layout shared by the compiled code and the Rust side: the context the compiled
+//! function reads, the per-node records, the hash-table descriptors and the output record.
+//!
+//! The compiled function has the System V signature
+//!
+//! ```text
+//! extern "sysv64" fn classify(ctx: *const Context, frame: *const u8, len: u64, out: *mut RawOutput)
+//! ```
+//!
+//! Everything it reads besides the frame is reached through `ctx`, so the code bytes hold no
+//! absolute address: the kernel may copy them anywhere, and tables may grow and move without
+//! recompiling. Addresses are stored as `u64` so that these records are plain data.
+
+/// What the compiled function reads besides the frame. Rebuilt by [`crate::Dpf::context`]
+/// after every change; valid while the `Dpf` is not modified.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Context {
+    /// The structure generation the tables follow; compiled code for another generation
+    /// returns [`RawOutput::STALE`] without reading anything else.
+    pub generation: u64,
+    /// Address of the `[TableDesc]` array, indexed by group number.
+    pub tables: u64,
+    /// Address of the `[NodeInfo]` array, indexed by node number.
+    pub nodes: u64,
+    /// Length of the node array; node numbers at or above it are treated as misses.
+    pub node_count: u64,
+}
+
+/// Offsets of [`Context`] fields, used by the code generator.
+pub(crate) mod context_field {
+    pub const GENERATION: i32 = 0;
+    pub const TABLES: i32 = 8;
+    pub const NODES: i32 = 16;
+    pub const NODE_COUNT: i32 = 24;
+}
+const _: () = assert!(core::mem::size_of::<Context>() == 32);
+
+/// One trie node as the compiled code sees it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// Slot of the exclusive filter that ends here (valid when `depth != 0`).
+    pub owner: u32,
+    /// 1 + the number of installed filters that strictly contain the owner; 0 = no owner.
+    /// Among matching filters the deepest wins.
+    pub depth: u32,
+    /// Bit `i` set: copy filter number `i` ends here.
+    pub copies: u64,
+    /// Which compiled block continues below this node within its parent group's code
+    /// (0 = the node has no groups).
+    pub code: u32,
+    /// Padding, always 0.
+    pub reserved: u32,
+}
+
+pub(crate) mod node_field {
+    pub const OWNER: i32 = 0;
+    pub const DEPTH: i32 = 4;
+    pub const COPIES: i32 = 8;
+    pub const CODE: i32 = 16;
+}
+const _: () = assert!(core::mem::size_of::<NodeInfo>() == 24);
+
+/// A hash-dispatch table as the compiled code sees it. Entries are `stride` 32-bit words:
+/// word 0 is `node + 1` (0 = empty slot), then one word per key atom (the masked loads).
+/// Linear probing from `(hash >> shift) & mask`; at most half the slots are used.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableDesc {
+    /// Address of the entry words.
+    pub entries: u64,
+    /// Capacity − 1 (capacity is a power of two, at least 2).
+    pub mask: u64,
+    /// 64 − log2(capacity).
+    pub shift: u64,
+    /// Hash seed.
+    pub seed: u64,
+}
+
+pub(crate) mod table_field {
+    pub const ENTRIES: i32 = 0;
+    pub const MASK: i32 = 8;
+    pub const SHIFT: i32 = 16;
+    pub const SEED: i32 = 24;
+}
+const _: () = assert!(core::mem::size_of::<TableDesc>() == 32);
+
+/// The multiplier of the key hash.
+pub const HASH_MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// The key hash shared by the Rust tables and the compiled code.
+pub fn hash_key(seed: u64, key: &[u32]) -> u64 {
+    key.iter().fold(seed, |h, w| (h ^ u64::from(*w)).wrapping_mul(HASH_MULTIPLIER))
+}
+
+/// What the compiled function writes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawOutput {
+    /// [`RawOutput::OK`] or [`RawOutput::STALE`].
+    pub status: u32,
+    /// Slot of the winning exclusive filter, or [`RawOutput::NO_OWNER`].
+    pub owner: u32,
+    /// Bit `i`: copy filter number `i` matched.
+    pub copies: u64,
+}
+
+pub(crate) mod output_field {
+    pub const STATUS: i32 = 0;
+    pub const OWNER: i32 = 4;
+    pub const COPIES: i32 = 8;
+}
+const _: () = assert!(core::mem::size_of::<RawOutput>() == 16);
+
+impl RawOutput {
+    /// The code ran against matching tables.
+    pub const OK: u32 = 0;
+    /// The code was compiled for another structure generation; nothing was classified.
+    pub const STALE: u32 = 1;
+    /// No exclusive filter matched.
+    pub const NO_OWNER: u32 = u32::MAX;
+}

@@ -1,0 +1,389 @@
+//! The Cranelift backend: the whole trie becomes one function (signature in [`crate::abi`]).
+//!
+//! Code is made per group, not per filter: load the group's fields (after one bounds check
+//! that covers them all), hash them, probe the group's table (data reached through the
+//! context), and on a hit apply the child's [`NodeInfo`](crate::abi::NodeInfo) and jump to
+//! the child's code, if it has groups. So the code's size follows the number of filter
+//! shapes, not the number of filters, and adding a connection needs no new code.
+//!
+//! Builds without std, for the kernel. The output is position-independent bytes without
+//! relocations.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{
+    AbiParam, Block, BlockArg, Function, InstBuilder, JumpTableData, MemFlagsData, Signature, UserFuncName, Value,
+    types,
+};
+use cranelift_codegen::isa::{self, CallConv, OwnedTargetIsa};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_codegen::control::ControlPlane;
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+
+use crate::abi::{HASH_MULTIPLIER, RawOutput, context_field, node_field, output_field, table_field};
+use crate::filter::{AtomKey, Base, Width};
+use crate::set::Dpf;
+use crate::trie::Trie;
+
+/// Machine code for one structure generation of a [`Dpf`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompiledCode {
+    /// x86-64 machine code, position-independent, entry at offset 0, System V ABI.
+    pub bytes: Vec<u8>,
+    /// The structure generation it was compiled for ([`Dpf::generation`]).
+    pub generation: u64,
+}
+
+/// Why compilation failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CompileError {
+    /// Cranelift has no x86-64 backend in this build, or refused a setting.
+    Isa(String),
+    /// Cranelift failed to verify or compile the function.
+    Codegen(String),
+    /// The code needs relocations, so it is not position-independent.
+    Relocations,
+}
+
+impl fmt::Display for CompileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CompileError::Isa(e) => write!(f, "no usable x86-64 target: {e}"),
+            CompileError::Codegen(e) => write!(f, "code generation failed: {e}"),
+            CompileError::Relocations => f.write_str("the code needs relocations"),
+        }
+    }
+}
+
+/// How hard Cranelift optimizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OptLevel {
+    /// No optimization: fastest to compile (useful under emulation).
+    None,
+    /// Optimize for speed.
+    #[default]
+    Speed,
+}
+
+/// The x86-64 target the code is made for: baseline x86-64 (no CPU extensions), not PIC.
+pub fn target_isa(opt: OptLevel) -> Result<OwnedTargetIsa, CompileError> {
+    let mut flags = settings::builder();
+    let level = match opt {
+        OptLevel::None => "none",
+        OptLevel::Speed => "speed",
+    };
+    flags.set("opt_level", level).map_err(|e| CompileError::Isa(format!("{e}")))?;
+    flags.set("is_pic", "false").map_err(|e| CompileError::Isa(format!("{e}")))?;
+    let builder = isa::lookup_by_name("x86_64").map_err(|e| CompileError::Isa(format!("{e}")))?;
+    builder.finish(settings::Flags::new(flags)).map_err(|e| CompileError::Isa(format!("{e}")))
+}
+
+/// The signature `fn(ctx, frame, len, out)` in the System V convention.
+pub fn signature() -> Signature {
+    let mut sig = Signature::new(CallConv::SystemV);
+    for _ in 0..4 {
+        sig.params.push(AbiParam::new(types::I64));
+    }
+    sig
+}
+
+impl Dpf {
+    /// Compiles the trie at [`OptLevel::Speed`].
+    pub fn compile(&self) -> Result<CompiledCode, CompileError> {
+        compile(self, OptLevel::Speed)
+    }
+}
+
+/// Compiles the whole trie of `dpf` into one function.
+pub fn compile(dpf: &Dpf, opt: OptLevel) -> Result<CompiledCode, CompileError> {
+    let isa = target_isa(opt)?;
+    let mut func = Function::with_name_signature(UserFuncName::user(0, 0), signature());
+    let mut builder_context = FunctionBuilderContext::new();
+    {
+        let builder = FunctionBuilder::new(&mut func, &mut builder_context);
+        Emitter::emit(builder, dpf, isa.frontend_config());
+    }
+    let mut context = cranelift_codegen::Context::for_function(func);
+    let compiled = context
+        .compile(&*isa, &mut ControlPlane::default())
+        .map_err(|e| CompileError::Codegen(format!("{:?}", e.inner)))?;
+    if !compiled.buffer.relocs().is_empty() {
+        return Err(CompileError::Relocations);
+    }
+    Ok(CompiledCode { bytes: compiled.code_buffer().to_vec(), generation: dpf.generation() })
+}
+
+/// Values that every block can use.
+struct Common {
+    frame: Value,
+    len: Value,
+    nodes: Value,
+    node_count: Value,
+    tables: Value,
+    /// Start of the IPv4 payload, or a huge value when the frame is too short to hold the IHL.
+    l4: Option<Value>,
+}
+
+struct Emitter<'a> {
+    b: FunctionBuilder<'a>,
+    trie: &'a Trie,
+    owner: Variable,
+    depth: Variable,
+    copies: Variable,
+}
+
+fn trusted() -> MemFlagsData {
+    MemFlagsData::trusted()
+}
+
+fn frame_flags() -> MemFlagsData {
+    // Bounds-checked before the load, so it cannot fault; frames are not aligned.
+    MemFlagsData::new().with_notrap()
+}
+
+impl<'a> Emitter<'a> {
+    fn emit(mut b: FunctionBuilder<'a>, dpf: &'a Dpf, config: cranelift_codegen::isa::TargetFrontendConfig) {
+        let trie = dpf.trie();
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        let params = b.block_params(entry).to_vec();
+        let (ctx, frame, len, out) = (params[0], params[1], params[2], params[3]);
+        let owner = b.declare_var(types::I32);
+        let depth = b.declare_var(types::I32);
+        let copies = b.declare_var(types::I64);
+        let no_owner = b.ins().iconst(types::I32, i64::from(RawOutput::NO_OWNER as i32));
+        let zero32 = b.ins().iconst(types::I32, 0);
+        let zero64 = b.ins().iconst(types::I64, 0);
+        b.def_var(owner, no_owner);
+        b.def_var(depth, zero32);
+        b.def_var(copies, zero64);
+
+        // Code for another structure generation must not read the tables.
+        let generation = b.ins().load(types::I64, trusted(), ctx, context_field::GENERATION);
+        let current = b.ins().icmp_imm_u(IntCC::Equal, generation, dpf.generation() as i64);
+        let body = b.create_block();
+        let stale = b.create_block();
+        b.ins().brif(current, body, &[], stale, &[]);
+
+        b.switch_to_block(stale);
+        let status = b.ins().iconst(types::I32, i64::from(RawOutput::STALE));
+        b.ins().store(trusted(), status, out, output_field::STATUS);
+        b.ins().return_(&[]);
+
+        b.switch_to_block(body);
+        let tables = b.ins().load(types::I64, trusted(), ctx, context_field::TABLES);
+        let nodes = b.ins().load(types::I64, trusted(), ctx, context_field::NODES);
+        let node_count = b.ins().load(types::I64, trusted(), ctx, context_field::NODE_COUNT);
+        let reads_ihl = trie.groups.iter().any(|g| g.live && g.relative_end > 0);
+        let l4 = reads_ihl.then(|| {
+            let has_ihl = b.create_block();
+            let join = b.create_block();
+            let l4 = b.append_block_param(join, types::I64);
+            let huge = b.ins().iconst(types::I64, 1 << 40);
+            let long_enough = b.ins().icmp_imm_u(IntCC::UnsignedGreaterThanOrEqual, len, 15);
+            b.ins().brif(long_enough, has_ihl, &[], join, &[BlockArg::Value(huge)]);
+            b.switch_to_block(has_ihl);
+            let byte = b.ins().uload8(types::I64, frame_flags(), frame, 14);
+            let ihl = b.ins().band_imm_u(byte, 0x0f);
+            let words = b.ins().ishl_imm_u(ihl, 2);
+            let start = b.ins().iadd_imm_s(words, 14);
+            b.ins().jump(join, &[BlockArg::Value(start)]);
+            b.switch_to_block(join);
+            l4
+        });
+        let common = Common { frame, len, nodes, node_count, tables, l4 };
+        let mut emitter = Emitter { b, trie, owner, depth, copies };
+        let root = dpf.root();
+        let root_info = emitter.b.ins().iadd_imm_s(nodes, i64::from(root) * 24);
+        emitter.apply(root_info);
+        let exit = emitter.b.create_block();
+        emitter.node(root, exit, &common);
+
+        let b = &mut emitter.b;
+        b.switch_to_block(exit);
+        let ok = b.ins().iconst(types::I32, i64::from(RawOutput::OK));
+        b.ins().store(trusted(), ok, out, output_field::STATUS);
+        let owner = b.use_var(emitter.owner);
+        b.ins().store(trusted(), owner, out, output_field::OWNER);
+        let copies = b.use_var(emitter.copies);
+        b.ins().store(trusted(), copies, out, output_field::COPIES);
+        b.ins().return_(&[]);
+        b.seal_all_blocks();
+        emitter.b.finalize(config);
+    }
+
+    /// Applies the `NodeInfo` at `info`: a deeper owner wins; copies accumulate.
+    fn apply(&mut self, info: Value) {
+        let b = &mut self.b;
+        let depth = b.ins().load(types::I32, trusted(), info, node_field::DEPTH);
+        let owner = b.ins().load(types::I32, trusted(), info, node_field::OWNER);
+        let copies = b.ins().load(types::I64, trusted(), info, node_field::COPIES);
+        let best_depth = b.use_var(self.depth);
+        let best_owner = b.use_var(self.owner);
+        let deeper = b.ins().icmp(IntCC::UnsignedGreaterThan, depth, best_depth);
+        let new_depth = b.ins().select(deeper, depth, best_depth);
+        let new_owner = b.ins().select(deeper, owner, best_owner);
+        b.def_var(self.depth, new_depth);
+        b.def_var(self.owner, new_owner);
+        let all = b.use_var(self.copies);
+        let all = b.ins().bor(all, copies);
+        b.def_var(self.copies, all);
+    }
+
+    /// Code for `node`'s groups, starting in the current block, ending with a jump to `next`.
+    fn node(&mut self, node: u32, next: Block, common: &Common) {
+        let groups = self.trie.nodes[node as usize].groups.clone();
+        for g in groups {
+            let after = self.b.create_block();
+            let children = self.group(g, after, common);
+            for (child, block) in children {
+                self.b.switch_to_block(block);
+                self.node(child, after, common);
+            }
+            self.b.switch_to_block(after);
+        }
+        self.b.ins().jump(next, &[]);
+    }
+
+    /// Loads one atom's masked value as an `i64`.
+    fn load(&mut self, key: &AtomKey, common: &Common) -> Value {
+        let b = &mut self.b;
+        let address = match (key.base, common.l4) {
+            (Base::Ipv4Payload, Some(l4)) => b.ins().iadd(common.frame, l4),
+            _ => common.frame,
+        };
+        let offset = i32::from(key.offset);
+        let value = match key.width {
+            Width::W1 => b.ins().uload8(types::I64, frame_flags(), address, offset),
+            Width::W2 => {
+                let v = b.ins().load(types::I16, frame_flags(), address, offset);
+                let v = b.ins().bswap(v);
+                b.ins().uextend(types::I64, v)
+            }
+            Width::W4 => {
+                let v = b.ins().load(types::I32, frame_flags(), address, offset);
+                let v = b.ins().bswap(v);
+                b.ins().uextend(types::I64, v)
+            }
+        };
+        if key.mask == key.width.full_mask() { value } else { b.ins().band_imm_u(value, i64::from(key.mask)) }
+    }
+
+    /// Code for group `g`: on a miss jump to `after`; on a hit apply the child and dispatch
+    /// to the returned blocks (one per child with code), or `after`.
+    fn group(&mut self, g: u32, after: Block, common: &Common) -> Vec<(u32, Block)> {
+        let group = &self.trie.groups[g as usize];
+        let atoms = group.atoms.clone();
+        let stride = 4 * (atoms.len() as i64 + 1);
+
+        // One bounds check for all fields: never read past `len`.
+        let b = &mut self.b;
+        let mut in_bounds: Option<Value> = None;
+        if group.absolute_end > 0 {
+            in_bounds = Some(b.ins().icmp_imm_u(IntCC::UnsignedGreaterThanOrEqual, common.len, group.absolute_end as i64));
+        }
+        if let (true, Some(l4)) = (group.relative_end > 0, common.l4) {
+            let end = b.ins().iadd_imm_s(l4, group.relative_end as i64);
+            let ok = b.ins().icmp(IntCC::UnsignedLessThanOrEqual, end, common.len);
+            in_bounds = Some(match in_bounds {
+                Some(prev) => b.ins().band(prev, ok),
+                None => ok,
+            });
+        }
+        if let Some(ok) = in_bounds {
+            let load_block = b.create_block();
+            b.ins().brif(ok, load_block, &[], after, &[]);
+            b.switch_to_block(load_block);
+        }
+        let values: Vec<Value> = atoms.iter().map(|k| self.load(k, common)).collect();
+
+        let b = &mut self.b;
+        let desc = b.ins().iadd_imm_s(common.tables, i64::from(g) * 32);
+        let entries = b.ins().load(types::I64, trusted(), desc, table_field::ENTRIES);
+        let mask = b.ins().load(types::I64, trusted(), desc, table_field::MASK);
+        let shift = b.ins().load(types::I64, trusted(), desc, table_field::SHIFT);
+        let mut hash = b.ins().load(types::I64, trusted(), desc, table_field::SEED);
+        for v in &values {
+            let mixed = b.ins().bxor(hash, *v);
+            hash = b.ins().imul_imm_s(mixed, HASH_MULTIPLIER as i64);
+        }
+        let home = b.ins().ushr(hash, shift);
+        let home = b.ins().band(home, mask);
+
+        let probe = b.create_block();
+        let index = b.append_block_param(probe, types::I64);
+        let compare = b.create_block();
+        let hit = b.create_block();
+        b.ins().jump(probe, &[BlockArg::Value(home)]);
+
+        // probe(index): an empty slot ends the search.
+        b.switch_to_block(probe);
+        let offset = b.ins().imul_imm_s(index, stride);
+        let entry = b.ins().iadd(entries, offset);
+        let tag = b.ins().load(types::I32, trusted(), entry, 0);
+        b.ins().brif(tag, compare, &[], after, &[]);
+
+        // compare: all key words equal → hit, else the next slot.
+        b.switch_to_block(compare);
+        let mut equal: Option<Value> = None;
+        for (i, v) in values.iter().enumerate() {
+            let word = b.ins().uload32(trusted(), entry, 4 * (i as i32 + 1));
+            let same = b.ins().icmp(IntCC::Equal, word, *v);
+            equal = Some(match equal {
+                Some(e) => b.ins().band(e, same),
+                None => same,
+            });
+        }
+        let next_block = b.create_block();
+        match equal {
+            Some(e) => b.ins().brif(e, hit, &[], next_block, &[]),
+            None => b.ins().jump(hit, &[]),
+        };
+        b.switch_to_block(next_block);
+        let next = b.ins().iadd_imm_s(index, 1);
+        let next = b.ins().band(next, mask);
+        b.ins().jump(probe, &[BlockArg::Value(next)]);
+
+        // hit: the child's record, if the node number is in range.
+        b.switch_to_block(hit);
+        let tag64 = b.ins().uextend(types::I64, tag);
+        let child = b.ins().iadd_imm_s(tag64, -1);
+        let valid = b.ins().icmp(IntCC::UnsignedLessThan, child, common.node_count);
+        let apply_block = b.create_block();
+        b.ins().brif(valid, apply_block, &[], after, &[]);
+        b.switch_to_block(apply_block);
+        let info_offset = b.ins().imul_imm_s(child, 24);
+        let info = b.ins().iadd(common.nodes, info_offset);
+        self.apply(info);
+
+        let b = &mut self.b;
+        let coded = self.trie.groups[g as usize].coded.clone();
+        if coded.iter().all(Option::is_none) {
+            b.ins().jump(after, &[]);
+            return Vec::new();
+        }
+        let code = b.ins().load(types::I32, trusted(), info, node_field::CODE);
+        let mut children = Vec::new();
+        let mut targets = Vec::with_capacity(coded.len() + 1);
+        let after_call = b.func.dfg.block_call(after, &[]);
+        targets.push(after_call);
+        for child in coded {
+            match child {
+                Some(node) => {
+                    let block = b.create_block();
+                    children.push((node, block));
+                    targets.push(b.func.dfg.block_call(block, &[]));
+                }
+                None => targets.push(after_call),
+            }
+        }
+        let table = b.create_jump_table(JumpTableData::new(after_call, &targets));
+        b.ins().br_table(code, table);
+        children
+    }
+}

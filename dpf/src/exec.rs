@@ -1,0 +1,124 @@
+//! The one place with `unsafe`: turning compiled code bytes into a callable function, and
+//! (feature `jit`) mapping them executable on the host with cranelift-jit.
+
+#![allow(unsafe_code)] // reason: this module is the crate's single unsafe boundary
+
+use crate::abi::{Context, RawOutput};
+use crate::set::{Classification, Dpf};
+
+/// The compiled function: `classify(ctx, frame, len, out)`.
+pub type RawClassifyFn = unsafe extern "sysv64" fn(*const Context, *const u8, u64, *mut RawOutput);
+
+/// Views `entry` as the compiled function.
+///
+/// # Safety
+/// `entry` must point to an executable copy of [`crate::CompiledCode::bytes`] (entry at
+/// offset 0) that stays mapped for as long as the returned function is called.
+pub unsafe fn entry_point(entry: *const u8) -> RawClassifyFn {
+    // SAFETY: the caller guarantees `entry` is the start of code with exactly this signature
+    // (the code generator emits it with `compile::signature()`).
+    unsafe { core::mem::transmute::<*const u8, RawClassifyFn>(entry) }
+}
+
+/// Runs the compiled function on `frame` with `ctx`.
+///
+/// # Safety
+/// `function` must come from [`entry_point`] under its conditions, and `ctx` must be the
+/// current [`Dpf::context`] of the set the code was compiled from, unmodified since (the code
+/// checks the generation, but not that the table addresses are still valid).
+pub unsafe fn call(function: RawClassifyFn, ctx: &Context, frame: &[u8]) -> RawOutput {
+    let mut out = RawOutput::default();
+    // SAFETY: the code reads `ctx` and the arrays it points to (valid per the caller), reads
+    // `frame` only below `len` (every load is bounds-checked), and writes only `out`.
+    unsafe { function(ctx, frame.as_ptr(), frame.len() as u64, &mut out) };
+    out
+}
+
+#[cfg(feature = "jit")]
+pub use jit::{JitCode, JitError};
+
+#[cfg(feature = "jit")]
+mod jit {
+    use alloc::format;
+    use alloc::string::String;
+
+    use cranelift_jit::{JITBuilder, JITModule};
+    use cranelift_module::{Linkage, Module, default_libcall_names};
+
+    use super::{RawClassifyFn, call, entry_point};
+    use crate::abi::{Context, RawOutput};
+    use crate::compile::{CompiledCode, OptLevel, signature, target_isa};
+    use crate::set::{Classification, Dpf};
+
+    /// Why compiled code could not be mapped.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct JitError(pub String);
+
+    /// Compiled code mapped executable in this process (host only).
+    pub struct JitCode {
+        module: Option<JITModule>,
+        function: RawClassifyFn,
+        generation: u64,
+    }
+
+    impl JitCode {
+        /// Copies `code` into executable memory.
+        pub fn load(code: &CompiledCode) -> Result<JitCode, JitError> {
+            let isa = target_isa(OptLevel::Speed).map_err(|e| JitError(format!("{e}")))?;
+            let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
+            let id = module
+                .declare_function("dpf_classify", Linkage::Local, &signature())
+                .map_err(|e| JitError(format!("{e}")))?;
+            module.define_function_bytes(id, 16, &code.bytes, &[]).map_err(|e| JitError(format!("{e}")))?;
+            module.finalize_definitions().map_err(|e| JitError(format!("{e}")))?;
+            let entry = module.get_finalized_function(id);
+            // SAFETY: `entry` is the executable copy of `code.bytes`, owned by `module`, which
+            // lives as long as `self` and is freed only in `drop`.
+            let function = unsafe { entry_point(entry) };
+            Ok(JitCode { module: Some(module), function, generation: code.generation })
+        }
+
+        /// The structure generation the code was compiled for.
+        pub fn generation(&self) -> u64 {
+            self.generation
+        }
+
+        /// Runs the code against `ctx`, which must be `dpf.context()` of the set it came from.
+        pub fn classify_raw(&self, dpf: &Dpf, frame: &[u8]) -> RawOutput {
+            let ctx: Context = dpf.context();
+            // SAFETY: `function` is mapped while `self` lives; `ctx` is the current context of
+            // `dpf`, which is borrowed (so unmodified) during the call. A `dpf` of another
+            // structure generation makes the code return STALE before touching the tables; a
+            // different set of the same generation number has tables of the same layout,
+            // since the code reads group and node numbers only through bounds-checked indices
+            // into arrays described by `ctx` itself.
+            unsafe { call(self.function, &ctx, frame) }
+        }
+
+        /// Classifies `frame`; `None` if the code is stale for `dpf`.
+        pub fn classify(&self, dpf: &Dpf, frame: &[u8]) -> Option<Classification> {
+            dpf.resolve(&self.classify_raw(dpf, frame))
+        }
+    }
+
+    impl Drop for JitCode {
+        fn drop(&mut self) {
+            if let Some(module) = self.module.take() {
+                // SAFETY: the only pointer into the module's memory is `self.function`, which
+                // dies with `self`.
+                unsafe { module.free_memory() };
+            }
+        }
+    }
+}
+
+/// Classifies `frame` with a function from [`entry_point`] (kernel-style use).
+///
+/// # Safety
+/// As for [`call`], with `ctx = dpf.context()`.
+pub unsafe fn classify(function: RawClassifyFn, dpf: &Dpf, frame: &[u8]) -> Option<Classification> {
+    let ctx = dpf.context();
+    // SAFETY: forwarded to the caller.
+    let raw = unsafe { call(function, &ctx, frame) };
+    dpf.resolve(&raw)
+}

@@ -1,0 +1,321 @@
+//! The exact meaning of a filter as constraints on frame bytes, used to decide overlap and
+//! subset (see `docs/dpf.md`, "The overlap rule").
+//!
+//! A filter fixes some bits of some bytes and needs the frame to be long enough. Bytes named
+//! relative to the IPv4 payload land at `14 + 4h + offset`, where `h = frame[14] & 0x0f`; so a
+//! filter that reads the IHL is decided case by case over the 16 values of `h`, and in case
+//! `h` the frame is at least 15 bytes long and has `frame[14] & 0x0f == h`. Within one case
+//! everything is a set of fixed bits plus a minimum length, and overlap and implication are
+//! exact byte-by-byte comparisons.
+
+use alloc::vec::Vec;
+
+use crate::filter::{Base, Filter};
+
+/// One constrained byte: `frame[offset] & mask == value`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Byte {
+    offset: u64,
+    mask: u8,
+    value: u8,
+}
+
+/// The byte constraints of one filter, split by base and sorted by offset.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Shape {
+    absolute: Vec<Byte>,
+    relative: Vec<Byte>,
+    /// The frame length the absolute atoms need.
+    absolute_len: u64,
+    /// The length past the IPv4 payload start the relative atoms need.
+    relative_len: u64,
+    /// The absolute bytes contradict each other.
+    absolute_conflict: bool,
+    /// The relative bytes contradict each other.
+    relative_conflict: bool,
+}
+
+/// Most constrained bytes one case can have: 16 atoms of 4 bytes, plus the IHL byte.
+const MAX_BYTES: usize = crate::filter::MAX_ATOMS * 4 + 1;
+
+/// The constraints of one filter in one case, sorted by offset, duplicates merged.
+struct Case {
+    bytes: [Byte; MAX_BYTES],
+    len: usize,
+    min_len: u64,
+}
+
+impl Case {
+    fn bytes(&self) -> &[Byte] {
+        &self.bytes[..self.len]
+    }
+}
+
+fn push_merged(list: &mut Vec<Byte>, byte: Byte) -> bool {
+    match list.iter_mut().find(|b| b.offset == byte.offset) {
+        Some(b) => {
+            let conflict = (b.mask & byte.mask) & (b.value ^ byte.value) != 0;
+            b.mask |= byte.mask;
+            b.value |= byte.value;
+            !conflict
+        }
+        None => {
+            list.push(byte);
+            true
+        }
+    }
+}
+
+impl Shape {
+    /// The byte constraints of `filter`.
+    pub fn of(filter: &Filter) -> Shape {
+        let mut shape = Shape::default();
+        for atom in filter.atoms() {
+            let width = atom.key.width.bytes();
+            let end = atom.key.end();
+            let (list, conflict, len) = match atom.key.base {
+                Base::Frame => (&mut shape.absolute, &mut shape.absolute_conflict, &mut shape.absolute_len),
+                Base::Ipv4Payload => (&mut shape.relative, &mut shape.relative_conflict, &mut shape.relative_len),
+            };
+            *len = (*len).max(end);
+            for i in 0..width {
+                let shift = 8 * (width - 1 - i);
+                let mask = ((atom.key.mask >> shift) & 0xff) as u8;
+                if mask == 0 {
+                    continue;
+                }
+                let value = ((atom.value >> shift) & 0xff) as u8;
+                let byte = Byte { offset: u64::from(atom.key.offset) + u64::from(i), mask, value };
+                if !push_merged(list, byte) {
+                    *conflict = true;
+                }
+            }
+        }
+        shape.absolute.sort_unstable_by_key(|b| b.offset);
+        shape.relative.sort_unstable_by_key(|b| b.offset);
+        shape
+    }
+
+    /// Whether the filter reads the IHL.
+    fn reads_ihl(&self) -> bool {
+        self.relative_len > 0
+    }
+
+    /// The constraints in case `ihl` (ignored if the filter does not read the IHL and
+    /// `force_ihl` is false). `None` when they contradict each other.
+    fn case(&self, ihl: u8, force_ihl: bool) -> Option<Case> {
+        if self.absolute_conflict || self.relative_conflict {
+            return None;
+        }
+        let mut case = Case { bytes: [Byte { offset: 0, mask: 0, value: 0 }; MAX_BYTES], len: 0, min_len: self.absolute_len };
+        let with_ihl = force_ihl || self.reads_ihl();
+        let base = 14 + 4 * u64::from(ihl);
+        // Three sorted sources: absolute bytes, the IHL byte, relative bytes shifted by base.
+        let ihl_byte = [Byte { offset: 14, mask: 0x0f, value: ihl }];
+        let ihl_bytes: &[Byte] = if with_ihl { &ihl_byte } else { &[] };
+        let (mut a, mut i, mut r) = (0, 0, 0);
+        loop {
+            let next_a = self.absolute.get(a).map(|b| b.offset);
+            let next_i = ihl_bytes.get(i).map(|b| b.offset);
+            let next_r = if with_ihl { self.relative.get(r).map(|b| b.offset + base) } else { None };
+            let pick = [next_a, next_i, next_r].into_iter().flatten().min();
+            let Some(offset) = pick else { break };
+            let byte = if next_a == Some(offset) {
+                a += 1;
+                self.absolute[a - 1]
+            } else if next_i == Some(offset) {
+                i += 1;
+                ihl_bytes[i - 1]
+            } else {
+                r += 1;
+                let b = self.relative[r - 1];
+                Byte { offset, ..b }
+            };
+            if case.len > 0 && case.bytes[case.len - 1].offset == offset {
+                let last = &mut case.bytes[case.len - 1];
+                if (last.mask & byte.mask) & (last.value ^ byte.value) != 0 {
+                    return None;
+                }
+                last.mask |= byte.mask;
+                last.value |= byte.value;
+            } else if case.len < MAX_BYTES {
+                case.bytes[case.len] = byte;
+                case.len += 1;
+            }
+        }
+        if with_ihl {
+            case.min_len = case.min_len.max(15);
+            if self.reads_ihl() {
+                case.min_len = case.min_len.max(base + self.relative_len);
+            }
+        }
+        Some(case)
+    }
+
+    /// Whether some frame matches the filter.
+    pub fn satisfiable(&self) -> bool {
+        if self.reads_ihl() {
+            (0..16).any(|h| self.case(h, true).is_some())
+        } else {
+            self.case(0, false).is_some()
+        }
+    }
+
+    /// Whether some frame matches both filters.
+    pub fn overlaps(&self, other: &Shape) -> bool {
+        if !self.reads_ihl() && !other.reads_ihl() {
+            return match (self.case(0, false), other.case(0, false)) {
+                (Some(a), Some(b)) => compatible(&a, &b),
+                _ => false,
+            };
+        }
+        // Cases from the largest IHL down: ports at large IHL never collide with the
+        // absolute header bytes, so common filters decide on the first case.
+        (0..16u8).rev().any(|h| match (self.case(h, true), other.case(h, true)) {
+            (Some(a), Some(b)) => compatible(&a, &b),
+            _ => false,
+        })
+    }
+
+    /// Whether every frame that matches `self` matches `other` (`self ⊆ other`).
+    pub fn subset_of(&self, other: &Shape) -> bool {
+        if !self.reads_ihl() && !other.reads_ihl() {
+            return match (self.case(0, false), other.case(0, false)) {
+                (None, _) => true,
+                (Some(_), None) => false,
+                (Some(a), Some(b)) => implies(&a, &b),
+            };
+        }
+        if !self.reads_ihl() {
+            // `other` reads the IHL, so it needs 15 bytes; `self` must need them too,
+            // else a short frame matches `self` only.
+            match self.case(0, false) {
+                None => return true,
+                Some(c) if c.min_len < 15 => return false,
+                Some(_) => {}
+            }
+        }
+        (0..16u8).all(|h| match self.case(h, true) {
+            None => true,
+            Some(a) => match other.case(h, true) {
+                None => false,
+                Some(b) => implies(&a, &b),
+            },
+        })
+    }
+}
+
+/// Whether one frame can satisfy both cases.
+fn compatible(a: &Case, b: &Case) -> bool {
+    let (mut i, mut j) = (0, 0);
+    let (x, y) = (a.bytes(), b.bytes());
+    while i < x.len() && j < y.len() {
+        match x[i].offset.cmp(&y[j].offset) {
+            core::cmp::Ordering::Less => i += 1,
+            core::cmp::Ordering::Greater => j += 1,
+            core::cmp::Ordering::Equal => {
+                if (x[i].mask & y[j].mask) & (x[i].value ^ y[j].value) != 0 {
+                    return false;
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    true
+}
+
+/// Whether every frame satisfying `a` satisfies `b`.
+fn implies(a: &Case, b: &Case) -> bool {
+    if b.min_len > a.min_len {
+        return false;
+    }
+    let x = a.bytes();
+    let mut i = 0;
+    for need in b.bytes() {
+        while i < x.len() && x[i].offset < need.offset {
+            i += 1;
+        }
+        match x.get(i) {
+            Some(have) if have.offset == need.offset => {
+                if have.mask & need.mask != need.mask || have.value & need.mask != need.value {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::{Atom, Width};
+
+    fn shape(atoms: &[Atom]) -> Shape {
+        Shape::of(&Filter::new(atoms).unwrap())
+    }
+
+    #[test]
+    fn connection_is_strict_subset_of_listen() {
+        let listen = Shape::of(&Filter::tcp_listen([10, 0, 0, 1], 80));
+        let conn = Shape::of(&Filter::tcp_connection([10, 0, 0, 1], 80, [10, 0, 0, 2], 999));
+        assert!(conn.subset_of(&listen));
+        assert!(!listen.subset_of(&conn));
+        assert!(conn.overlaps(&listen));
+        let all = Shape::of(&Filter::ipv4());
+        assert!(listen.subset_of(&all));
+        assert!(Shape::of(&Filter::arp()).subset_of(&Shape::of(&Filter::everything())));
+        assert!(!Shape::of(&Filter::arp()).overlaps(&all));
+    }
+
+    #[test]
+    fn masks_and_widths_compare_bytewise() {
+        let word = shape(&[Atom::new(Base::Frame, 12, Width::W2, 0x0800)]);
+        let byte = shape(&[Atom::new(Base::Frame, 12, Width::W1, 0x08)]);
+        assert!(word.subset_of(&byte));
+        assert!(!byte.subset_of(&word));
+        let nibble = shape(&[Atom::masked(Base::Frame, 12, Width::W1, 0xf0, 0x00)]);
+        assert!(word.subset_of(&nibble));
+        let other = shape(&[Atom::masked(Base::Frame, 12, Width::W1, 0xf0, 0x10)]);
+        assert!(!word.overlaps(&other));
+    }
+
+    #[test]
+    fn relative_atoms_follow_the_ihl() {
+        // Absolute byte 34 vs relative byte 0 with IHL 5: the same byte.
+        let abs = shape(&[
+            Atom::masked(Base::Frame, 14, Width::W1, 0x0f, 5),
+            Atom::new(Base::Frame, 34, Width::W1, 7),
+        ]);
+        let rel = shape(&[Atom::new(Base::Ipv4Payload, 0, Width::W1, 7)]);
+        assert!(abs.subset_of(&rel));
+        assert!(!rel.subset_of(&abs));
+        let rel_other = shape(&[
+            Atom::masked(Base::Frame, 14, Width::W1, 0x0f, 5),
+            Atom::new(Base::Ipv4Payload, 0, Width::W1, 8),
+        ]);
+        assert!(!abs.overlaps(&rel_other));
+        // Length: a one-byte absolute filter matches short frames a relative one cannot.
+        let short = shape(&[Atom::new(Base::Frame, 0, Width::W1, 1)]);
+        let rel_any = shape(&[Atom::masked(Base::Ipv4Payload, 0, Width::W1, 0x80, 0)]);
+        assert!(!short.subset_of(&rel_any));
+        assert!(short.overlaps(&rel_any));
+    }
+
+    #[test]
+    fn contradictions_are_unsatisfiable() {
+        let err = Filter::new(&[
+            Atom::new(Base::Frame, 12, Width::W2, 0x0800),
+            Atom::new(Base::Frame, 13, Width::W1, 0x06),
+        ]);
+        assert_eq!(err, Err(crate::filter::FilterError::Unsatisfiable));
+        // The IHL byte itself cannot be both 5 and 6 in its low nibble.
+        let ihl = Filter::new(&[
+            Atom::masked(Base::Frame, 14, Width::W1, 0x0f, 5),
+            Atom::masked(Base::Frame, 14, Width::W2, 0x0f00, 0x0600),
+        ]);
+        assert_eq!(ihl, Err(crate::filter::FilterError::Unsatisfiable));
+    }
+}

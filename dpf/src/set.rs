@@ -1,0 +1,520 @@
+//! The filter set: installing, deleting and sharing filters under the overlap rule, and
+//! classifying frames with the interpreter (the reference) or the linear baseline.
+//!
+//! The overlap rule (also in `docs/dpf.md`): a non-copy filter N inserted by principal P is
+//! refused if some installed non-copy filter E overlaps it (some frame matches both), unless
+//! N is a strict subset of E and E is held by P or is a fallback filter, or E is a strict
+//! subset of N and N is a fallback filter. Installed non-copy filters are therefore nested or
+//! disjoint, the filters matching one frame form a chain, and the most specific (deepest)
+//! one owns the frame. Copy filters skip the rule.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::abi::{Context, NodeInfo, RawOutput};
+use crate::filter::Filter;
+use crate::model::Shape;
+use crate::trie::{ROOT, Trie};
+
+/// Names an installed filter. Slot numbers are reused, generations are not, so an old id
+/// never names a newer filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FilterId {
+    slot: u32,
+    generation: u32,
+}
+
+impl FilterId {
+    /// The slot number (what the compiled code reports).
+    pub const fn slot(self) -> u32 {
+        self.slot
+    }
+
+    /// The id as one word, for crossing the system-call boundary.
+    pub const fn to_u64(self) -> u64 {
+        (self.generation as u64) << 32 | self.slot as u64
+    }
+
+    /// The id from [`FilterId::to_u64`].
+    pub const fn from_u64(word: u64) -> FilterId {
+        FilterId { slot: word as u32, generation: (word >> 32) as u32 }
+    }
+}
+
+/// How a filter takes part in demultiplexing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilterClass {
+    /// Owns the frames it matches (unless a more specific filter matches too). Must not
+    /// overlap other filters except as the overlap rule allows.
+    Exclusive,
+    /// Like `Exclusive`, but any principal may install strict subsets of it, and it may be
+    /// installed over existing filters it strictly contains (strayd's catch-all).
+    /// Privileged.
+    Fallback,
+    /// Sees every frame it matches, alongside the owner; may overlap anything (tcpdump).
+    /// Privileged.
+    Copy,
+}
+
+/// How to insert a filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InsertOptions {
+    /// The class of the filter.
+    pub class: FilterClass,
+    /// Whether the caller may install privileged classes (decided by the kernel).
+    pub privileged: bool,
+}
+
+impl Default for InsertOptions {
+    fn default() -> InsertOptions {
+        InsertOptions { class: FilterClass::Exclusive, privileged: false }
+    }
+}
+
+/// The result of a successful insert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Inserted {
+    /// The new filter.
+    pub id: FilterId,
+    /// The trie's structure changed: compiled code must be rebuilt before use (it reports
+    /// [`RawOutput::STALE`] until then). False when only table entries changed.
+    pub needs_recompile: bool,
+}
+
+/// Why an insert was refused. Nothing changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InsertError {
+    /// The filter overlaps `with` and the overlap rule does not allow it.
+    Overlap {
+        /// An installed filter it overlaps.
+        with: FilterId,
+    },
+    /// Copy and fallback filters need privilege.
+    NotPrivileged,
+    /// All [`MAX_COPY_FILTERS`] copy filters are in use.
+    TooManyCopyFilters,
+    /// The filter would need a new dispatch group and [`MAX_GROUPS`] exist.
+    TooManyShapes,
+    /// 2³² − 1 filters are installed.
+    TooManyFilters,
+}
+
+/// Why a delete or reference was refused. Nothing changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilterAccessError {
+    /// No such filter (never installed, or deleted).
+    UnknownFilter,
+    /// The principal does not hold the filter.
+    NotHeld,
+    /// The new principal already holds the filter.
+    AlreadyHeld,
+}
+
+impl fmt::Display for InsertError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InsertError::Overlap { with } => write!(f, "overlaps filter {}", with.to_u64()),
+            InsertError::NotPrivileged => f.write_str("copy and fallback filters need privilege"),
+            InsertError::TooManyCopyFilters => write!(f, "all {MAX_COPY_FILTERS} copy filters are in use"),
+            InsertError::TooManyShapes => write!(f, "more than {MAX_GROUPS} dispatch groups"),
+            InsertError::TooManyFilters => f.write_str("too many filters"),
+        }
+    }
+}
+
+impl fmt::Display for FilterAccessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FilterAccessError::UnknownFilter => "no such filter",
+            FilterAccessError::NotHeld => "the principal does not hold the filter",
+            FilterAccessError::AlreadyHeld => "the principal already holds the filter",
+        })
+    }
+}
+
+/// At most this many copy filters (each is one bit of a 64-bit mask).
+pub const MAX_COPY_FILTERS: usize = 64;
+/// At most this many dispatch groups (they make code; filters of a few shapes need few).
+pub const MAX_GROUPS: usize = 1024;
+
+/// The copy filters that matched a frame, as a set of copy numbers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CopySet(pub u64);
+
+impl CopySet {
+    /// Whether no copy filter matched.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The copy numbers, ascending (see [`Dpf::copy_filter`]).
+    pub fn iter(self) -> impl Iterator<Item = usize> {
+        (0..MAX_COPY_FILTERS).filter(move |i| self.0 >> i & 1 == 1)
+    }
+}
+
+/// Who receives a frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Classification {
+    /// The most specific matching exclusive or fallback filter.
+    pub owner: Option<FilterId>,
+    /// The matching copy filters.
+    pub copies: CopySet,
+}
+
+#[derive(Clone, Debug)]
+struct Live {
+    filter: Filter,
+    shape: Shape,
+    class: FilterClass,
+    holders: Vec<u32>,
+    payload: u32,
+    node: u32,
+    /// 1 + number of installed non-copy filters strictly containing this one (non-copy).
+    depth: u32,
+    /// Copy number (copy filters).
+    copy: u8,
+}
+
+#[derive(Clone, Debug)]
+struct Slot {
+    generation: u32,
+    live: Option<Live>,
+}
+
+/// The set of installed filters, merged into one trie.
+#[derive(Clone, Debug)]
+pub struct Dpf {
+    slots: Vec<Slot>,
+    free_slots: Vec<u32>,
+    trie: Trie,
+    copy_slots: [Option<u32>; MAX_COPY_FILTERS],
+    generation: u64,
+    len: usize,
+}
+
+/// Another name for [`Dpf`].
+pub type FilterSet = Dpf;
+
+impl Default for Dpf {
+    fn default() -> Dpf {
+        Dpf::new()
+    }
+}
+
+impl Dpf {
+    /// An empty set with a fixed hash seed.
+    pub fn new() -> Dpf {
+        Dpf::with_seed(0x5151_7a7a_0bad_cafe)
+    }
+
+    /// An empty set whose hash tables use `seed` (pass a random one to resist collisions
+    /// chosen by an attacker).
+    pub fn with_seed(seed: u64) -> Dpf {
+        Dpf {
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            trie: Trie::new(seed),
+            copy_slots: [None; MAX_COPY_FILTERS],
+            generation: 1,
+            len: 0,
+        }
+    }
+
+    /// Number of installed filters.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no filter is installed.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The structure generation: it changes exactly when compiled code must be rebuilt.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub(crate) fn trie(&self) -> &Trie {
+        &self.trie
+    }
+
+    fn live(&self, id: FilterId) -> Option<&Live> {
+        self.slots.get(id.slot as usize).filter(|s| s.generation == id.generation)?.live.as_ref()
+    }
+
+    fn id_of(&self, slot: u32) -> Option<FilterId> {
+        let s = self.slots.get(slot as usize)?;
+        s.live.as_ref()?;
+        Some(FilterId { slot, generation: s.generation })
+    }
+
+    /// The filter installed under `id`.
+    pub fn filter(&self, id: FilterId) -> Option<&Filter> {
+        self.live(id).map(|l| &l.filter)
+    }
+
+    /// The payload (packet ring) given at insert.
+    pub fn payload(&self, id: FilterId) -> Option<u32> {
+        self.live(id).map(|l| l.payload)
+    }
+
+    /// The class given at insert.
+    pub fn class(&self, id: FilterId) -> Option<FilterClass> {
+        self.live(id).map(|l| l.class)
+    }
+
+    /// Whether `principal` holds `id`.
+    pub fn holds(&self, id: FilterId, principal: u32) -> bool {
+        self.live(id).is_some_and(|l| l.holders.contains(&principal))
+    }
+
+    /// The copy filter with copy number `index`.
+    pub fn copy_filter(&self, index: usize) -> Option<FilterId> {
+        self.copy_slots.get(index).copied().flatten().and_then(|s| self.id_of(s))
+    }
+
+    /// Every installed filter.
+    pub fn ids(&self) -> impl Iterator<Item = FilterId> + '_ {
+        (0..self.slots.len() as u32).filter_map(|s| self.id_of(s))
+    }
+
+    /// Installs an exclusive filter for `principal`, delivering to `payload`.
+    pub fn insert(&mut self, filter: &Filter, principal: u32, payload: u32) -> Result<Inserted, InsertError> {
+        self.insert_with(filter, InsertOptions::default(), principal, payload)
+    }
+
+    /// Installs a filter of any class.
+    pub fn insert_with(
+        &mut self,
+        filter: &Filter,
+        options: InsertOptions,
+        principal: u32,
+        payload: u32,
+    ) -> Result<Inserted, InsertError> {
+        let class = options.class;
+        if class != FilterClass::Exclusive && !options.privileged {
+            return Err(InsertError::NotPrivileged);
+        }
+        let shape = Shape::of(filter);
+        let mut ancestors = 0u32;
+        let mut descendants = Vec::new();
+        if class != FilterClass::Copy {
+            for e in self.overlapping(filter, &shape) {
+                let Some(other) = self.slots[e as usize].live.as_ref() else { continue };
+                let id = FilterId { slot: e, generation: self.slots[e as usize].generation };
+                let inner = syntactic_subset(other.filter.atoms(), filter.atoms()) || shape.subset_of(&other.shape);
+                let equal = inner && other.shape.subset_of(&shape);
+                if inner && !equal && (other.class == FilterClass::Fallback || other.holders.contains(&principal)) {
+                    ancestors += 1;
+                } else if !inner && class == FilterClass::Fallback && other.shape.subset_of(&shape) {
+                    descendants.push(e);
+                } else {
+                    return Err(InsertError::Overlap { with: id });
+                }
+            }
+        }
+        let copy = if class == FilterClass::Copy {
+            match self.copy_slots.iter().position(Option::is_none) {
+                Some(i) => i as u8,
+                None => return Err(InsertError::TooManyCopyFilters),
+            }
+        } else {
+            0
+        };
+        if self.trie.group_count() >= MAX_GROUPS && self.needs_group(filter) {
+            return Err(InsertError::TooManyShapes);
+        }
+        let slot = match self.free_slots.pop() {
+            Some(s) => s,
+            None => {
+                let s = u32::try_from(self.slots.len()).ok().filter(|s| *s != RawOutput::NO_OWNER);
+                let Some(s) = s else { return Err(InsertError::TooManyFilters) };
+                self.slots.push(Slot { generation: 0, live: None });
+                s
+            }
+        };
+        let placed = self.trie.place(filter.atoms());
+        let node = placed.node;
+        let depth = ancestors + 1;
+        let info = &mut self.trie.info[node as usize];
+        if class == FilterClass::Copy {
+            info.copies |= 1 << copy;
+            self.copy_slots[copy as usize] = Some(slot);
+        } else {
+            info.owner = slot;
+            info.depth = depth;
+        }
+        for d in descendants {
+            if let Some(l) = self.slots[d as usize].live.as_mut() {
+                l.depth += 1;
+                self.trie.info[l.node as usize].depth = l.depth;
+            }
+        }
+        let live = Live { filter: filter.clone(), shape, class, holders: alloc::vec![principal], payload, node, depth, copy };
+        let s = &mut self.slots[slot as usize];
+        s.live = Some(live);
+        self.len += 1;
+        if placed.structural {
+            self.generation += 1;
+        }
+        Ok(Inserted { id: FilterId { slot, generation: s.generation }, needs_recompile: placed.structural })
+    }
+
+    /// Whether placing `filter` would make a new group (an estimate is enough: it only
+    /// guards [`MAX_GROUPS`]).
+    fn needs_group(&self, filter: &Filter) -> bool {
+        self.trie.would_make_group(filter.atoms())
+    }
+
+    /// Slots of installed non-copy filters that overlap `filter`.
+    fn overlapping(&self, filter: &Filter, shape: &Shape) -> Vec<u32> {
+        let mut found = Vec::new();
+        self.trie.candidates(filter.atoms(), &mut |node| {
+            let info = &self.trie.info[node as usize];
+            if info.depth != 0 {
+                found.push(info.owner);
+            }
+        });
+        found.retain(|e| {
+            self.slots.get(*e as usize).and_then(|s| s.live.as_ref()).is_some_and(|l| {
+                syntactic_subset(l.filter.atoms(), filter.atoms()) || l.shape.overlaps(shape)
+            })
+        });
+        found
+    }
+
+    /// Drops `principal`'s hold on `id`; the filter is removed when nobody holds it.
+    /// Returns whether it was removed. Never changes the code structure (empty groups stay
+    /// until [`Dpf::compact`]).
+    pub fn delete(&mut self, id: FilterId, principal: u32) -> Result<bool, FilterAccessError> {
+        let live = self.live(id).ok_or(FilterAccessError::UnknownFilter)?;
+        let holder = live.holders.iter().position(|p| *p == principal).ok_or(FilterAccessError::NotHeld)?;
+        let slot = id.slot as usize;
+        let Some(live) = self.slots[slot].live.as_mut() else { return Err(FilterAccessError::UnknownFilter) };
+        live.holders.swap_remove(holder);
+        if !live.holders.is_empty() {
+            return Ok(false);
+        }
+        let Some(live) = self.slots[slot].live.take() else { return Err(FilterAccessError::UnknownFilter) };
+        self.slots[slot].generation = self.slots[slot].generation.wrapping_add(1);
+        self.free_slots.push(id.slot);
+        self.len -= 1;
+        let info = &mut self.trie.info[live.node as usize];
+        if live.class == FilterClass::Copy {
+            info.copies &= !(1 << live.copy);
+            self.copy_slots[live.copy as usize] = None;
+        } else {
+            info.depth = 0;
+            info.owner = 0;
+            // Filters inside this one move up a level.
+            for e in self.overlapping(&live.filter, &live.shape) {
+                if let Some(l) = self.slots[e as usize].live.as_mut()
+                    && l.depth > live.depth
+                {
+                    l.depth -= 1;
+                    self.trie.info[l.node as usize].depth = l.depth;
+                }
+            }
+        }
+        self.trie.prune(live.node);
+        Ok(true)
+    }
+
+    /// Lets `new_principal` hold `id` too (the caller must hold it).
+    pub fn reference(&mut self, id: FilterId, principal: u32, new_principal: u32) -> Result<(), FilterAccessError> {
+        let live = self.live(id).ok_or(FilterAccessError::UnknownFilter)?;
+        if !live.holders.contains(&principal) {
+            return Err(FilterAccessError::NotHeld);
+        }
+        if live.holders.contains(&new_principal) {
+            return Err(FilterAccessError::AlreadyHeld);
+        }
+        if let Some(l) = self.slots[id.slot as usize].live.as_mut() {
+            l.holders.push(new_principal);
+        }
+        Ok(())
+    }
+
+    /// Drops every hold of `principal` (environment teardown). Returns how many filters
+    /// were removed.
+    pub fn release_principal(&mut self, principal: u32) -> usize {
+        let held: Vec<FilterId> = self.ids().filter(|id| self.holds(*id, principal)).collect();
+        held.into_iter().filter(|id| self.delete(*id, principal) == Ok(true)).count()
+    }
+
+    /// Removes dispatch groups left empty by deletes. Returns whether the structure changed
+    /// (then the code must be rebuilt).
+    pub fn compact(&mut self) -> bool {
+        let changed = self.trie.compact();
+        if changed {
+            self.generation += 1;
+        }
+        changed
+    }
+
+    /// Classifies `frame` by walking the trie (the reference semantics).
+    pub fn classify_interpreted(&self, frame: &[u8]) -> Classification {
+        let mut best = NodeInfo::default();
+        let mut copies = 0u64;
+        self.trie.walk(frame, |info| {
+            if info.depth > best.depth {
+                best = *info;
+            }
+            copies |= info.copies;
+        });
+        self.resolve_parts(best.depth != 0, best.owner, copies)
+    }
+
+    /// Classifies `frame` by running every filter on its own, one after the other (the way
+    /// BPF socket filters run). The baseline for benchmarks and a second reference.
+    pub fn classify_linear(&self, frame: &[u8]) -> Classification {
+        let mut best: Option<(u32, u32)> = None;
+        let mut copies = 0u64;
+        for (slot, s) in self.slots.iter().enumerate() {
+            let Some(l) = &s.live else { continue };
+            if !l.filter.matches(frame) {
+                continue;
+            }
+            if l.class == FilterClass::Copy {
+                copies |= 1 << l.copy;
+            } else if best.is_none_or(|(d, _)| l.depth > d) {
+                best = Some((l.depth, slot as u32));
+            }
+        }
+        self.resolve_parts(best.is_some(), best.map_or(0, |b| b.1), copies)
+    }
+
+    fn resolve_parts(&self, has_owner: bool, owner: u32, copies: u64) -> Classification {
+        Classification { owner: if has_owner { self.id_of(owner) } else { None }, copies: CopySet(copies) }
+    }
+
+    /// Turns the compiled code's output into a classification; `None` if the code was stale.
+    pub fn resolve(&self, raw: &RawOutput) -> Option<Classification> {
+        if raw.status != RawOutput::OK {
+            return None;
+        }
+        Some(self.resolve_parts(raw.owner != RawOutput::NO_OWNER, raw.owner, raw.copies))
+    }
+
+    /// What the compiled code reads. Valid until the set is next modified.
+    pub fn context(&self) -> Context {
+        Context {
+            generation: self.generation,
+            tables: self.trie.descs.as_ptr() as u64,
+            nodes: self.trie.info.as_ptr() as u64,
+            node_count: self.trie.info.len() as u64,
+        }
+    }
+
+    /// The root's node record (for the code generator).
+    pub(crate) fn root(&self) -> u32 {
+        ROOT
+    }
+}
+
+/// Whether every atom of `outer` appears in `inner` (then `inner ⊆ outer`).
+fn syntactic_subset(outer: &[crate::filter::Atom], inner: &[crate::filter::Atom]) -> bool {
+    outer.iter().all(|a| inner.binary_search(a).is_ok())
+}

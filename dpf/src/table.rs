@@ -1,0 +1,187 @@
+//! The hash-dispatch table: open addressing with linear probing over plain `u32` words, the
+//! same words the compiled code probes (layout in [`crate::abi::TableDesc`]).
+//!
+//! Adding or removing a key changes words in this table and nothing else; growing moves the
+//! words, and the new address reaches the compiled code through the context.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::abi::{TableDesc, hash_key};
+
+/// A map from key tuples (`arity` words) to node numbers.
+#[derive(Clone, Debug)]
+pub struct FlatTable {
+    words: Vec<u32>,
+    arity: usize,
+    capacity: usize,
+    len: usize,
+    seed: u64,
+}
+
+const MIN_CAPACITY: usize = 4;
+
+impl FlatTable {
+    /// An empty table for keys of `arity` words.
+    pub fn new(arity: usize, seed: u64) -> FlatTable {
+        FlatTable { words: vec![0; MIN_CAPACITY * (arity + 1)], arity, capacity: MIN_CAPACITY, len: 0, seed }
+    }
+
+    fn stride(&self) -> usize {
+        self.arity + 1
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the table holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn home(&self, key: &[u32]) -> usize {
+        let shift = 64 - self.capacity.trailing_zeros();
+        ((hash_key(self.seed, key) >> shift) as usize) & (self.capacity - 1)
+    }
+
+    fn slot(&self, index: usize) -> &[u32] {
+        let s = self.stride();
+        self.words.get(index * s..(index + 1) * s).unwrap_or(&[])
+    }
+
+    /// The descriptor the compiled code reads. Valid until the table is next modified.
+    pub fn desc(&self) -> TableDesc {
+        TableDesc {
+            entries: self.words.as_ptr() as u64,
+            mask: (self.capacity - 1) as u64,
+            shift: u64::from(64 - self.capacity.trailing_zeros()),
+            seed: self.seed,
+        }
+    }
+
+    /// Finds the slot holding `key`.
+    fn find_slot(&self, key: &[u32]) -> Option<usize> {
+        let mut index = self.home(key);
+        for _ in 0..self.capacity {
+            let slot = self.slot(index);
+            match slot.split_first() {
+                Some((0, _)) | None => return None,
+                Some((_, k)) if k == key => return Some(index),
+                _ => index = (index + 1) & (self.capacity - 1),
+            }
+        }
+        None
+    }
+
+    /// The node stored under `key`.
+    pub fn get(&self, key: &[u32]) -> Option<u32> {
+        let slot = self.find_slot(key)?;
+        self.slot(slot).first().map(|tag| tag - 1)
+    }
+
+    /// Stores `node` under `key` (replacing any previous node).
+    pub fn insert(&mut self, key: &[u32], node: u32) {
+        debug_assert_eq!(key.len(), self.arity);
+        if let Some(slot) = self.find_slot(key) {
+            let s = self.stride();
+            self.words[slot * s] = node + 1;
+            return;
+        }
+        if (self.len + 1) * 2 > self.capacity {
+            self.grow();
+        }
+        self.place(key, node);
+        self.len += 1;
+    }
+
+    fn place(&mut self, key: &[u32], node: u32) {
+        let s = self.stride();
+        let mut index = self.home(key);
+        while self.words[index * s] != 0 {
+            index = (index + 1) & (self.capacity - 1);
+        }
+        self.words[index * s] = node + 1;
+        self.words[index * s + 1..(index + 1) * s].copy_from_slice(key);
+    }
+
+    fn grow(&mut self) {
+        let old = core::mem::take(&mut self.words);
+        self.capacity *= 2;
+        self.words = vec![0; self.capacity * self.stride()];
+        for slot in old.chunks_exact(self.stride()) {
+            if let Some((tag, key)) = slot.split_first()
+                && *tag != 0
+            {
+                self.place(key, tag - 1);
+            }
+        }
+    }
+
+    /// Removes `key`, returning its node. Later entries of the probe run shift back, so no
+    /// tombstones are left.
+    pub fn remove(&mut self, key: &[u32]) -> Option<u32> {
+        let mut hole = self.find_slot(key)?;
+        let s = self.stride();
+        let node = self.words[hole * s] - 1;
+        let mask = self.capacity - 1;
+        let mut next = (hole + 1) & mask;
+        loop {
+            if self.words[next * s] == 0 {
+                break;
+            }
+            let home = self.home(&self.words[next * s + 1..(next + 1) * s]);
+            // Move the entry back if its home does not lie cyclically in (hole, next].
+            let distance_home = next.wrapping_sub(home) & mask;
+            let distance_hole = next.wrapping_sub(hole) & mask;
+            if distance_home >= distance_hole {
+                self.words.copy_within(next * s..(next + 1) * s, hole * s);
+                hole = next;
+            }
+            next = (next + 1) & mask;
+        }
+        self.words[hole * s..(hole + 1) * s].fill(0);
+        self.len -= 1;
+        Some(node)
+    }
+
+    /// All (key, node) pairs.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u32], u32)> {
+        self.words.chunks_exact(self.stride()).filter_map(|slot| match slot.split_first() {
+            Some((tag, key)) if *tag != 0 => Some((key, tag - 1)),
+            _ => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::collections::BTreeMap;
+
+    #[test]
+    fn matches_a_map_under_random_operations() {
+        let mut table = FlatTable::new(2, 7);
+        let mut model = BTreeMap::new();
+        let mut x: u64 = 1;
+        for step in 0..200_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let key = [(x % 64) as u32, ((x >> 8) % 4) as u32];
+            if x >> 60 < 9 {
+                table.insert(&key, step);
+                model.insert(key, step);
+            } else {
+                assert_eq!(table.remove(&key), model.remove(&key));
+            }
+            assert_eq!(table.len(), model.len());
+            let probe = [((x >> 20) % 64) as u32, ((x >> 30) % 4) as u32];
+            assert_eq!(table.get(&probe), model.get(&probe).copied());
+        }
+        let mut all: Vec<_> = table.iter().map(|(k, v)| ([k[0], k[1]], v)).collect();
+        all.sort();
+        assert_eq!(all, model.into_iter().collect::<Vec<_>>());
+    }
+}

@@ -1,0 +1,324 @@
+//! The merged trie: nodes joined by hash-dispatch groups.
+//!
+//! A group at a node tests a set of atom keys (for example "protocol and destination
+//! address", or the connection's "source address and source port") and maps the tuple of
+//! masked values to a child node through a [`FlatTable`]. A filter is placed by walking down:
+//! at each node the first group whose keys all appear among the filter's remaining atoms is
+//! followed (the values pick the child, made on demand); when no group fits, a new group is
+//! made from all remaining atoms. The filter ends at the node where no atom remains.
+//!
+//! A new child under an existing group is a table entry: data. Only a new group changes
+//! the code structure, which bumps the structure generation.
+
+use alloc::vec::Vec;
+
+use crate::abi::{NodeInfo, TableDesc};
+use crate::filter::{Atom, AtomKey, Base, ipv4_payload_start};
+use crate::table::FlatTable;
+
+/// Index of the root node.
+pub const ROOT: u32 = 0;
+
+/// A trie node.
+#[derive(Clone, Debug, Default)]
+pub struct Node {
+    /// The group this node hangs under (none for the root).
+    pub parent: Option<u32>,
+    /// The values under which the parent group stores this node.
+    pub key: Vec<u32>,
+    /// Groups tested at this node, in order.
+    pub groups: Vec<u32>,
+    /// Whether the node is in use.
+    pub live: bool,
+}
+
+/// A hash-dispatch group.
+#[derive(Clone, Debug)]
+pub struct Group {
+    /// The node that tests this group.
+    pub node: u32,
+    /// The keys, sorted.
+    pub atoms: Vec<AtomKey>,
+    /// Values → child node.
+    pub table: FlatTable,
+    /// Children that have groups of their own: `coded[i]` has code `i + 1`.
+    pub coded: Vec<Option<u32>>,
+    /// Whether the group is in use.
+    pub live: bool,
+    /// One past the last absolute byte read.
+    pub absolute_end: u64,
+    /// One past the last byte read relative to the IPv4 payload (0 = none).
+    pub relative_end: u64,
+}
+
+impl Group {
+    fn new(node: u32, atoms: Vec<AtomKey>, seed: u64) -> Group {
+        let absolute_end = atoms.iter().filter(|a| a.base == Base::Frame).map(|a| a.end()).max().unwrap_or(0);
+        let relative_end = atoms.iter().filter(|a| a.base == Base::Ipv4Payload).map(|a| a.end()).max().unwrap_or(0);
+        let table = FlatTable::new(atoms.len(), seed);
+        Group { node, atoms, table, coded: Vec::new(), live: true, absolute_end, relative_end }
+    }
+
+    /// Loads the key tuple from `frame` into `out`; `false` if a byte lies outside it.
+    pub fn load(&self, frame: &[u8], l4: Option<u64>, out: &mut [u32; crate::filter::MAX_ATOMS]) -> bool {
+        for (slot, key) in out.iter_mut().zip(&self.atoms) {
+            match key.load(frame, l4) {
+                Some(v) => *slot = v,
+                None => return false,
+            }
+        }
+        true
+    }
+}
+
+/// Where the trie found or made the end node of a filter.
+pub struct Placed {
+    /// The node where the filter ends.
+    pub node: u32,
+    /// Whether a group was made (the compiled code must be rebuilt).
+    pub structural: bool,
+}
+
+/// The trie and the data arrays the compiled code reads.
+#[derive(Clone, Debug)]
+pub struct Trie {
+    /// Nodes by number.
+    pub nodes: Vec<Node>,
+    /// What the compiled code reads per node.
+    pub info: Vec<NodeInfo>,
+    free_nodes: Vec<u32>,
+    /// Groups by number.
+    pub groups: Vec<Group>,
+    /// What the compiled code reads per group.
+    pub descs: Vec<TableDesc>,
+    free_groups: Vec<u32>,
+    seed: u64,
+}
+
+impl Trie {
+    /// A trie holding only the root.
+    pub fn new(seed: u64) -> Trie {
+        Trie {
+            nodes: alloc::vec![Node { live: true, ..Node::default() }],
+            info: alloc::vec![NodeInfo::default()],
+            free_nodes: Vec::new(),
+            groups: Vec::new(),
+            descs: Vec::new(),
+            free_groups: Vec::new(),
+            seed,
+        }
+    }
+
+    /// Number of live groups.
+    pub fn group_count(&self) -> usize {
+        self.groups.iter().filter(|g| g.live).count()
+    }
+
+    fn new_node(&mut self, parent: u32, key: Vec<u32>) -> u32 {
+        let node = Node { parent: Some(parent), key, groups: Vec::new(), live: true };
+        match self.free_nodes.pop() {
+            Some(n) => {
+                self.nodes[n as usize] = node;
+                self.info[n as usize] = NodeInfo::default();
+                n
+            }
+            None => {
+                self.nodes.push(node);
+                self.info.push(NodeInfo::default());
+                (self.nodes.len() - 1) as u32
+            }
+        }
+    }
+
+    fn new_group(&mut self, node: u32, atoms: Vec<AtomKey>) -> u32 {
+        // A node that gets its first group needs a code number in its parent group.
+        if self.nodes[node as usize].groups.is_empty()
+            && let Some(parent) = self.nodes[node as usize].parent
+        {
+            let coded = &mut self.groups[parent as usize].coded;
+            let code = match coded.iter().position(Option::is_none) {
+                Some(i) => {
+                    coded[i] = Some(node);
+                    i
+                }
+                None => {
+                    coded.push(Some(node));
+                    coded.len() - 1
+                }
+            };
+            self.info[node as usize].code = code as u32 + 1;
+        }
+        let group = Group::new(node, atoms, self.seed);
+        let desc = group.table.desc();
+        let g = match self.free_groups.pop() {
+            Some(g) => {
+                self.groups[g as usize] = group;
+                self.descs[g as usize] = desc;
+                g
+            }
+            None => {
+                self.groups.push(group);
+                self.descs.push(desc);
+                (self.groups.len() - 1) as u32
+            }
+        };
+        self.nodes[node as usize].groups.push(g);
+        g
+    }
+
+    /// Finds or makes the node where a filter with these (sorted) atoms ends.
+    pub fn place(&mut self, atoms: &[Atom]) -> Placed {
+        let mut node = ROOT;
+        let mut remaining: Vec<Atom> = atoms.to_vec();
+        let mut structural = false;
+        while !remaining.is_empty() {
+            let fitting = self.nodes[node as usize].groups.iter().copied().find(|g| {
+                self.groups[*g as usize].atoms.iter().all(|k| remaining.iter().any(|a| a.key == *k))
+            });
+            let g = match fitting {
+                Some(g) => g,
+                None => {
+                    structural = true;
+                    let keys = remaining.iter().map(|a| a.key).collect();
+                    self.new_group(node, keys)
+                }
+            };
+            let keys = self.groups[g as usize].atoms.clone();
+            let values: Vec<u32> = keys
+                .iter()
+                .map(|k| remaining.iter().find(|a| a.key == *k).map_or(0, |a| a.value))
+                .collect();
+            remaining.retain(|a| !keys.contains(&a.key));
+            node = match self.groups[g as usize].table.get(&values) {
+                Some(child) => child,
+                None => {
+                    let child = self.new_node(g, values.clone());
+                    self.groups[g as usize].table.insert(&values, child);
+                    self.descs[g as usize] = self.groups[g as usize].table.desc();
+                    child
+                }
+            };
+        }
+        Placed { node, structural }
+    }
+
+    /// Whether [`Trie::place`] would make a new group for these atoms.
+    pub fn would_make_group(&self, atoms: &[Atom]) -> bool {
+        let mut node = Some(ROOT);
+        let mut remaining: Vec<Atom> = atoms.to_vec();
+        while !remaining.is_empty() {
+            // A node that does not exist yet has no groups.
+            let Some(n) = node else { return true };
+            let fitting = self.nodes[n as usize].groups.iter().copied().find(|g| {
+                self.groups[*g as usize].atoms.iter().all(|k| remaining.iter().any(|a| a.key == *k))
+            });
+            let Some(g) = fitting else { return true };
+            let keys = &self.groups[g as usize].atoms;
+            let values: Vec<u32> =
+                keys.iter().map(|k| remaining.iter().find(|a| a.key == *k).map_or(0, |a| a.value)).collect();
+            remaining.retain(|a| !keys.contains(&a.key));
+            node = self.groups[g as usize].table.get(&values);
+        }
+        false
+    }
+
+    /// Whether a node holds nothing: no owner, no copies, no groups.
+    fn is_empty(&self, node: u32) -> bool {
+        let info = &self.info[node as usize];
+        info.depth == 0 && info.copies == 0 && self.nodes[node as usize].groups.is_empty()
+    }
+
+    /// Removes `node` from its parent group if it holds nothing. Groups are kept even when
+    /// they become empty, so this is a data change; [`Trie::compact`] removes them.
+    pub fn prune(&mut self, node: u32) {
+        if node == ROOT || !self.is_empty(node) {
+            return;
+        }
+        let Some(parent) = self.nodes[node as usize].parent else { return };
+        let key = core::mem::take(&mut self.nodes[node as usize].key);
+        let group = &mut self.groups[parent as usize];
+        group.table.remove(&key);
+        self.descs[parent as usize] = group.table.desc();
+        self.nodes[node as usize].live = false;
+        self.info[node as usize] = NodeInfo::default();
+        self.free_nodes.push(node);
+    }
+
+    /// Removes empty groups and the nodes left empty by that. Returns whether anything
+    /// changed (the structure did, and the code must be rebuilt).
+    pub fn compact(&mut self) -> bool {
+        let mut changed = false;
+        loop {
+            let Some(g) = (0..self.groups.len()).find(|g| self.groups[*g].live && self.groups[*g].table.is_empty()) else {
+                break;
+            };
+            changed = true;
+            let node = self.groups[g].node;
+            self.groups[g].live = false;
+            self.groups[g].table = FlatTable::new(0, self.seed);
+            self.groups[g].coded.clear();
+            self.descs[g] = self.groups[g].table.desc();
+            self.free_groups.push(g as u32);
+            let n = &mut self.nodes[node as usize];
+            n.groups.retain(|x| *x as usize != g);
+            if n.groups.is_empty()
+                && let Some(parent) = n.parent
+            {
+                let code = self.info[node as usize].code;
+                if let Some(slot) = self.groups[parent as usize].coded.get_mut((code as usize).wrapping_sub(1)) {
+                    *slot = None;
+                }
+                self.info[node as usize].code = 0;
+                self.prune(node);
+            }
+        }
+        changed
+    }
+
+    /// Visits every node a frame reaches, in the order the compiled code does.
+    pub fn walk(&self, frame: &[u8], mut visit: impl FnMut(&NodeInfo)) {
+        let l4 = ipv4_payload_start(frame);
+        self.walk_from(ROOT, frame, l4, &mut visit);
+    }
+
+    fn walk_from(&self, node: u32, frame: &[u8], l4: Option<u64>, visit: &mut impl FnMut(&NodeInfo)) {
+        visit(&self.info[node as usize]);
+        let mut values = [0u32; crate::filter::MAX_ATOMS];
+        for g in &self.nodes[node as usize].groups {
+            let group = &self.groups[*g as usize];
+            if !group.load(frame, l4, &mut values) {
+                continue;
+            }
+            if let Some(child) = group.table.get(&values[..group.atoms.len()]) {
+                self.walk_from(child, frame, l4, visit);
+            }
+        }
+    }
+
+    /// Calls `found` on every node where a filter overlapping `atoms` might end. A superset
+    /// of the true answer: the caller checks each candidate exactly.
+    pub fn candidates(&self, atoms: &[Atom], found: &mut impl FnMut(u32)) {
+        self.candidates_from(ROOT, atoms, found);
+    }
+
+    fn candidates_from(&self, node: u32, atoms: &[Atom], found: &mut impl FnMut(u32)) {
+        found(node);
+        for g in &self.nodes[node as usize].groups {
+            let group = &self.groups[*g as usize];
+            // The values the new filter requires on this group's keys, where it has them.
+            let required: Vec<Option<u32>> =
+                group.atoms.iter().map(|k| atoms.iter().find(|a| a.key == *k).map(|a| a.value)).collect();
+            if let Some(values) = required.iter().copied().collect::<Option<Vec<u32>>>() {
+                if let Some(child) = group.table.get(&values) {
+                    self.candidates_from(child, atoms, found);
+                }
+            } else {
+                for (key, child) in group.table.iter() {
+                    if key.iter().zip(&required).all(|(k, r)| r.is_none_or(|r| r == *k)) {
+                        self.candidates_from(child, atoms, found);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! Program entry: `_start` aligns the stack and calls into Rust, which reads the arguments the
+//! kernel put at `ARGS_VA`, runs the program's `main` (named with [`crate::entry!`]), and exits
+//! with its status. A panic prints its message and exits with status 101.
+
+use alloc::vec::Vec;
+use xok_abi::layout::ARGS_VA;
+
+/// The words a program was started with (from `env_spawn` or, for init, the kernel command
+/// line).
+#[derive(Clone, Copy, Debug)]
+pub struct Args {
+    block: &'static [u8],
+}
+
+impl Args {
+    /// The argument words.
+    pub fn iter(&self) -> impl Iterator<Item = &'static str> + use<> {
+        let block = self.block;
+        block
+            .split(|&b| b == 0)
+            .filter(|word| !word.is_empty())
+            .map(|word| core::str::from_utf8(word).unwrap_or(""))
+    }
+
+    /// The argument words, collected.
+    pub fn to_vec(&self) -> Vec<&'static str> {
+        self.iter().collect()
+    }
+
+    /// Joins `words` into an argument block for `env_spawn`.
+    pub fn encode(words: &[&str]) -> Vec<u8> {
+        words.join("\0").into_bytes()
+    }
+}
+
+/// Names the program's main function, `fn(Args) -> i32`. On the host (where programs are only
+/// type-checked) it makes a `main` that refuses to run.
+#[macro_export]
+macro_rules! entry {
+    ($main:path) => {
+        #[cfg(target_os = "none")]
+        #[unsafe(no_mangle)]
+        fn exos_main(args: $crate::Args) -> i32 {
+            $main(args)
+        }
+
+        #[cfg(not(target_os = "none"))]
+        fn main() {
+            let _: fn($crate::Args) -> i32 = $main;
+            eprintln!("this program runs on xok; build it with --target x86_64-unknown-none");
+            std::process::exit(2);
+        }
+    };
+}
+
+#[cfg(target_os = "none")]
+mod bare {
+    use super::*;
+
+    #[global_allocator]
+    static HEAP: crate::heap::PageHeap = crate::heap::PageHeap::new();
+
+    unsafe extern "Rust" {
+        fn exos_main(args: Args) -> i32;
+    }
+
+    core::arch::global_asm!(
+        ".section .text._start, \"ax\"",
+        ".global _start",
+        "_start:",
+        "    and rsp, -16",
+        "    xor ebp, ebp",
+        "    call exos_start",
+        "    ud2",
+    );
+
+    #[unsafe(no_mangle)]
+    extern "C" fn exos_start(args: *const u64) -> ! {
+        assert_eq!(args as usize, ARGS_VA);
+        // SAFETY: xok maps the argument page read-only at ARGS_VA before the program starts:
+        // a u64 length (at most ARGS_MAX, which fits the page) followed by that many bytes. The
+        // page is never unmapped by exos.
+        let block = unsafe {
+            let len = (*args as usize).min(xok_abi::ARGS_MAX);
+            core::slice::from_raw_parts(args.add(1) as *const u8, len)
+        };
+        // SAFETY: the program defines exos_main through exos::entry!.
+        let status = unsafe { exos_main(Args { block }) };
+        crate::sys::env_exit(status as u32)
+    }
+
+    #[panic_handler]
+    fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+        crate::println!("panic in env {:08x}: {info}", crate::sys::env_id().0);
+        crate::sys::env_exit(101)
+    }
+}

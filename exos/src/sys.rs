@@ -1,0 +1,117 @@
+//! Syscall stubs: one function per call of the xok interface (see `xok_abi::Syscall`).
+
+use xok_abi::{EnvId, EnvStatus, Error, PteFlags, Rights, Syscall};
+
+/// Issues syscall `number` with raw arguments; returns xok's `(rax, rdx)` status and value.
+/// Memory safety holds whatever the arguments: the kernel checks every pointer. (Only
+/// `insert_pte`/`remove_pte`, which can pull memory out from under Rust, have `unsafe`
+/// wrappers.) Programs normally use the typed functions below; `hostile` uses this one.
+pub fn raw(number: usize, args: [usize; 5]) -> (usize, usize) {
+    let status: usize;
+    let value: usize;
+    // SAFETY: `syscall` enters xok, which preserves every register except rax, rdx (results),
+    // rcx and r11 (clobbered by the instruction), and touches no memory of ours except through
+    // checked pointers we passed. The remove_pte/insert_pte cases are covered by their wrappers.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") number => status,
+            in("rdi") args[0],
+            in("rsi") args[1],
+            inlateout("rdx") args[2] => value,
+            in("r10") args[3],
+            in("r8") args[4],
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    (status, value)
+}
+
+fn call(call: Syscall, args: [usize; 5]) -> Result<usize, Error> {
+    match raw(call as usize, args) {
+        (0, value) => Ok(value),
+        (code, _) => Err(Error::from_code(code).unwrap_or(Error::NoSuchCall)),
+    }
+}
+
+/// Writes bytes to the console (at most `xok_abi::CONSOLE_WRITE_MAX` per call).
+pub fn console_write(bytes: &[u8]) -> Result<usize, Error> {
+    call(Syscall::ConsoleWrite, [bytes.as_ptr() as usize, bytes.len(), 0, 0, 0])
+}
+
+/// Nanoseconds since boot.
+pub fn time() -> u64 {
+    call(Syscall::Time, [0; 5]).unwrap_or(0) as u64
+}
+
+/// The caller's environment id.
+pub fn env_id() -> EnvId {
+    EnvId(call(Syscall::EnvId, [0; 5]).unwrap_or(0) as u32)
+}
+
+/// Gives up the CPU for the rest of the time slice.
+pub fn env_yield() {
+    let _ = call(Syscall::EnvYield, [0; 5]);
+}
+
+/// Ends the program with `status`.
+pub fn env_exit(status: u32) -> ! {
+    let _ = call(Syscall::EnvExit, [status as usize, 0, 0, 0, 0]);
+    unreachable!("env_exit returned")
+}
+
+/// Starts the initrd program `path` as a child with the NUL-separated words `args`.
+pub fn env_spawn(path: &str, args: &[u8]) -> Result<EnvId, Error> {
+    let a = [path.as_ptr() as usize, path.len(), args.as_ptr() as usize, args.len(), 0];
+    call(Syscall::EnvSpawn, a).map(|id| EnvId(id as u32))
+}
+
+/// Ends a child environment.
+pub fn env_kill(env: EnvId) -> Result<(), Error> {
+    call(Syscall::EnvKill, [env.0 as usize, 0, 0, 0, 0]).map(drop)
+}
+
+/// What became of an environment.
+pub fn env_status(env: EnvId) -> Result<EnvStatus, Error> {
+    let word = call(Syscall::EnvStatus, [env.0 as usize, 0, 0, 0, 0])?;
+    EnvStatus::from_word(word).ok_or(Error::NoSuchEnv)
+}
+
+/// Allocates a physical page; returns its page number.
+pub fn page_alloc() -> Result<usize, Error> {
+    call(Syscall::PageAlloc, [0; 5])
+}
+
+/// Gives `env` rights on `page`.
+pub fn page_grant(page: usize, env: EnvId, rights: Rights) -> Result<(), Error> {
+    call(Syscall::PageGrant, [page, env.0 as usize, rights.bits() as usize, 0, 0]).map(drop)
+}
+
+/// Drops the caller's rights on `page`.
+pub fn page_free(page: usize) -> Result<(), Error> {
+    call(Syscall::PageFree, [page, 0, 0, 0, 0]).map(drop)
+}
+
+/// Maps `page` at `va`.
+///
+/// # Safety
+/// Replacing a mapping changes memory under any Rust reference into that page: `va` must not be
+/// memory the program is using (its image, stack or heap).
+pub unsafe fn insert_pte(va: usize, page: usize, flags: PteFlags) -> Result<(), Error> {
+    call(Syscall::InsertPte, [va, page, flags.bits() as usize, 0, 0]).map(drop)
+}
+
+/// Unmaps the page at `va`.
+///
+/// # Safety
+/// Nothing may use memory at `va` afterwards.
+pub unsafe fn remove_pte(va: usize) -> Result<(), Error> {
+    call(Syscall::RemovePte, [va, 0, 0, 0, 0]).map(drop)
+}
+
+/// How many physical pages are free.
+pub fn page_stats() -> usize {
+    call(Syscall::PageStats, [0; 5]).unwrap_or(0)
+}

@@ -1,0 +1,76 @@
+//! Builds the boot image: the kernel ELF and an initrd holding every userland program.
+
+use crate::cpio::CpioWriter;
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The target xok and its programs are built for.
+pub const TARGET: &str = "x86_64-unknown-none";
+
+/// Where the image's parts are.
+#[derive(Clone, Debug)]
+pub struct Image {
+    /// The kernel ELF.
+    pub kernel: PathBuf,
+    /// The initrd archive.
+    pub initrd: PathBuf,
+}
+
+/// The workspace root (the parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tools/ lies in the workspace").to_path_buf()
+}
+
+/// The names of the userland programs (`userland/src/bin/*.rs`).
+pub fn program_names(root: &Path) -> Result<Vec<String>> {
+    let dir = root.join("userland/src/bin");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            names.push(path.file_stem().expect("a .rs file has a stem").to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Compiles the kernel and the programs in release mode for [`TARGET`], packs the initrd, and
+/// writes both into `out`.
+pub fn build(out: &Path) -> Result<Image> {
+    let root = workspace_root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&root)
+        .args(["build", "--release", "--target", TARGET, "-p", "xok", "-p", "userland"])
+        .status()
+        .context("running cargo build for the kernel and programs")?;
+    if !status.success() {
+        bail!("building the kernel and programs failed ({status})");
+    }
+    let binaries = target_dir(&root).join(TARGET).join("release");
+    let mut writer = CpioWriter::new();
+    for name in program_names(&root)? {
+        let path = binaries.join(&name);
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        writer.add_file(&name, &bytes);
+    }
+    std::fs::create_dir_all(out)?;
+    let image = Image { kernel: out.join("xok"), initrd: out.join("initrd.cpio") };
+    write_atomically(&image.initrd, &writer.finish())?;
+    write_atomically(&image.kernel, &std::fs::read(binaries.join("xok"))?)?;
+    Ok(image)
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
+}
+
+/// Writes through a temporary file and a rename, so a concurrent reader never sees half a file.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let temporary = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&temporary, bytes).with_context(|| format!("writing {}", temporary.display()))?;
+    std::fs::rename(&temporary, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! From the PVH entry to the first environment: reads the hvm_start_info that QEMU passes, sets
+//! up the CPU tables, the kernel heap, physical memory and the timer, then starts `init` with
+//! the kernel command line as its arguments.
+
+use super::machine::{BareMachine, IDENTITY_MAPPED};
+use super::{gdt, idt, serial, timer, trap};
+use crate::initrd::Initrd;
+use crate::kernel::Kernel;
+use crate::kprintln;
+use crate::ownership::{Page, PageOwnership};
+use crate::vm::{KernelMappings, bits};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::ops::Range;
+use xok_abi::layout::PAGE_SIZE;
+
+const START_INFO_MAGIC: u32 = 0x336e_c578;
+const MEMMAP_TYPE_RAM: u32 = 1;
+
+/// `struct hvm_start_info` (xen/include/public/arch-x86/hvm/start_info.h).
+#[repr(C)]
+struct StartInfo {
+    magic: u32,
+    version: u32,
+    flags: u32,
+    nr_modules: u32,
+    modlist_paddr: u64,
+    cmdline_paddr: u64,
+    rsdp_paddr: u64,
+    memmap_paddr: u64,
+    memmap_entries: u32,
+    reserved: u32,
+}
+
+/// `struct hvm_modlist_entry`.
+#[repr(C)]
+struct ModlistEntry {
+    paddr: u64,
+    size: u64,
+    cmdline_paddr: u64,
+    reserved: u64,
+}
+
+/// `struct hvm_memmap_table_entry`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct MemmapEntry {
+    addr: u64,
+    size: u64,
+    kind: u32,
+    reserved: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<StartInfo>() == 56);
+const _: () = assert!(core::mem::size_of::<ModlistEntry>() == 32);
+const _: () = assert!(core::mem::size_of::<MemmapEntry>() == 24);
+
+unsafe extern "C" {
+    static __kernel_start: u8;
+    static __kernel_end: u8;
+    static boot_pml4: [u64; 512];
+    static boot_pd: [u64; 512];
+}
+
+/// Reads a NUL-terminated string at a physical address in the identity map.
+///
+/// # Safety
+/// `address` must be 0 or point at a NUL-terminated string in identity-mapped memory.
+unsafe fn c_string(address: u64) -> String {
+    if address == 0 {
+        return String::new();
+    }
+    // SAFETY: the caller promises a NUL-terminated string at `address`.
+    let bytes = unsafe { core::ffi::CStr::from_ptr(address as *const core::ffi::c_char) };
+    String::from_utf8_lossy(bytes.to_bytes()).into_owned()
+}
+
+/// The Rust entry point, called from boot.s in long mode with the hvm_start_info address.
+#[unsafe(no_mangle)]
+extern "C" fn kernel_main(start_info: u64) -> ! {
+    serial::init();
+    crate::heap::init();
+    gdt::init();
+    idt::init();
+    timer::init();
+    timer::calibrate_tsc();
+
+    // SAFETY: QEMU's PVH loader passes the address of a valid hvm_start_info in %ebx, below
+    // 4 GiB and therefore identity-mapped; the magic is checked before any other field is used.
+    let info = unsafe { &*(start_info as *const StartInfo) };
+    if info.magic != START_INFO_MAGIC {
+        panic!("no hvm_start_info (magic {:#x}): boot xok with qemu -kernel", info.magic);
+    }
+    // SAFETY: cmdline_paddr is 0 or a NUL-terminated string, as the PVH protocol specifies.
+    let cmdline = unsafe { c_string(info.cmdline_paddr) };
+    let memmap: Vec<MemmapEntry> = (0..info.memmap_entries as usize)
+        // SAFETY: the PVH loader provides memmap_entries entries at memmap_paddr.
+        .map(|i| unsafe { (info.memmap_paddr as *const MemmapEntry).add(i).read_unaligned() })
+        .collect();
+    if info.nr_modules == 0 {
+        panic!("no initrd: boot xok with qemu -kernel xok -initrd initrd.cpio");
+    }
+    // SAFETY: nr_modules > 0, so modlist_paddr points at least one entry.
+    let module = unsafe { (info.modlist_paddr as *const ModlistEntry).read_unaligned() };
+    let initrd_range = module.paddr as usize..(module.paddr + module.size) as usize;
+    if initrd_range.end > IDENTITY_MAPPED {
+        panic!("initrd at {initrd_range:#x?} lies above the identity map");
+    }
+    // SAFETY: the loader placed the initrd there; its pages are kept out of the allocator below,
+    // so nothing else ever writes them.
+    let initrd_bytes: &'static [u8] =
+        unsafe { core::slice::from_raw_parts(module.paddr as *const u8, module.size as usize) };
+    let initrd = Initrd::new(initrd_bytes);
+    let files = initrd.validate().unwrap_or_else(|e| panic!("bad initrd: {e:?}"));
+
+    let kernel_image = (&raw const __kernel_start) as usize..(&raw const __kernel_end) as usize;
+    let pages = physical_pages(&memmap, &[kernel_image.clone(), initrd_range]);
+    // SAFETY: boot.s filled these tables before entering long mode; they are only read here.
+    let (pml4, pd) = unsafe { (boot_pml4[256], (&raw const boot_pd) as u64) };
+    let mut upper_half = [0u64; 256];
+    upper_half[0] = pml4;
+    let mappings = KernelMappings { low_gigabyte: pd | bits::PRESENT | bits::WRITABLE, upper_half };
+    let kernel_root = (&raw const boot_pml4) as u64;
+    let mut kernel = Kernel::new(BareMachine { kernel_root }, pages, mappings, initrd);
+    kprintln!(
+        "booted: image {:#x}..{:#x}, {} free pages ({} MiB), initrd {} files, tsc {} MHz, cmdline \"{}\"",
+        kernel_image.start,
+        kernel_image.end,
+        kernel.boot_free_pages,
+        kernel.boot_free_pages * PAGE_SIZE >> 20,
+        files,
+        timer::tsc_hz() / 1_000_000,
+        cmdline
+    );
+    let args: Vec<u8> = cmdline.split_whitespace().collect::<Vec<_>>().join("\0").into_bytes();
+    if let Err(error) = kernel.spawn(None, "init", &args) {
+        panic!("cannot start init: {error}");
+    }
+    *trap::KERNEL.lock() = Some(kernel);
+    trap::schedule()
+}
+
+/// The ownership table for all RAM below the identity-map limit, with every page that is RAM,
+/// above 1 MiB and outside `reserved` on the free list.
+fn physical_pages(memmap: &[MemmapEntry], reserved: &[Range<usize>]) -> PageOwnership {
+    let ram = |e: &&MemmapEntry| e.kind == MEMMAP_TYPE_RAM;
+    let top = memmap.iter().filter(ram).map(|e| (e.addr + e.size) as usize).max().unwrap_or(0);
+    let count = top.min(IDENTITY_MAPPED) / PAGE_SIZE;
+    let mut pages = PageOwnership::new(count);
+    for entry in memmap.iter().filter(ram) {
+        let start = (entry.addr as usize).next_multiple_of(PAGE_SIZE).max(1 << 20);
+        let end = ((entry.addr + entry.size) as usize).min(IDENTITY_MAPPED) & !(PAGE_SIZE - 1);
+        for address in (start..end).step_by(PAGE_SIZE) {
+            let page = address..address + PAGE_SIZE;
+            if !reserved.iter().any(|r| r.start < page.end && page.start < r.end) {
+                pages.add_free(Page(address / PAGE_SIZE));
+            }
+        }
+    }
+    pages
+}

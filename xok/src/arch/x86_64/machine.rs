@@ -1,0 +1,88 @@
+//! The bare-metal [`Machine`]: physical memory through the kernel's identity map of the low
+//! gigabyte, the serial console, the TSC clock.
+
+use super::{serial, timer};
+use crate::kernel::Machine;
+use crate::ownership::Page;
+use crate::vm::PhysMem;
+use x86_64::PhysAddr;
+use x86_64::registers::control::{Cr3, Cr3Flags};
+use x86_64::structures::paging::PhysFrame;
+use xok_abi::layout::PAGE_SIZE;
+
+/// Physical memory the identity map covers; the kernel never manages pages above it.
+pub const IDENTITY_MAPPED: usize = 1 << 30;
+
+/// The machine xok runs on.
+pub struct BareMachine {
+    /// Physical address of the kernel's own PML4 (the boot page table).
+    pub kernel_root: u64,
+}
+
+fn page_ptr(page: Page) -> *mut u8 {
+    assert!(page.address() + PAGE_SIZE <= IDENTITY_MAPPED, "page {page:?} is outside the identity map");
+    page.address() as *mut u8
+}
+
+impl PhysMem for BareMachine {
+    fn read_entry(&self, table: Page, index: usize) -> u64 {
+        assert!(index < 512);
+        // SAFETY: `table` is a page the kernel allocated for a page table (in the identity map,
+        // checked by page_ptr) and index < 512 keeps the read inside it.
+        unsafe { (page_ptr(table) as *const u64).add(index).read_volatile() }
+    }
+
+    fn write_entry(&mut self, table: Page, index: usize, value: u64) {
+        assert!(index < 512);
+        // SAFETY: as for read_entry; the kernel owns the table page.
+        unsafe { (page_ptr(table) as *mut u64).add(index).write_volatile(value) }
+    }
+
+    fn zero(&mut self, page: Page) {
+        // SAFETY: the page lies in the identity map (page_ptr) and is owned by the caller's
+        // environment or the kernel; no Rust reference aliases it.
+        unsafe { page_ptr(page).write_bytes(0, PAGE_SIZE) }
+    }
+
+    fn read(&self, page: Page, offset: usize, out: &mut [u8]) {
+        assert!(offset + out.len() <= PAGE_SIZE);
+        // SAFETY: the range lies within one identity-mapped page (checked above); user memory
+        // is plain bytes, and `out` is kernel memory that cannot overlap a user page.
+        unsafe { core::ptr::copy_nonoverlapping(page_ptr(page).add(offset), out.as_mut_ptr(), out.len()) }
+    }
+
+    fn write(&mut self, page: Page, offset: usize, data: &[u8]) {
+        assert!(offset + data.len() <= PAGE_SIZE);
+        // SAFETY: as for read.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), page_ptr(page).add(offset), data.len()) }
+    }
+
+    fn invalidate(&mut self, va: usize) {
+        x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(va as u64));
+    }
+}
+
+impl Machine for BareMachine {
+    fn console_write(&mut self, bytes: &[u8]) {
+        serial::write_bytes(bytes);
+    }
+
+    fn now_ns(&self) -> u64 {
+        timer::now_ns()
+    }
+
+    fn use_kernel_page_table(&mut self) {
+        load_page_table(self.kernel_root);
+    }
+}
+
+/// Loads `root` into CR3 unless it is already there.
+pub fn load_page_table(root: u64) {
+    let (current, _) = Cr3::read();
+    if current.start_address().as_u64() != root {
+        let frame = PhysFrame::containing_address(PhysAddr::new(root));
+        // SAFETY: every root the kernel loads is either the boot page table or an address space
+        // built by vm::AddressSpace::new, which maps the kernel identically.
+        unsafe { Cr3::write(frame, Cr3Flags::empty()) };
+    }
+}

@@ -1,0 +1,144 @@
+//! What happens on every entry to the kernel: syscalls, interrupts and exceptions, and how the
+//! kernel leaves again (running an environment, or idling until an interrupt).
+
+use super::cpu::{EXIT_FAILURE, EXIT_SUCCESS, exit_qemu};
+use super::idt::{IRQ_BASE, exception_name};
+use super::machine::{BareMachine, load_page_table};
+use super::timer;
+use crate::kernel::{Kernel, Next};
+use crate::kprintln;
+use crate::trapframe::{SYSCALL_VECTOR, TrapFrame};
+use alloc::format;
+use alloc::string::String;
+use spin::Mutex;
+use xok_abi::{EnvId, EnvStatus};
+
+/// The kernel state, set once at boot.
+pub static KERNEL: Mutex<Option<Kernel<BareMachine>>> = Mutex::new(None);
+
+unsafe extern "C" {
+    fn enter_user(frame: *const TrapFrame) -> !;
+}
+
+/// Called by every stub in entry.s with the frame it built on the kernel stack. Returns only for
+/// interrupts taken in ring 0 (the idle loop and TSC calibration).
+#[unsafe(no_mangle)]
+extern "C" fn trap_handler(frame: &mut TrapFrame) {
+    if frame.from_user() {
+        user_trap(frame);
+    }
+    match frame.vector {
+        v if (IRQ_BASE as u64..IRQ_BASE as u64 + 16).contains(&v) => interrupt((v - IRQ_BASE as u64) as u8),
+        _ => kernel_fault(frame),
+    }
+}
+
+fn interrupt(irq: u8) {
+    if irq == 0 {
+        timer::tick();
+    }
+    timer::end_of_interrupt(irq);
+}
+
+fn user_trap(frame: &TrapFrame) -> ! {
+    let (current, next) = {
+        let mut guard = KERNEL.lock();
+        let kernel = guard.as_mut().expect("traps from ring 3 come after boot");
+        let Some(current) = kernel.current else { panic!("trap from ring 3 with no current environment") };
+        if let Some(env) = kernel.envs.get_mut(current) {
+            env.frame = *frame;
+        }
+        let next = match frame.vector {
+            SYSCALL_VECTOR => kernel.syscall(current),
+            v if v == IRQ_BASE as u64 => {
+                interrupt(0);
+                Next::Schedule
+            }
+            v if v > IRQ_BASE as u64 => {
+                interrupt((v - IRQ_BASE as u64) as u8);
+                Next::Resume
+            }
+            vector => {
+                let why = describe_fault(frame);
+                kernel.destroy(current, EnvStatus::Killed(vector as u32), &why);
+                Next::Schedule
+            }
+        };
+        (current, next)
+    };
+    match next {
+        Next::Resume => run(current),
+        Next::Schedule => schedule(),
+    }
+}
+
+/// Runs environment `id` (which must be alive): loads its page table and returns to ring 3.
+fn run(id: EnvId) -> ! {
+    let frame: *const TrapFrame = {
+        let guard = KERNEL.lock();
+        let kernel = guard.as_ref().expect("booted");
+        let env = kernel.envs.get(id).expect("run() is only called for live environments");
+        load_page_table(env.space.root() as u64);
+        &env.frame
+    };
+    // SAFETY: the frame lives in the environment's boxed table entry, which stays put until the
+    // kernel runs again; it holds user selectors and IF set (TrapFrame::new_user or a frame
+    // saved from ring 3), so iretq returns to ring 3 and cannot raise privilege.
+    unsafe { enter_user(frame) }
+}
+
+/// Runs the next environment round-robin; idles while there is none; ends QEMU successfully
+/// once every environment has ended.
+pub fn schedule() -> ! {
+    loop {
+        let next = {
+            let mut guard = KERNEL.lock();
+            let kernel = guard.as_mut().expect("booted");
+            if kernel.envs.alive() == 0 {
+                kprintln!("halting: nothing left to run");
+                exit_qemu(EXIT_SUCCESS);
+            }
+            kernel.pick_next()
+        };
+        match next {
+            Some(id) => run(id),
+            None => {
+                x86_64::instructions::interrupts::enable_and_hlt();
+                x86_64::instructions::interrupts::disable();
+            }
+        }
+    }
+}
+
+fn describe_fault(frame: &TrapFrame) -> String {
+    let name = exception_name(frame.vector);
+    if frame.vector == 14 {
+        let address = x86_64::registers::control::Cr2::read_raw();
+        let e = frame.error_code;
+        let access = if e & 16 != 0 { "execute" } else if e & 2 != 0 { "write" } else { "read" };
+        let kind = if e & 1 != 0 { "protection violation" } else { "not present" };
+        format!("{name} at {address:#x} ({access}, {kind}), rip {:#x}", frame.rip)
+    } else {
+        format!("{name} (error code {:#x}), rip {:#x}", frame.error_code, frame.rip)
+    }
+}
+
+fn kernel_fault(frame: &TrapFrame) -> ! {
+    let cr2 = x86_64::registers::control::Cr2::read_raw();
+    kprintln!(
+        "KERNEL FAULT: {} (vector {}, error code {:#x}) at rip {:#x}, rsp {:#x}, cr2 {:#x}",
+        exception_name(frame.vector),
+        frame.vector,
+        frame.error_code,
+        frame.rip,
+        frame.rsp,
+        cr2
+    );
+    exit_qemu(EXIT_FAILURE);
+}
+
+/// Reports a kernel panic and ends QEMU with a failure status.
+pub fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    kprintln!("KERNEL PANIC: {info}");
+    exit_qemu(EXIT_FAILURE);
+}
