@@ -370,19 +370,22 @@ impl<'a> Emitter<'a> {
         let code = b.ins().load(types::I32, trusted(), info, node_field::CODE);
         let mut children = Vec::new();
         let mut targets = Vec::with_capacity(coded.len() + 1);
-        let after_call = b.func.dfg.block_call(after, &[]);
-        targets.push(after_call);
+        // Each jump-table slot needs its own block call (the SSA builder appends arguments
+        // to each one separately).
+        targets.push(b.func.dfg.block_call(after, &[]));
         for child in coded {
-            match child {
+            let block = match child {
                 Some(node) => {
                     let block = b.create_block();
                     children.push((node, block));
-                    targets.push(b.func.dfg.block_call(block, &[]));
+                    block
                 }
-                None => targets.push(after_call),
-            }
+                None => after,
+            };
+            targets.push(b.func.dfg.block_call(block, &[]));
         }
-        let table = b.create_jump_table(JumpTableData::new(after_call, &targets));
+        let default = b.func.dfg.block_call(after, &[]);
+        let table = b.create_jump_table(JumpTableData::new(default, &targets));
         b.ins().br_table(code, table);
         children
     }

@@ -31,11 +31,6 @@ impl FlatTable {
         self.arity + 1
     }
 
-    /// Number of keys.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
     /// Whether the table holds no key.
     pub fn is_empty(&self) -> bool {
         self.len == 0
@@ -176,7 +171,7 @@ mod tests {
             } else {
                 assert_eq!(table.remove(&key), model.remove(&key));
             }
-            assert_eq!(table.len(), model.len());
+            assert_eq!(table.len, model.len());
             let probe = [((x >> 20) % 64) as u32, ((x >> 30) % 4) as u32];
             assert_eq!(table.get(&probe), model.get(&probe).copied());
         }

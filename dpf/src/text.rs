@@ -278,7 +278,7 @@ mod tests {
             Err(ParseError::Invalid(FilterError::DuplicateKey { first: 0, second: 1 }))
         );
         assert_eq!(parse("frame[0:2] == 1 && frame[1:1] == 2"), Err(ParseError::Invalid(FilterError::Unsatisfiable)));
-        assert_eq!(parse("frame[26:4] == 1.2.3.256"), Err(ParseError::OutOfRange { position: 22 }));
+        assert_eq!(parse("frame[26:4] == 1.2.3.256"), Err(ParseError::OutOfRange { position: 21 }));
         assert_eq!(parse("all all"), Err(ParseError::Syntax { position: 4, expected: "end of filter after 'all'" }));
         assert_eq!(parse(""), Err(ParseError::Syntax { position: 0, expected: "'frame', 'l4' or 'all'" }));
     }
