@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing xok needs -- only what is missing.
+set -euo pipefail
+
+packages=()
+command -v qemu-system-x86_64 >/dev/null || packages+=(qemu-system-x86)
+command -v cpio >/dev/null || packages+=(cpio)
+if ((${#packages[@]})); then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    echo "setup: installing ${packages[*]}"
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${packages[@]}"
+fi
+
+if ! rustup target list --installed | grep -qx x86_64-unknown-none; then
+    echo "setup: adding the x86_64-unknown-none target"
+    rustup target add x86_64-unknown-none
+fi

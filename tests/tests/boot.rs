@@ -1,0 +1,85 @@
+//! Boots xok in QEMU and checks that programs run in ring 3 under page ownership vectors.
+
+use std::time::Duration;
+use xok_tests::{Guest, lines_with};
+use xok_tools::qemu::EXIT_SUCCESS;
+
+/// `free pages N (at boot M)` from the kernel's last line.
+fn final_free_pages(output: &str) -> (usize, usize) {
+    let line = lines_with(output, "xok: all environments have ended").pop().expect("final kernel line");
+    let numbers: Vec<usize> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    (numbers[0], numbers[1])
+}
+
+#[test]
+fn hello_runs_and_the_kernel_shuts_down_cleanly() {
+    let guest = Guest::boot("init=hello:alpha:beta", &[]).unwrap();
+    let output = guest.wait_for("hello from env", Duration::from_secs(30)).unwrap();
+    let elapsed = guest.started.elapsed();
+    let (status, output) = guest.wait_exit(Duration::from_secs(30)).unwrap();
+    assert_eq!(status, EXIT_SUCCESS, "{output}");
+    assert!(output.contains(r#"with args ["alpha", "beta"]"#), "{output}");
+    assert!(output.contains("(init) started"), "{output}");
+    assert!(output.contains("(hello) exited with status 0"), "{output}");
+    let (free, at_boot) = final_free_pages(&output);
+    assert_eq!(free, at_boot, "pages leaked");
+    eprintln!("boot to hello's output: {elapsed:?}");
+}
+
+#[test]
+fn hostile_is_contained_while_worker_finishes() {
+    let guest = Guest::boot("init=hostile,worker", &[]).unwrap();
+    let (status, output) = guest.wait_exit(Duration::from_secs(240)).unwrap();
+    assert_eq!(status, EXIT_SUCCESS, "kernel did not survive:\n{output}");
+    assert!(!output.contains("KERNEL"), "{output}");
+
+    let attacks = lines_with(&output, "hostile: attack ");
+    let failed: Vec<_> = attacks.iter().filter(|l| !l.contains(": REFUSED (") && !l.contains(": CONTAINED (")).collect();
+    assert!(failed.is_empty(), "attacks not stopped: {failed:#?}");
+    assert!(attacks.len() >= 15, "only {} attacks ran:\n{output}", attacks.len());
+    let summary = lines_with(&output, "hostile: summary:").pop().expect("hostile finished");
+    assert!(summary.ends_with(" 0 failed"), "{summary}");
+    assert!(output.contains("(hostile) exited with status 0"), "{output}");
+    // Every fatal attack shows up in the kernel's log as a kill that names the fault.
+    for needle in [
+        "killed: page fault at 0x100000 (read, protection violation)",
+        "killed: page fault at 0x100000 (write, protection violation)",
+        "killed: page fault at 0x100000 (execute, protection violation)",
+        "killed: divide error",
+        "killed: general protection fault",
+        "(write, not present)",
+        "killed: by its parent",
+    ] {
+        assert!(output.contains(needle), "missing kernel log {needle:?}:\n{output}");
+    }
+
+    assert!(output.contains("worker: primes below 200000: 17984; heap checksum 8257536"), "{output}");
+    assert!(output.contains("(worker) exited with status 0"), "{output}");
+    let (free, at_boot) = final_free_pages(&output);
+    assert_eq!(free, at_boot, "pages leaked:\n{output}");
+}
+
+#[test]
+fn syscall_costs_are_measured() {
+    let guest = Guest::boot("init=sysbench", &[]).unwrap();
+    let (status, output) = guest.wait_exit(Duration::from_secs(120)).unwrap();
+    assert_eq!(status, EXIT_SUCCESS, "{output}");
+    let line = lines_with(&output, "sysbench: ").pop().expect("sysbench printed its numbers");
+    let numbers: Vec<u64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    assert_eq!(numbers.len(), 3, "{line}");
+    assert!(numbers.iter().all(|&n| n > 0), "{line}");
+    eprintln!("{line}");
+}
+
+#[test]
+fn init_reports_a_missing_program_and_starts_the_rest() {
+    let guest = Guest::boot("init=no-such-program,hello", &[]).unwrap();
+    let (status, output) = guest.wait_exit(Duration::from_secs(60)).unwrap();
+    assert_eq!(status, EXIT_SUCCESS, "{output}");
+    assert!(output.contains("init: cannot start no-such-program: not found"), "{output}");
+    assert!(output.contains("hello from env"), "{output}");
+}
