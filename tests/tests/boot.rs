@@ -83,3 +83,19 @@ fn init_reports_a_missing_program_and_starts_the_rest() {
     assert!(output.contains("init: cannot start no-such-program: not found"), "{output}");
     assert!(output.contains("hello from env"), "{output}");
 }
+
+#[test]
+fn a_kernel_fault_is_reported_and_fails_qemu() {
+    for (kind, needle) in [
+        ("page-fault", "xok: KERNEL FAULT: page fault (vector 14, error code 0x0) at rip"),
+        ("panic", "xok: KERNEL PANIC: panicked at"),
+    ] {
+        let guest = Guest::boot(&format!("xok.crash={kind} init=hello"), &[]).unwrap();
+        let (status, output) = guest.wait_exit(Duration::from_secs(30)).unwrap();
+        assert_eq!(status, xok_tools::qemu::EXIT_FAILURE, "{output}");
+        assert!(output.contains(needle), "{output}");
+        if kind == "page-fault" {
+            assert!(output.contains("cr2 0xffff9000dead0000"), "{output}");
+        }
+    }
+}

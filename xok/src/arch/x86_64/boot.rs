@@ -137,7 +137,25 @@ extern "C" fn kernel_main(start_info: u64) -> ! {
         panic!("cannot start init: {error}");
     }
     *trap::KERNEL.lock() = Some(kernel);
+    if let Some(kind) = cmdline.split_whitespace().find_map(|w| w.strip_prefix("xok.crash=")) {
+        crash_on_purpose(kind);
+    }
     trap::schedule()
+}
+
+/// `xok.crash=page-fault|panic` on the command line makes the kernel fail on purpose, so the
+/// tests can check that a kernel fault is reported clearly and ends QEMU with a failure status.
+fn crash_on_purpose(kind: &str) {
+    kprintln!("crashing on purpose (xok.crash={kind})");
+    match kind {
+        // SAFETY: not sound on purpose: this address is unmapped, and the resulting page fault
+        // in ring 0 ends the kernel through trap::kernel_fault, which is what is being tested.
+        "page-fault" => unsafe {
+            core::ptr::read_volatile(0xffff_9000_dead_0000 as *const u64);
+        },
+        "panic" => panic!("xok.crash=panic"),
+        other => kprintln!("unknown xok.crash={other}; ignored"),
+    }
 }
 
 /// The ownership table for all RAM below the identity-map limit, with every page that is RAM,
