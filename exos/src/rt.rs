@@ -3,7 +3,6 @@
 //! with its status. A panic prints its message and exits with status 101.
 
 use alloc::vec::Vec;
-use xok_abi::layout::ARGS_VA;
 
 /// The words a program was started with (from `env_spawn` or, for init, the kernel command
 /// line).
@@ -33,8 +32,9 @@ impl Args {
     }
 }
 
-/// Names the program's main function, `fn(Args) -> i32`. On the host (where programs are only
-/// type-checked) it makes a `main` that refuses to run.
+/// Names the program's entry function, `fn(Args) -> i32` (conventionally `run`; it must not be
+/// called `main`, which the macro defines on the host, where programs are only type-checked and
+/// refuse to run).
 #[macro_export]
 macro_rules! entry {
     ($main:path) => {
@@ -56,6 +56,7 @@ macro_rules! entry {
 #[cfg(target_os = "none")]
 mod bare {
     use super::*;
+    use xok_abi::layout::ARGS_VA;
 
     #[global_allocator]
     static HEAP: crate::heap::PageHeap = crate::heap::PageHeap::new();

@@ -18,7 +18,7 @@ fn final_free_pages(output: &str) -> (usize, usize) {
 #[test]
 fn hello_runs_and_the_kernel_shuts_down_cleanly() {
     let guest = Guest::boot("init=hello:alpha:beta", &[]).unwrap();
-    let output = guest.wait_for("hello from env", Duration::from_secs(30)).unwrap();
+    guest.wait_for("hello from env", Duration::from_secs(30)).unwrap();
     let elapsed = guest.started.elapsed();
     let (status, output) = guest.wait_exit(Duration::from_secs(30)).unwrap();
     assert_eq!(status, EXIT_SUCCESS, "{output}");

@@ -15,7 +15,7 @@ use exos::abi::layout::{HEAP_BASE, PAGE_SIZE, USER_BASE, USER_TOP};
 use exos::abi::{EnvId, EnvStatus, Error, KILLED_BY_PARENT, PteFlags, Rights, SYSCALL_COUNT, Syscall};
 use exos::{println, sys};
 
-exos::entry!(main);
+exos::entry!(run);
 
 /// Where the driver maps its scratch pages (far from the heap's start).
 const SCRATCH: usize = HEAP_BASE + 0x10_0000_0000;
@@ -60,7 +60,7 @@ fn raw_number(number: usize, args: [usize; 5]) -> Result<usize, Error> {
     }
 }
 
-fn main(args: exos::Args) -> i32 {
+fn run(args: exos::Args) -> i32 {
     let words = args.to_vec();
     match words.first() {
         None => driver(),

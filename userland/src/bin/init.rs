@@ -7,9 +7,9 @@ extern crate alloc;
 use alloc::vec::Vec;
 use exos::println;
 
-exos::entry!(main);
+exos::entry!(run);
 
-fn main(args: exos::Args) -> i32 {
+fn run(args: exos::Args) -> i32 {
     let Some(list) = args.iter().find_map(|word| word.strip_prefix("init=")) else {
         println!("init: no init= on the kernel command line; nothing to start");
         return 0;

@@ -6,7 +6,7 @@ use exos::abi::PteFlags;
 use exos::abi::layout::HEAP_BASE;
 use exos::{println, sys};
 
-exos::entry!(main);
+exos::entry!(run);
 
 const SCRATCH: usize = HEAP_BASE + 0x20_0000_0000;
 
@@ -15,7 +15,7 @@ fn rdtsc() -> u64 {
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
-fn main(_: exos::Args) -> i32 {
+fn run(_: exos::Args) -> i32 {
     const NULL_CALLS: u64 = 100_000;
     const PAGE_ROUNDS: u64 = 2_000;
     let start = rdtsc();

@@ -7,12 +7,12 @@ extern crate alloc;
 use alloc::vec;
 use exos::{println, sys};
 
-exos::entry!(main);
+exos::entry!(run);
 
 /// Primes below this bound: 17 984 of them.
 const LIMIT: usize = 200_000;
 
-fn main(_: exos::Args) -> i32 {
+fn run(_: exos::Args) -> i32 {
     let mut composite = vec![false; LIMIT];
     let mut count = 0;
     for n in 2..LIMIT {
