@@ -1,0 +1,228 @@
+//! The Cranelift backend: a predicate becomes one function
+//! `extern "sysv64" fn(addresses: *const u64) -> u32` returning 1 (true) or 0 (false).
+//!
+//! `addresses` is the table from [`crate::resolve`]: entry `l` is where location `l` can be
+//! read. A word is loaded from `addresses[location] + offset`; nothing else is read and
+//! nothing is written. Each clause is a chain of compare-and-branch: a false term jumps to
+//! the next clause (or to `return 0` after the last), the last true term of a clause jumps
+//! to `return 1`. So evaluation short-circuits exactly like [`crate::evaluate`].
+//!
+//! Builds without std, for the kernel. The output is position-independent bytes without
+//! relocations.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use cranelift_codegen::control::ControlPlane;
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{
+    AbiParam, Function, InstBuilder, MemFlagsData, Signature, Type, UserFuncName, Value, types,
+};
+use cranelift_codegen::isa::{self, CallConv, OwnedTargetIsa};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+
+use crate::predicate::{Op, Operand, PAGE_SIZE, Predicate, Width, Word};
+use crate::validate::{ValidationError, validate};
+
+/// Machine code for one predicate. Only [`compile`] makes it, so the code always belongs
+/// to a valid predicate whose shape (location count, page offsets) it records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompiledPredicate {
+    code: Vec<u8>,
+    page_offsets: Vec<u16>,
+}
+
+impl CompiledPredicate {
+    /// x86-64 machine code, position-independent, entry at offset 0, System V ABI.
+    pub fn code(&self) -> &[u8] {
+        &self.code
+    }
+
+    /// How many entries the address table passed to the code must have.
+    pub fn location_count(&self) -> usize {
+        self.page_offsets.len()
+    }
+
+    /// For each location, its address modulo [`PAGE_SIZE`]: where inside its page it lies.
+    /// Every word the code reads for location `l` is inside
+    /// `[page_offsets[l], PAGE_SIZE)` of that page.
+    pub fn page_offsets(&self) -> &[u16] {
+        &self.page_offsets
+    }
+}
+
+/// Why compilation failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CompileError {
+    /// The predicate breaks a rule.
+    Invalid(ValidationError),
+    /// Cranelift has no x86-64 backend in this build, or refused a setting.
+    Isa(String),
+    /// Cranelift failed to verify or compile the function.
+    Codegen(String),
+    /// The code needs relocations, so it is not position-independent.
+    Relocations,
+}
+
+impl fmt::Display for CompileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CompileError::Invalid(e) => write!(f, "invalid predicate: {e}"),
+            CompileError::Isa(e) => write!(f, "no usable x86-64 target: {e}"),
+            CompileError::Codegen(e) => write!(f, "code generation failed: {e}"),
+            CompileError::Relocations => f.write_str("the code needs relocations"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for CompileError {}
+
+/// How hard Cranelift optimizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OptLevel {
+    /// No optimization: fastest to compile (useful under emulation).
+    None,
+    /// Optimize for speed.
+    #[default]
+    Speed,
+}
+
+/// The x86-64 target the code is made for: baseline x86-64 (no CPU extensions), not PIC.
+pub fn target_isa(opt: OptLevel) -> Result<OwnedTargetIsa, CompileError> {
+    let mut flags = settings::builder();
+    let level = match opt {
+        OptLevel::None => "none",
+        OptLevel::Speed => "speed",
+    };
+    flags.set("opt_level", level).map_err(|e| CompileError::Isa(format!("{e}")))?;
+    flags.set("is_pic", "false").map_err(|e| CompileError::Isa(format!("{e}")))?;
+    let builder = isa::lookup_by_name("x86_64").map_err(|e| CompileError::Isa(format!("{e}")))?;
+    builder.finish(settings::Flags::new(flags)).map_err(|e| CompileError::Isa(format!("{e}")))
+}
+
+/// The signature `fn(addresses: *const u64) -> u32` in the System V convention.
+pub fn signature() -> Signature {
+    let mut sig = Signature::new(CallConv::SystemV);
+    sig.params.push(AbiParam::new(types::I64));
+    sig.returns.push(AbiParam::new(types::I32));
+    sig
+}
+
+/// Compiles `predicate` at [`OptLevel::Speed`] (validating it first).
+pub fn compile(predicate: &Predicate) -> Result<CompiledPredicate, CompileError> {
+    compile_with(predicate, OptLevel::Speed)
+}
+
+/// Compiles `predicate` at `opt` (validating it first).
+pub fn compile_with(predicate: &Predicate, opt: OptLevel) -> Result<CompiledPredicate, CompileError> {
+    validate(predicate).map_err(CompileError::Invalid)?;
+    let isa = target_isa(opt)?;
+    let mut func = Function::with_name_signature(UserFuncName::user(0, 0), signature());
+    let mut builder_context = FunctionBuilderContext::new();
+    emit(FunctionBuilder::new(&mut func, &mut builder_context), predicate, isa.frontend_config());
+    let mut context = cranelift_codegen::Context::for_function(func);
+    let compiled = context
+        .compile(&*isa, &mut ControlPlane::default())
+        .map_err(|e| CompileError::Codegen(format!("{:?}", e.inner)))?;
+    if !compiled.buffer.relocs().is_empty() {
+        return Err(CompileError::Relocations);
+    }
+    let page_offsets = predicate.locations.iter().map(|a| (a % PAGE_SIZE) as u16).collect();
+    Ok(CompiledPredicate { code: compiled.code_buffer().to_vec(), page_offsets })
+}
+
+fn ir_type(width: Width) -> Type {
+    match width {
+        Width::W8 => types::I8,
+        Width::W16 => types::I16,
+        Width::W32 => types::I32,
+        Width::W64 => types::I64,
+    }
+}
+
+/// Loads `word`: its location's entry of the address table, then the word itself.
+fn load(b: &mut FunctionBuilder<'_>, addresses: Value, word: Word) -> Value {
+    // The table is ours (built by `resolve`) and valid during the call.
+    let base = b.ins().load(types::I64, MemFlagsData::trusted(), addresses, word.location as i32 * 8);
+    // The word is in a page the kernel pinned, aligned (validated), and may change under
+    // us (another CPU or a device writes it): not read-only, but it cannot trap.
+    let flags = MemFlagsData::new().with_notrap().with_aligned();
+    b.ins().load(ir_type(word.width), flags, base, i32::from(word.offset))
+}
+
+fn constant(b: &mut FunctionBuilder<'_>, width: Width, value: u64) -> Value {
+    // Cranelift wants narrow constants zero-extended into the i64 immediate.
+    b.ins().iconst(ir_type(width), (value & width.max()) as i64)
+}
+
+fn emit(mut b: FunctionBuilder<'_>, predicate: &Predicate, config: cranelift_codegen::isa::TargetFrontendConfig) {
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    let yes = b.create_block();
+    let no = b.create_block();
+    b.switch_to_block(entry);
+    let addresses = b.block_params(entry)[0];
+
+    for (c, clause) in predicate.clauses.iter().enumerate() {
+        let next_clause = if c + 1 == predicate.clauses.len() { no } else { b.create_block() };
+        for (t, term) in clause.terms.iter().enumerate() {
+            let width = term.left.width;
+            let left = load(&mut b, addresses, term.left);
+            let right = match term.right {
+                Operand::Constant(value) => constant(&mut b, width, value),
+                Operand::Word(word) => load(&mut b, addresses, word),
+            };
+            let condition = match term.op {
+                Op::MaskedEq { mask } => {
+                    let mask = constant(&mut b, width, mask);
+                    let l = b.ins().band(left, mask);
+                    let r = match term.right {
+                        // Validated: the constant has no bits outside the mask.
+                        Operand::Constant(_) => right,
+                        Operand::Word(_) => b.ins().band(right, mask),
+                    };
+                    b.ins().icmp(IntCC::Equal, l, r)
+                }
+                op => {
+                    let cc = match op {
+                        Op::Eq => IntCC::Equal,
+                        Op::Ne => IntCC::NotEqual,
+                        Op::Lt => IntCC::UnsignedLessThan,
+                        Op::Le => IntCC::UnsignedLessThanOrEqual,
+                        Op::Gt => IntCC::UnsignedGreaterThan,
+                        Op::Ge => IntCC::UnsignedGreaterThanOrEqual,
+                        Op::SignedLt => IntCC::SignedLessThan,
+                        Op::SignedLe => IntCC::SignedLessThanOrEqual,
+                        Op::SignedGt => IntCC::SignedGreaterThan,
+                        Op::SignedGe | Op::MaskedEq { .. } => IntCC::SignedGreaterThanOrEqual,
+                    };
+                    b.ins().icmp(cc, left, right)
+                }
+            };
+            let next_term = if t + 1 == clause.terms.len() { yes } else { b.create_block() };
+            b.ins().brif(condition, next_term, &[], next_clause, &[]);
+            if next_term != yes {
+                b.switch_to_block(next_term);
+            }
+        }
+        if next_clause != no {
+            b.switch_to_block(next_clause);
+        }
+    }
+    if predicate.clauses.is_empty() {
+        b.ins().jump(no, &[]);
+    }
+
+    b.switch_to_block(yes);
+    let one = b.ins().iconst(types::I32, 1);
+    b.ins().return_(&[one]);
+    b.switch_to_block(no);
+    let zero = b.ins().iconst(types::I32, 0);
+    b.ins().return_(&[zero]);
+    b.seal_all_blocks();
+    b.finalize(config);
+}
