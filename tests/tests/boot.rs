@@ -18,8 +18,10 @@ fn final_free_pages(output: &str) -> (usize, usize) {
 #[test]
 fn hello_runs_and_the_kernel_shuts_down_cleanly() {
     let guest = Guest::boot("init=hello:alpha:beta", &[]).unwrap();
+    guest.wait_for("(init) started", Duration::from_secs(30)).unwrap();
+    let to_init = guest.started.elapsed();
     guest.wait_for("hello from env", Duration::from_secs(30)).unwrap();
-    let elapsed = guest.started.elapsed();
+    let to_hello = guest.started.elapsed();
     let (status, output) = guest.wait_exit(Duration::from_secs(30)).unwrap();
     assert_eq!(status, EXIT_SUCCESS, "{output}");
     assert!(output.contains(r#"with args ["alpha", "beta"]"#), "{output}");
@@ -27,7 +29,7 @@ fn hello_runs_and_the_kernel_shuts_down_cleanly() {
     assert!(output.contains("(hello) exited with status 0"), "{output}");
     let (free, at_boot) = final_free_pages(&output);
     assert_eq!(free, at_boot, "pages leaked");
-    eprintln!("boot to hello's output: {elapsed:?}");
+    eprintln!("QEMU start to init running: {to_init:?}; to hello's output: {to_hello:?}");
 }
 
 #[test]
@@ -98,4 +100,15 @@ fn a_kernel_fault_is_reported_and_fails_qemu() {
             assert!(output.contains("cr2 0xffff9000dead0000"), "{output}");
         }
     }
+}
+
+#[test]
+fn a_panicking_program_prints_its_message_and_exits_101() {
+    let guest = Guest::boot("init=hello:panic,hello", &[]).unwrap();
+    let (status, output) = guest.wait_exit(Duration::from_secs(60)).unwrap();
+    assert_eq!(status, EXIT_SUCCESS, "{output}");
+    assert!(output.contains("panicked at userland/src/bin/hello.rs"), "{output}");
+    assert!(output.contains("asked to panic"), "{output}");
+    assert!(output.contains("(hello) exited with status 101"), "{output}");
+    assert!(output.contains("(hello) exited with status 0"), "{output}");
 }

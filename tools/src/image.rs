@@ -1,6 +1,5 @@
 //! Builds the boot image: the kernel ELF and an initrd holding every userland program.
 
-use crate::cpio::CpioWriter;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -50,15 +49,16 @@ pub fn build(out: &Path) -> Result<Image> {
         bail!("building the kernel and programs failed ({status})");
     }
     let binaries = target_dir(&root).join(TARGET).join("release");
-    let mut writer = CpioWriter::new();
+    let mut files = Vec::new();
     for name in program_names(&root)? {
         let path = binaries.join(&name);
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        writer.add_file(&name, &bytes);
+        files.push((name, bytes));
     }
+    let archive = xok::initrd::write_archive(files.iter().map(|(name, bytes)| (name.as_str(), bytes.as_slice())));
     std::fs::create_dir_all(out)?;
     let image = Image { kernel: out.join("xok"), initrd: out.join("initrd.cpio") };
-    write_atomically(&image.initrd, &writer.finish())?;
+    write_atomically(&image.initrd, &archive)?;
     write_atomically(&image.kernel, &std::fs::read(binaries.join("xok"))?)?;
     Ok(image)
 }

@@ -1,5 +1,4 @@
 //! Host tools for xok: building the boot image (kernel + initrd) and starting QEMU.
 
-pub mod cpio;
 pub mod image;
 pub mod qemu;

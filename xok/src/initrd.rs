@@ -1,7 +1,7 @@
 //! The initrd: a cpio "newc" archive of programs and data files, read in place.
 //!
-//! Every header field is checked; a malformed archive yields an error, never a panic. The writer
-//! lives in `tools` (the image builder) and uses [`HEADER_LEN`] and [`MAGIC`] from here.
+//! Every header field is checked; a malformed archive yields an error, never a panic.
+//! [`write_archive`] makes archives (the image builder in `tools` and the tests use it).
 
 /// The newc magic number.
 pub const MAGIC: &[u8; 6] = b"070701";
@@ -111,35 +111,35 @@ impl<'a> Initrd<'a> {
     }
 }
 
+/// Writes a newc archive of regular files (mode 0644), ending with the trailer.
+pub fn write_archive<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> alloc::vec::Vec<u8> {
+    use core::fmt::Write;
+    let mut out = alloc::vec::Vec::new();
+    let trailer = core::iter::once((TRAILER, &[][..]));
+    for (inode, (name, data)) in files.into_iter().chain(trailer).enumerate() {
+        let mode = if name == TRAILER { 0 } else { 0o100_644 };
+        let fields = [inode + 1, mode, 0, 0, 1, 0, data.len(), 0, 0, 0, 0, name.len() + 1, 0];
+        let mut header = alloc::string::String::from("070701");
+        for field in fields {
+            let _ = write!(header, "{field:08x}");
+        }
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        out.resize(out.len().next_multiple_of(4), 0);
+        out.extend_from_slice(data);
+        out.resize(out.len().next_multiple_of(4), 0);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::format;
     use alloc::vec::Vec;
 
-    fn entry(out: &mut Vec<u8>, name: &str, data: &[u8]) {
-        out.extend_from_slice(MAGIC);
-        let fields = [0, 0o100644, 0, 0, 1, 0, data.len(), 0, 0, 0, 0, name.len() + 1, 0];
-        for f in fields {
-            out.extend_from_slice(format!("{f:08x}").as_bytes());
-        }
-        out.extend_from_slice(name.as_bytes());
-        out.push(0);
-        while out.len() % 4 != 0 {
-            out.push(0);
-        }
-        out.extend_from_slice(data);
-        while out.len() % 4 != 0 {
-            out.push(0);
-        }
-    }
-
     fn archive() -> Vec<u8> {
-        let mut out = Vec::new();
-        entry(&mut out, "hello", b"\x7fELF...");
-        entry(&mut out, "www/index.html", b"<html>hi</html>");
-        entry(&mut out, TRAILER, b"");
-        out
+        write_archive([("hello", &b"\x7fELF..."[..]), ("www/index.html", b"<html>hi</html>")])
     }
 
     #[test]

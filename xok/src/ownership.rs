@@ -213,13 +213,13 @@ impl PageOwnership {
     pub fn release_env(&mut self, env: EnvId) -> usize {
         let mut released = 0;
         for index in 0..self.pages.len() {
-            if let PageState::InUse { holders, .. } = &mut self.pages[index] {
-                if let Some(at) = holders.iter().position(|h| h.env == env) {
-                    debug_assert_eq!(holders[at].mappings, 0, "released page still mapped");
-                    holders.swap_remove(at);
-                    released += 1;
-                    self.release_if_unused(Page(index));
-                }
+            if let PageState::InUse { holders, .. } = &mut self.pages[index]
+                && let Some(at) = holders.iter().position(|h| h.env == env)
+            {
+                debug_assert_eq!(holders[at].mappings, 0, "released page still mapped");
+                holders.swap_remove(at);
+                released += 1;
+                self.release_if_unused(Page(index));
             }
         }
         self.held.remove(&env);
@@ -244,11 +244,11 @@ impl PageOwnership {
 
     fn release_if_unused(&mut self, page: Page) {
         let state = &mut self.pages[page.0];
-        if let PageState::InUse { holders, pins: 0 } = state {
-            if holders.is_empty() {
-                *state = PageState::Free;
-                self.free.push(page);
-            }
+        if let PageState::InUse { holders, pins: 0 } = state
+            && holders.is_empty()
+        {
+            *state = PageState::Free;
+            self.free.push(page);
         }
     }
 }

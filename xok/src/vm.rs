@@ -77,7 +77,7 @@ fn check_user_page(va: usize) -> Result<(), Error> {
     if !is_user_range(va, PAGE_SIZE) {
         return Err(Error::BadAddress);
     }
-    if va % PAGE_SIZE != 0 {
+    if !va.is_multiple_of(PAGE_SIZE) {
         return Err(Error::BadAlignment);
     }
     Ok(())
@@ -212,7 +212,7 @@ impl AddressSpace {
         let needed = bits::PRESENT
             | bits::USER
             | if access == Access::Write { bits::WRITABLE } else { 0 };
-        (entry & needed == needed).then(|| Page(((entry & bits::ADDRESS) as usize) / PAGE_SIZE))
+        (entry & needed == needed).then_some(Page(((entry & bits::ADDRESS) as usize) / PAGE_SIZE))
     }
 
     /// Copies `out.len()` bytes of user memory at `va` into `out`. Every byte must be mapped

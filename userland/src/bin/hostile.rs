@@ -276,8 +276,8 @@ fn loop_forever_attack(r: &mut Report) {
 
 /// The attacks that end in the kernel killing this environment.
 fn child(attack: &str, extra: &[&str]) -> i32 {
-    // SAFETY (for the whole function): every attack below is meant to fault; the kernel kills
-    // this environment before any of them could return.
+    // SAFETY: not sound on purpose: every attack below faults, and the kernel kills this
+    // environment before any of them could return.
     unsafe {
         match attack {
             "read-kernel" => { core::ptr::read_volatile(0x10_0000 as *const u64); }

@@ -45,30 +45,12 @@ impl Machine for TestMachine {
     fn use_kernel_page_table(&mut self) {}
 }
 
-fn cpio(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let trailer = [(crate::initrd::TRAILER, &b""[..])];
-    for (name, data) in files.iter().chain(trailer.iter()) {
-        out.extend_from_slice(crate::initrd::MAGIC);
-        let fields = [0, 0o100755, 0, 0, 1, 0, data.len(), 0, 0, 0, 0, name.len() + 1, 0];
-        for f in fields {
-            out.extend_from_slice(alloc::format!("{f:08x}").as_bytes());
-        }
-        out.extend_from_slice(name.as_bytes());
-        out.push(0);
-        out.resize(out.len().next_multiple_of(4), 0);
-        out.extend_from_slice(data);
-        out.resize(out.len().next_multiple_of(4), 0);
-    }
-    out
-}
-
 fn kernel() -> Kernel<TestMachine> {
     let base = USER_BASE as u64;
     let rx = program_header::PF_R | program_header::PF_X;
     let rw = program_header::PF_R | program_header::PF_W;
     let program = elf(header::ET_EXEC, base, &[(base, 64, &[0xcc; 64], rx), (base + 0x1000, 0x2100, b"data", rw)]);
-    let archive = cpio(&[("good", &program), ("junk", b"\x7fELFjunk")]);
+    let archive = crate::initrd::write_archive([("good", &program[..]), ("junk", b"\x7fELFjunk")]);
     let initrd = Initrd::new(Box::leak(archive.into_boxed_slice()));
     let mut pages = PageOwnership::new(8192);
     for n in 256..8192 {

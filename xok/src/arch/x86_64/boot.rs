@@ -127,7 +127,7 @@ extern "C" fn kernel_main(start_info: u64) -> ! {
         kernel_image.start,
         kernel_image.end,
         kernel.boot_free_pages,
-        kernel.boot_free_pages * PAGE_SIZE >> 20,
+        (kernel.boot_free_pages * PAGE_SIZE) >> 20,
         files,
         timer::tsc_hz() / 1_000_000,
         cmdline
