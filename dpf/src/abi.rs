@@ -4,7 +4,7 @@
 //! The compiled function has the System V signature
 //!
 //! ```text
-//! extern "sysv64" fn classify(ctx: *const Context, frame: *const u8, len: u64, out: *mut RawOutput)
+//! extern "sysv64" fn classify(ctx: *const Context, frame: *const u8, len: u64) -> RawOutput
 //! ```
 //!
 //! Everything it reads besides the frame is reached through `ctx`, so the code bytes hold no
@@ -23,7 +23,7 @@ pub struct Context {
     pub tables: u64,
     /// Address of the `[NodeInfo]` array, indexed by node number.
     pub nodes: u64,
-    /// Length of the node array; node numbers at or above it are treated as misses.
+    /// Length of the node array (informational; tables only name nodes of the same set).
     pub node_count: u64,
 }
 
@@ -32,7 +32,6 @@ pub(crate) mod context_field {
     pub const GENERATION: i32 = 0;
     pub const TABLES: i32 = 8;
     pub const NODES: i32 = 16;
-    pub const NODE_COUNT: i32 = 24;
 }
 const _: () = assert!(core::mem::size_of::<Context>() == 32);
 
@@ -56,7 +55,6 @@ pub struct NodeInfo {
 
 pub(crate) mod node_field {
     pub const OWNER: i32 = 0;
-    pub const DEPTH: i32 = 4;
     pub const COPIES: i32 = 8;
     pub const CODE: i32 = 16;
 }
@@ -89,35 +87,40 @@ const _: () = assert!(core::mem::size_of::<TableDesc>() == 32);
 /// The multiplier of the key hash.
 pub const HASH_MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
 
-/// The key hash shared by the Rust tables and the compiled code.
+/// The key hash shared by the Rust tables and the compiled code: key words are taken in
+/// pairs `(w[2i] | w[2i+1] << 32)`, each pair xored into the state and multiplied.
 pub fn hash_key(seed: u64, key: &[u32]) -> u64 {
-    key.iter().fold(seed, |h, w| (h ^ u64::from(*w)).wrapping_mul(HASH_MULTIPLIER))
+    key.chunks(2).fold(seed, |h, pair| {
+        let word = u64::from(pair[0]) | pair.get(1).map_or(0, |w| u64::from(*w) << 32);
+        (h ^ word).wrapping_mul(HASH_MULTIPLIER)
+    })
 }
 
-/// What the compiled function writes.
+/// What the compiled function returns (in `rax`, `rdx`: a 16-byte `repr(C)` struct of two
+/// integers is returned in registers by the System V ABI, as Cranelift returns two `i64`s).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RawOutput {
-    /// [`RawOutput::OK`] or [`RawOutput::STALE`].
-    pub status: u32,
-    /// Slot of the winning exclusive filter, or [`RawOutput::NO_OWNER`].
-    pub owner: u32,
+    /// The winning exclusive filter as `depth << 32 | slot` (depth 0: none), or
+    /// [`RawOutput::STALE`].
+    pub owner: u64,
     /// Bit `i`: copy filter number `i` matched.
     pub copies: u64,
-}
-
-pub(crate) mod output_field {
-    pub const STATUS: i32 = 0;
-    pub const OWNER: i32 = 4;
-    pub const COPIES: i32 = 8;
 }
 const _: () = assert!(core::mem::size_of::<RawOutput>() == 16);
 
 impl RawOutput {
-    /// The code ran against matching tables.
-    pub const OK: u32 = 0;
-    /// The code was compiled for another structure generation; nothing was classified.
-    pub const STALE: u32 = 1;
-    /// No exclusive filter matched.
-    pub const NO_OWNER: u32 = u32::MAX;
+    /// `owner` when the code was compiled for another structure generation; nothing was
+    /// classified.
+    pub const STALE: u64 = u64::MAX;
+
+    /// Whether the code refused to run (stale).
+    pub const fn is_stale(&self) -> bool {
+        self.owner == RawOutput::STALE
+    }
+
+    /// The slot of the owning filter, if any (and not stale).
+    pub const fn owner_slot(&self) -> Option<u32> {
+        if self.is_stale() || self.owner >> 32 == 0 { None } else { Some(self.owner as u32) }
+    }
 }

@@ -24,7 +24,7 @@ use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::control::ControlPlane;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 
-use crate::abi::{HASH_MULTIPLIER, RawOutput, context_field, node_field, output_field, table_field};
+use crate::abi::{HASH_MULTIPLIER, RawOutput, context_field, node_field, table_field};
 use crate::filter::{AtomKey, Base, Width};
 use crate::set::Dpf;
 use crate::trie::Trie;
@@ -82,12 +82,14 @@ pub fn target_isa(opt: OptLevel) -> Result<OwnedTargetIsa, CompileError> {
     builder.finish(settings::Flags::new(flags)).map_err(|e| CompileError::Isa(format!("{e}")))
 }
 
-/// The signature `fn(ctx, frame, len, out)` in the System V convention.
+/// The signature `fn(ctx, frame, len) -> (owner, copies)` in the System V convention.
 pub fn signature() -> Signature {
     let mut sig = Signature::new(CallConv::SystemV);
-    for _ in 0..4 {
+    for _ in 0..3 {
         sig.params.push(AbiParam::new(types::I64));
     }
+    sig.returns.push(AbiParam::new(types::I64));
+    sig.returns.push(AbiParam::new(types::I64));
     sig
 }
 
@@ -122,7 +124,6 @@ struct Common {
     frame: Value,
     len: Value,
     nodes: Value,
-    node_count: Value,
     tables: Value,
     /// Start of the IPv4 payload, or a huge value when the frame is too short to hold the IHL.
     l4: Option<Value>,
@@ -131,8 +132,9 @@ struct Common {
 struct Emitter<'a> {
     b: FunctionBuilder<'a>,
     trie: &'a Trie,
-    owner: Variable,
-    depth: Variable,
+    /// The best owner so far, packed as `depth << 32 | slot` (the first 8 bytes of a
+    /// `NodeInfo`), so that the deeper filter is simply the larger word.
+    best: Variable,
     copies: Variable,
 }
 
@@ -152,15 +154,11 @@ impl<'a> Emitter<'a> {
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
         let params = b.block_params(entry).to_vec();
-        let (ctx, frame, len, out) = (params[0], params[1], params[2], params[3]);
-        let owner = b.declare_var(types::I32);
-        let depth = b.declare_var(types::I32);
+        let (ctx, frame, len) = (params[0], params[1], params[2]);
+        let best = b.declare_var(types::I64);
         let copies = b.declare_var(types::I64);
-        let no_owner = b.ins().iconst(types::I32, i64::from(RawOutput::NO_OWNER as i32));
-        let zero32 = b.ins().iconst(types::I32, 0);
         let zero64 = b.ins().iconst(types::I64, 0);
-        b.def_var(owner, no_owner);
-        b.def_var(depth, zero32);
+        b.def_var(best, zero64);
         b.def_var(copies, zero64);
 
         // Code for another structure generation must not read the tables.
@@ -171,14 +169,13 @@ impl<'a> Emitter<'a> {
         b.ins().brif(current, body, &[], stale, &[]);
 
         b.switch_to_block(stale);
-        let status = b.ins().iconst(types::I32, i64::from(RawOutput::STALE));
-        b.ins().store(trusted(), status, out, output_field::STATUS);
-        b.ins().return_(&[]);
+        let stale_owner = b.ins().iconst(types::I64, RawOutput::STALE as i64);
+        let no_copies = b.ins().iconst(types::I64, 0);
+        b.ins().return_(&[stale_owner, no_copies]);
 
         b.switch_to_block(body);
         let tables = b.ins().load(types::I64, trusted(), ctx, context_field::TABLES);
         let nodes = b.ins().load(types::I64, trusted(), ctx, context_field::NODES);
-        let node_count = b.ins().load(types::I64, trusted(), ctx, context_field::NODE_COUNT);
         let reads_ihl = trie.groups.iter().any(|g| g.live && g.relative_end > 0);
         let l4 = reads_ihl.then(|| {
             let has_ihl = b.create_block();
@@ -196,8 +193,8 @@ impl<'a> Emitter<'a> {
             b.switch_to_block(join);
             l4
         });
-        let common = Common { frame, len, nodes, node_count, tables, l4 };
-        let mut emitter = Emitter { b, trie, owner, depth, copies };
+        let common = Common { frame, len, nodes, tables, l4 };
+        let mut emitter = Emitter { b, trie, best, copies };
         let root = dpf.root();
         let root_info = emitter.b.ins().iadd_imm_s(nodes, i64::from(root) * 24);
         emitter.apply(root_info);
@@ -206,13 +203,9 @@ impl<'a> Emitter<'a> {
 
         let b = &mut emitter.b;
         b.switch_to_block(exit);
-        let ok = b.ins().iconst(types::I32, i64::from(RawOutput::OK));
-        b.ins().store(trusted(), ok, out, output_field::STATUS);
-        let owner = b.use_var(emitter.owner);
-        b.ins().store(trusted(), owner, out, output_field::OWNER);
+        let best = b.use_var(emitter.best);
         let copies = b.use_var(emitter.copies);
-        b.ins().store(trusted(), copies, out, output_field::COPIES);
-        b.ins().return_(&[]);
+        b.ins().return_(&[best, copies]);
         b.seal_all_blocks();
         emitter.b.finalize(config);
     }
@@ -220,16 +213,12 @@ impl<'a> Emitter<'a> {
     /// Applies the `NodeInfo` at `info`: a deeper owner wins; copies accumulate.
     fn apply(&mut self, info: Value) {
         let b = &mut self.b;
-        let depth = b.ins().load(types::I32, trusted(), info, node_field::DEPTH);
-        let owner = b.ins().load(types::I32, trusted(), info, node_field::OWNER);
+        // `owner` at offset 0 and `depth` at 4: one little-endian word `depth << 32 | owner`.
+        let packed = b.ins().load(types::I64, trusted(), info, node_field::OWNER);
         let copies = b.ins().load(types::I64, trusted(), info, node_field::COPIES);
-        let best_depth = b.use_var(self.depth);
-        let best_owner = b.use_var(self.owner);
-        let deeper = b.ins().icmp(IntCC::UnsignedGreaterThan, depth, best_depth);
-        let new_depth = b.ins().select(deeper, depth, best_depth);
-        let new_owner = b.ins().select(deeper, owner, best_owner);
-        b.def_var(self.depth, new_depth);
-        b.def_var(self.owner, new_owner);
+        let best = b.use_var(self.best);
+        let best = b.ins().umax(best, packed);
+        b.def_var(self.best, best);
         let all = b.use_var(self.copies);
         let all = b.ins().bor(all, copies);
         b.def_var(self.copies, all);
@@ -308,8 +297,15 @@ impl<'a> Emitter<'a> {
         let mask = b.ins().load(types::I64, trusted(), desc, table_field::MASK);
         let shift = b.ins().load(types::I64, trusted(), desc, table_field::SHIFT);
         let mut hash = b.ins().load(types::I64, trusted(), desc, table_field::SEED);
-        for v in &values {
-            let mixed = b.ins().bxor(hash, *v);
+        for pair in values.chunks(2) {
+            let word = match pair {
+                [low, high] => {
+                    let high = b.ins().ishl_imm_u(*high, 32);
+                    b.ins().bor(*low, high)
+                }
+                _ => pair[0],
+            };
+            let mixed = b.ins().bxor(hash, word);
             hash = b.ins().imul_imm_s(mixed, HASH_MULTIPLIER as i64);
         }
         let home = b.ins().ushr(hash, shift);
@@ -351,14 +347,11 @@ impl<'a> Emitter<'a> {
 
         // hit: the child's record, if the node number is in range.
         b.switch_to_block(hit);
+        // Tables hold only nodes of the same set, so `tag - 1` indexes the node array.
         let tag64 = b.ins().uextend(types::I64, tag);
-        let child = b.ins().iadd_imm_s(tag64, -1);
-        let valid = b.ins().icmp(IntCC::UnsignedLessThan, child, common.node_count);
-        let apply_block = b.create_block();
-        b.ins().brif(valid, apply_block, &[], after, &[]);
-        b.switch_to_block(apply_block);
-        let info_offset = b.ins().imul_imm_s(child, 24);
+        let info_offset = b.ins().imul_imm_s(tag64, 24);
         let info = b.ins().iadd(common.nodes, info_offset);
+        let info = b.ins().iadd_imm_s(info, -24);
         self.apply(info);
 
         let b = &mut self.b;
@@ -368,6 +361,12 @@ impl<'a> Emitter<'a> {
             return Vec::new();
         }
         let code = b.ins().load(types::I32, trusted(), info, node_field::CODE);
+        if let [Some(node)] = coded.as_slice() {
+            // One child with code: a branch instead of a jump table.
+            let block = b.create_block();
+            b.ins().brif(code, block, &[], after, &[]);
+            return alloc::vec![(*node, block)];
+        }
         let mut children = Vec::new();
         let mut targets = Vec::with_capacity(coded.len() + 1);
         // Each jump-table slot needs its own block call (the SSA builder appends arguments

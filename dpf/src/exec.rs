@@ -6,8 +6,8 @@
 use crate::abi::{Context, RawOutput};
 use crate::set::{Classification, Dpf};
 
-/// The compiled function: `classify(ctx, frame, len, out)`.
-pub type RawClassifyFn = unsafe extern "sysv64" fn(*const Context, *const u8, u64, *mut RawOutput);
+/// The compiled function: `classify(ctx, frame, len) -> RawOutput`.
+pub type RawClassifyFn = unsafe extern "sysv64" fn(*const Context, *const u8, u64) -> RawOutput;
 
 /// Views `entry` as the compiled function.
 ///
@@ -27,11 +27,9 @@ pub unsafe fn entry_point(entry: *const u8) -> RawClassifyFn {
 /// current [`Dpf::context`] of the set the code was compiled from, unmodified since (the code
 /// checks the generation, but not that the table addresses are still valid).
 pub unsafe fn call(function: RawClassifyFn, ctx: &Context, frame: &[u8]) -> RawOutput {
-    let mut out = RawOutput::default();
     // SAFETY: the code reads `ctx` and the arrays it points to (valid per the caller), reads
-    // `frame` only below `len` (every load is bounds-checked), and writes only `out`.
-    unsafe { function(ctx, frame.as_ptr(), frame.len() as u64, &mut out) };
-    out
+    // `frame` only below `len` (every load is bounds-checked), and writes no memory.
+    unsafe { function(ctx, frame.as_ptr(), frame.len() as u64) }
 }
 
 #[cfg(feature = "jit")]
@@ -83,7 +81,8 @@ mod jit {
             self.generation
         }
 
-        /// Runs the code against `ctx`, which must be `dpf.context()` of the set it came from.
+        /// Runs the code on `frame` against the current tables of `dpf`.
+        #[inline]
         pub fn classify_raw(&self, dpf: &Dpf, frame: &[u8]) -> RawOutput {
             let ctx: Context = dpf.context();
             // SAFETY: `function` is mapped while `self` lives; `ctx` is the current context of

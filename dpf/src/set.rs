@@ -329,7 +329,7 @@ impl Dpf {
         let slot = match self.free_slots.pop() {
             Some(s) => s,
             None => {
-                let s = u32::try_from(self.slots.len()).ok().filter(|s| *s != RawOutput::NO_OWNER);
+                let s = u32::try_from(self.slots.len()).ok().filter(|s| *s != u32::MAX);
                 let Some(s) = s else { return Err(InsertError::TooManyFilters) };
                 self.slots.push(Slot { generation: 0, live: None });
                 s
@@ -492,10 +492,11 @@ impl Dpf {
 
     /// Turns the compiled code's output into a classification; `None` if the code was stale.
     pub fn resolve(&self, raw: &RawOutput) -> Option<Classification> {
-        if raw.status != RawOutput::OK {
+        if raw.is_stale() {
             return None;
         }
-        Some(self.resolve_parts(raw.owner != RawOutput::NO_OWNER, raw.owner, raw.copies))
+        let slot = raw.owner_slot();
+        Some(self.resolve_parts(slot.is_some(), slot.unwrap_or(0), raw.copies))
     }
 
     /// What the compiled code reads. Valid until the set is next modified.

@@ -172,9 +172,7 @@ impl Trie {
         let mut remaining: Vec<Atom> = atoms.to_vec();
         let mut structural = false;
         while !remaining.is_empty() {
-            let fitting = self.nodes[node as usize].groups.iter().copied().find(|g| {
-                self.groups[*g as usize].atoms.iter().all(|k| remaining.iter().any(|a| a.key == *k))
-            });
+            let fitting = self.choose_group(node, &remaining);
             let g = match fitting {
                 Some(g) => g,
                 None => {
@@ -202,6 +200,40 @@ impl Trie {
         Placed { node, structural }
     }
 
+    /// The group at `node` that a filter with `remaining` atoms follows: one that already
+    /// has a child for the filter's values (sharing a subtree), else one that tests exactly
+    /// the remaining atoms (the filter ends in it). `None`: a new group is needed. So each
+    /// shape gets one group per node, and a filter is tested in as few levels as sharing
+    /// allows.
+    fn choose_group(&self, node: u32, remaining: &[Atom]) -> Option<u32> {
+        let groups = &self.nodes[node as usize].groups;
+        let mut exact = None;
+        for g in groups.iter().copied() {
+            let group = &self.groups[g as usize];
+            let mut values = [0u32; crate::filter::MAX_ATOMS];
+            let mut fits = true;
+            for (slot, k) in values.iter_mut().zip(&group.atoms) {
+                match remaining.iter().find(|a| a.key == *k) {
+                    Some(a) => *slot = a.value,
+                    None => {
+                        fits = false;
+                        break;
+                    }
+                }
+            }
+            if !fits {
+                continue;
+            }
+            if group.table.get(&values[..group.atoms.len()]).is_some() {
+                return Some(g);
+            }
+            if group.atoms.len() == remaining.len() {
+                exact = Some(g);
+            }
+        }
+        exact
+    }
+
     /// Whether [`Trie::place`] would make a new group for these atoms.
     pub fn would_make_group(&self, atoms: &[Atom]) -> bool {
         let mut node = Some(ROOT);
@@ -209,9 +241,7 @@ impl Trie {
         while !remaining.is_empty() {
             // A node that does not exist yet has no groups.
             let Some(n) = node else { return true };
-            let fitting = self.nodes[n as usize].groups.iter().copied().find(|g| {
-                self.groups[*g as usize].atoms.iter().all(|k| remaining.iter().any(|a| a.key == *k))
-            });
+            let fitting = self.choose_group(n, &remaining);
             let Some(g) = fitting else { return true };
             let keys = &self.groups[g as usize].atoms;
             let values: Vec<u32> =
