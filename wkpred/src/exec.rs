@@ -42,14 +42,13 @@ pub use jit::{JitError, JitPredicate};
 mod jit {
     use alloc::format;
     use alloc::string::String;
-    use alloc::vec::Vec;
-
     use cranelift_jit::{JITBuilder, JITModule};
     use cranelift_module::{Linkage, Module, default_libcall_names};
 
     use super::{RawPredicateFn, call, entry_point};
     use crate::compile::{CompiledPredicate, OptLevel, signature, target_isa};
     use crate::page::Page;
+    use crate::predicate::MAX_LOCATIONS;
 
     /// Why compiled code could not be mapped.
     #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,17 +85,16 @@ mod jit {
         /// If `pages` does not have one page per location.
         pub fn evaluate(&self, pages: &[&Page]) -> bool {
             assert_eq!(pages.len(), self.compiled.location_count(), "one page per location");
-            let table: Vec<u64> = pages
-                .iter()
-                .zip(self.compiled.page_offsets())
-                .map(|(page, &offset)| page.0.as_ptr() as u64 + u64::from(offset))
-                .collect();
+            let mut table = [0u64; MAX_LOCATIONS];
+            for ((slot, page), &offset) in table.iter_mut().zip(pages).zip(self.compiled.page_offsets()) {
+                *slot = page.0.as_ptr() as u64 + u64::from(offset);
+            }
             // SAFETY: `function` is mapped while `self` lives and is the code of
             // `self.compiled`. `CompiledPredicate` is only made by `compile`, from a valid
             // predicate, so every word of location `l` lies in `[offset_l, 4096)` of its
             // page and `table[l]` points at `offset_l` of the borrowed `pages[l]`: every load
             // stays inside a live `Page`.
-            unsafe { call(self.function, &self.compiled, &table) }
+            unsafe { call(self.function, &self.compiled, &table[..pages.len()]) }
         }
 
         /// Evaluates on a raw address table (what the kernel does).
