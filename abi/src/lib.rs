@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod layout;
+pub mod net;
 
 use bitflags::bitflags;
 
@@ -54,10 +55,50 @@ pub enum Syscall {
     RemovePte = 12,
     /// `page_stats() -> free pages`: how many physical pages are free (for tests and tools).
     PageStats = 13,
+    /// `nic_info(nic) -> word`: the NIC's MAC address and link state, packed as [`NicInfo`].
+    /// Errors: `NoSuchNic`.
+    NicInfo = 14,
+    /// `pktring_setring(va, entry_count, entry_size) -> ring`: registers a ring of
+    /// `entry_count` entries of `entry_size` bytes at `va` (see [`net::RingEntryHeader`]); the
+    /// caller must map every page writable. The pages stay pinned while the ring exists.
+    /// Errors: `BadAddress`, `BadAlignment`, `BadLength`, `TooMany`.
+    PktringSetring = 15,
+    /// `pktring_modring(ring, va, entry_count, entry_size)`: replaces the ring's buffers (same
+    /// checks as `pktring_setring`); delivery restarts at entry 0. Errors: as `setring`, and
+    /// `NoSuchRing`.
+    PktringModring = 16,
+    /// `pktring_delring(ring)`: unregisters the ring and unpins its pages; its filters stop
+    /// delivering. Errors: `NoSuchRing`.
+    PktringDelring = 17,
+    /// `dpf_insert(filter_ptr, filter_len, ring, flags) -> filter id`: installs a filter (the
+    /// byte encoding of `dpf::Filter`, see `docs/dpf.md`) that delivers into `ring`. Errors: `BadAddress`,
+    /// `BadLength`, `BadFilter`, `NoSuchRing`, `FilterOverlap`, `NotPermitted` (copy filters need
+    /// privilege), `TooMany`.
+    DpfInsert = 18,
+    /// `dpf_delete(filter)`: drops the caller's reference. Errors: `NoSuchFilter`.
+    DpfDelete = 19,
+    /// `dpf_ref(filter, env)`: gives `env` a reference to a filter the caller holds. Errors:
+    /// `NoSuchFilter`, `NoSuchEnv`.
+    DpfRef = 20,
+    /// `net_xmit(nic, gather_ptr, gather_count, counter_va)`: queues one frame gathered from
+    /// `gather_count` [`net::GatherSegment`]s (readable by the caller); when the NIC is done the
+    /// kernel decrements the `u64` at `counter_va` (writable by the caller). Errors:
+    /// `NoSuchNic`, `BadAddress`, `BadLength`, `QueueFull`, `LinkDown`.
+    NetXmit = 21,
+    /// `wk_install(pred_ptr, pred_len)`: sets the caller's wakeup predicate (the `wkpred`
+    /// encoding); length 0 removes it. Errors: `BadAddress`, `BadLength`, `BadPredicate`.
+    WkInstall = 22,
+    /// `wk_sleep()`: sleeps until the installed predicate is true (at once if it already is,
+    /// or if none is installed). Never fails.
+    WkSleep = 23,
+    /// `pktring_stats(ring) -> dropped frames`: how many frames found the ring's next entry not
+    /// free. `ring = usize::MAX` asks for the frames that matched no filter at all. Errors:
+    /// `NoSuchRing`.
+    PktringStats = 24,
 }
 
 /// Number of defined syscalls; numbers at or above it are refused with `NoSuchCall`.
-pub const SYSCALL_COUNT: usize = 14;
+pub const SYSCALL_COUNT: usize = 25;
 
 impl Syscall {
     /// The syscall with number `n`, if there is one.
@@ -65,7 +106,9 @@ impl Syscall {
         use Syscall::*;
         const ALL: [Syscall; SYSCALL_COUNT] = [
             ConsoleWrite, Time, EnvId, EnvYield, EnvExit, EnvSpawn, EnvKill, EnvStatus, PageAlloc,
-            PageGrant, PageFree, InsertPte, RemovePte, PageStats,
+            PageGrant, PageFree, InsertPte, RemovePte, PageStats, NicInfo, PktringSetring,
+            PktringModring, PktringDelring, DpfInsert, DpfDelete, DpfRef, NetXmit, WkInstall, WkSleep,
+            PktringStats,
         ];
         ALL.get(n).copied()
     }
@@ -108,16 +151,38 @@ pub enum Error {
     BadProgram = 15,
     /// The environment table is full.
     TooManyEnvs = 16,
+    /// No NIC has this number.
+    NoSuchNic = 17,
+    /// No ring of the caller's has this id.
+    NoSuchRing = 18,
+    /// No filter of the caller's has this id.
+    NoSuchFilter = 19,
+    /// The filter is malformed.
+    BadFilter = 20,
+    /// The filter overlaps an installed one and is not a strict subset of one the caller holds.
+    FilterOverlap = 21,
+    /// The NIC's send queue (or the caller's share of it) is full; retry after completions.
+    QueueFull = 22,
+    /// The NIC's link is down.
+    LinkDown = 23,
+    /// The predicate is malformed or reads memory the caller may not read.
+    BadPredicate = 24,
+    /// The caller holds as many of these objects (rings, filters) as it may.
+    TooMany = 25,
 }
+
+/// Number of defined error codes (1..=ERROR_COUNT).
+pub const ERROR_COUNT: usize = 25;
 
 impl Error {
     /// The error with code `code`, if there is one.
     pub fn from_code(code: usize) -> Option<Self> {
         use Error::*;
-        const ALL: [Error; 16] = [
+        const ALL: [Error; ERROR_COUNT] = [
             NoSuchCall, BadAddress, BadAlignment, BadLength, NoSuchPage, NoRights, NoMemory,
             QuotaExceeded, NoSuchEnv, NotPermitted, BadFlags, NotMapped, PageMapped, NotFound,
-            BadProgram, TooManyEnvs,
+            BadProgram, TooManyEnvs, NoSuchNic, NoSuchRing, NoSuchFilter, BadFilter, FilterOverlap,
+            QueueFull, LinkDown, BadPredicate, TooMany,
         ];
         code.checked_sub(1).and_then(|i| ALL.get(i)).copied()
     }
@@ -141,6 +206,15 @@ impl Error {
             Error::NotFound => "not found",
             Error::BadProgram => "bad program",
             Error::TooManyEnvs => "too many environments",
+            Error::NoSuchNic => "no such NIC",
+            Error::NoSuchRing => "no such packet ring",
+            Error::NoSuchFilter => "no such filter",
+            Error::BadFilter => "bad filter",
+            Error::FilterOverlap => "filter overlaps an installed one",
+            Error::QueueFull => "send queue full",
+            Error::LinkDown => "link down",
+            Error::BadPredicate => "bad predicate",
+            Error::TooMany => "too many",
         }
     }
 }
@@ -256,10 +330,10 @@ mod tests {
     #[test]
     fn error_codes_round_trip() {
         assert_eq!(Error::from_code(0), None);
-        for code in 1..=16 {
+        for code in 1..=ERROR_COUNT {
             assert_eq!(Error::from_code(code).unwrap() as usize, code);
         }
-        assert_eq!(Error::from_code(17), None);
+        assert_eq!(Error::from_code(ERROR_COUNT + 1), None);
     }
 
     #[test]

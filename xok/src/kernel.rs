@@ -27,6 +27,8 @@ pub trait Machine: PhysMem {
     fn now_ns(&self) -> u64;
     /// Loads the kernel's own page table, so an environment's tables can be freed safely.
     fn use_kernel_page_table(&mut self);
+    /// What NIC number `nic` is, if there is one.
+    fn nic_info(&self, nic: usize) -> Option<xok_abi::net::NicInfo>;
 }
 
 /// What to do after a syscall.
@@ -52,6 +54,8 @@ pub struct Kernel<M: Machine> {
     pub default_quota: usize,
     /// Free pages before the first environment started.
     pub boot_free_pages: usize,
+    /// Rings, filters and send queues.
+    pub net: net::Network,
     kernel_mappings: KernelMappings,
     initrd: Initrd<'static>,
 }
@@ -82,6 +86,7 @@ impl<M: Machine> Kernel<M> {
             current: None,
             default_quota: free / 4,
             boot_free_pages: free,
+            net: net::Network::default(),
             kernel_mappings,
             initrd,
         }
@@ -173,6 +178,7 @@ impl<M: Machine> Kernel<M> {
     pub fn destroy(&mut self, id: EnvId, status: EnvStatus, why: &str) {
         let Some(env) = self.envs.remove(id, status) else { return };
         self.machine.use_kernel_page_table();
+        self.net.release_env(id, &mut self.pages);
         env.space.destroy(&mut self.pages, &mut self.machine, id);
         self.pages.release_env(id);
         match status {
@@ -238,6 +244,13 @@ impl<M: Machine> Kernel<M> {
                 env.space.remove_pte(&mut self.pages, &mut self.machine, caller, a[0]).map(|()| 0)
             }
             Syscall::PageStats => Ok(self.pages.free_count()),
+            Syscall::NicInfo => self.sys_nic_info(a[0]),
+            Syscall::PktringSetring => self.sys_pktring_setring(caller, a[0], a[1], a[2]),
+            Syscall::PktringModring => self.sys_pktring_modring(caller, a[0], a[1], a[2], a[3]),
+            Syscall::PktringDelring => self.sys_pktring_delring(caller, a[0]),
+            Syscall::PktringStats => self.sys_pktring_stats(caller, a[0]),
+            Syscall::DpfInsert | Syscall::DpfDelete | Syscall::DpfRef | Syscall::NetXmit => Err(Error::NoSuchCall),
+            Syscall::WkInstall | Syscall::WkSleep => Err(Error::NoSuchCall),
             Syscall::EnvYield | Syscall::EnvExit => unreachable!("handled in syscall()"),
         }
     }
@@ -298,5 +311,6 @@ impl<M: Machine> Kernel<M> {
     }
 }
 
+mod net;
 #[cfg(test)]
 mod tests;

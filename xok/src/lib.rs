@@ -12,6 +12,7 @@ pub mod vm;
 pub mod env;
 pub mod initrd;
 pub mod kernel;
+pub mod net;
 pub mod program;
 pub mod trapframe;
 

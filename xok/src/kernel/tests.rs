@@ -43,6 +43,9 @@ impl Machine for TestMachine {
         42
     }
     fn use_kernel_page_table(&mut self) {}
+    fn nic_info(&self, nic: usize) -> Option<xok_abi::net::NicInfo> {
+        (nic == 0).then_some(xok_abi::net::NicInfo { mac: [2, 0, 0, 0, 0, 1], link_up: true, model: xok_abi::net::NicModel::E1000 })
+    }
 }
 
 fn kernel() -> Kernel<TestMachine> {

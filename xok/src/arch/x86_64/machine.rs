@@ -74,6 +74,10 @@ impl Machine for BareMachine {
     fn use_kernel_page_table(&mut self) {
         load_page_table(self.kernel_root);
     }
+
+    fn nic_info(&self, _nic: usize) -> Option<xok_abi::net::NicInfo> {
+        None
+    }
 }
 
 /// Loads `root` into CR3 unless it is already there.

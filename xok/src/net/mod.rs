@@ -1,0 +1,4 @@
+//! The network mechanisms: packet rings, the fair transmit queues, and the demultiplexing
+//! glue. All plain Rust over [`crate::vm::PhysMem`]; the drivers live in `arch`.
+
+pub mod ring;
