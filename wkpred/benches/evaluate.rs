@@ -187,7 +187,7 @@ fn main() {
     let mut json = String::from("{\n  \"cpu\": ");
     write!(json, "{:?},\n  \"rows\": [\n", cpu).unwrap();
     for (i, r) in rows.iter().enumerate() {
-        write!(
+        writeln!(
             json,
             "    {{\"predicate\": {:?}, \"terms\": {}, \"compiled_raw_ns\": {:.2}, \"compiled_safe_ns\": {:.2}, \"interpreted_ns\": {:.2}, \"compile_speed_us\": {:.1}, \"compile_none_us\": {:.1}, \"code_bytes\": {}}}{}",
             r.shape,

@@ -176,7 +176,7 @@ fn emit(mut b: FunctionBuilder<'_>, predicate: &Predicate, config: cranelift_cod
                 Operand::Constant(value) => constant(&mut b, width, value),
                 Operand::Word(word) => load(&mut b, addresses, word),
             };
-            let condition = match term.op {
+            let (left, right, cc) = match term.op {
                 Op::MaskedEq { mask } => {
                     let mask = constant(&mut b, width, mask);
                     let l = b.ins().band(left, mask);
@@ -185,24 +185,20 @@ fn emit(mut b: FunctionBuilder<'_>, predicate: &Predicate, config: cranelift_cod
                         Operand::Constant(_) => right,
                         Operand::Word(_) => b.ins().band(right, mask),
                     };
-                    b.ins().icmp(IntCC::Equal, l, r)
+                    (l, r, IntCC::Equal)
                 }
-                op => {
-                    let cc = match op {
-                        Op::Eq => IntCC::Equal,
-                        Op::Ne => IntCC::NotEqual,
-                        Op::Lt => IntCC::UnsignedLessThan,
-                        Op::Le => IntCC::UnsignedLessThanOrEqual,
-                        Op::Gt => IntCC::UnsignedGreaterThan,
-                        Op::Ge => IntCC::UnsignedGreaterThanOrEqual,
-                        Op::SignedLt => IntCC::SignedLessThan,
-                        Op::SignedLe => IntCC::SignedLessThanOrEqual,
-                        Op::SignedGt => IntCC::SignedGreaterThan,
-                        Op::SignedGe | Op::MaskedEq { .. } => IntCC::SignedGreaterThanOrEqual,
-                    };
-                    b.ins().icmp(cc, left, right)
-                }
+                Op::Eq => (left, right, IntCC::Equal),
+                Op::Ne => (left, right, IntCC::NotEqual),
+                Op::Lt => (left, right, IntCC::UnsignedLessThan),
+                Op::Le => (left, right, IntCC::UnsignedLessThanOrEqual),
+                Op::Gt => (left, right, IntCC::UnsignedGreaterThan),
+                Op::Ge => (left, right, IntCC::UnsignedGreaterThanOrEqual),
+                Op::SignedLt => (left, right, IntCC::SignedLessThan),
+                Op::SignedLe => (left, right, IntCC::SignedLessThanOrEqual),
+                Op::SignedGt => (left, right, IntCC::SignedGreaterThan),
+                Op::SignedGe => (left, right, IntCC::SignedGreaterThanOrEqual),
             };
+            let condition = b.ins().icmp(cc, left, right);
             let next_term = if t + 1 == clause.terms.len() { yes } else { b.create_block() };
             b.ins().brif(condition, next_term, &[], next_clause, &[]);
             if next_term != yes {
