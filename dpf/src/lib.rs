@@ -23,6 +23,7 @@ mod model;
 mod set;
 mod table;
 pub mod text;
+pub mod wire;
 mod trie;
 
 pub use abi::{Context, RawOutput};
