@@ -265,6 +265,12 @@ impl Dpf {
         self.live(id).map(|l| l.class)
     }
 
+    /// 1 + the number of installed non-copy filters strictly containing `id` (non-copy
+    /// filters; copy filters have no depth and give `None`).
+    pub fn depth(&self, id: FilterId) -> Option<u32> {
+        self.live(id).filter(|l| l.class != FilterClass::Copy).map(|l| l.depth)
+    }
+
     /// Whether `principal` holds `id`.
     pub fn holds(&self, id: FilterId, principal: u32) -> bool {
         self.live(id).is_some_and(|l| l.holders.contains(&principal))

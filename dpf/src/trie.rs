@@ -278,10 +278,7 @@ impl Trie {
     /// changed (the structure did, and the code must be rebuilt).
     pub fn compact(&mut self) -> bool {
         let mut changed = false;
-        loop {
-            let Some(g) = (0..self.groups.len()).find(|g| self.groups[*g].live && self.groups[*g].table.is_empty()) else {
-                break;
-            };
+        while let Some(g) = (0..self.groups.len()).find(|g| self.groups[*g].live && self.groups[*g].table.is_empty()) {
             changed = true;
             let node = self.groups[g].node;
             self.groups[g].live = false;

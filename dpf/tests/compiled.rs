@@ -144,6 +144,17 @@ fn random_insert(rng: &mut Rng, dpf: &mut Dpf, installed: &mut Vec<(FilterId, u3
 
 fn check(code: &JitCode, dpf: &Dpf, frame: &[u8]) {
     let interpreted = dpf.classify_interpreted(frame);
+    // Most specific wins, checked from the definition: the non-copy filters matching a frame
+    // form a chain (all supersets of the owner match too), so the owner's depth is exactly
+    // their number, and no frame matched by some filter is left without an owner.
+    let matching = dpf
+        .ids()
+        .filter(|id| dpf.class(*id) != Some(FilterClass::Copy) && dpf.filter(*id).unwrap().matches(frame))
+        .count() as u32;
+    match interpreted.owner {
+        Some(owner) => assert_eq!(dpf.depth(owner), Some(matching), "frame {frame:02x?}\n{}", describe(dpf)),
+        None => assert_eq!(matching, 0),
+    }
     let compiled = code.classify(dpf, frame);
     assert_eq!(compiled, Some(interpreted), "frame {frame:02x?}\nfilters:\n{}", describe(dpf));
     assert_eq!(dpf.classify_linear(frame), interpreted, "linear, frame {frame:02x?}\nfilters:\n{}", describe(dpf));

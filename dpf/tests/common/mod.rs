@@ -27,7 +27,7 @@ pub fn arp(reply: bool, sender: [u8; 4], target: [u8; 4]) -> Vec<u8> {
 
 /// An IPv4 frame with `options` (a multiple of 4 bytes, at most 40) and `payload`.
 pub fn ipv4(protocol: u8, src: [u8; 4], dst: [u8; 4], options: &[u8], payload: &[u8]) -> Vec<u8> {
-    assert!(options.len() % 4 == 0 && options.len() <= 40);
+    assert!(options.len().is_multiple_of(4) && options.len() <= 40);
     let mut f = ethernet(0x0800);
     let ihl = 5 + options.len() / 4;
     let total = (ihl * 4 + payload.len()) as u16;
