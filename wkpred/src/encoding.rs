@@ -17,7 +17,7 @@
 //! other bits zero. With a constant right side the right location and offset are zero.
 //! Nothing may follow the last clause.
 //!
-//! [`decode`] checks the form only and never panics; [`crate::validate`] checks the rules.
+//! [`decode`] checks the form only and never panics; [`crate::validate()`] checks the rules.
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -222,7 +222,7 @@ fn decode_term(r: &mut Reader<'_>) -> Result<Term, DecodeError> {
     Ok(Term { left, op, right })
 }
 
-/// Decodes `bytes`. Checks the form only (call [`crate::validate`] next); never panics and
+/// Decodes `bytes`. Checks the form only (call [`crate::validate()`] next); never panics and
 /// allocates in proportion to `bytes.len()`, which must not exceed [`MAX_ENCODED_LEN`].
 pub fn decode(bytes: &[u8]) -> Result<Predicate, DecodeError> {
     if bytes.len() > MAX_ENCODED_LEN {

@@ -8,7 +8,7 @@ use crate::predicate::{Operand, Predicate, Term, Word};
 /// Clauses are tried in order and terms in order inside a clause; the first false term ends
 /// its clause and the first true clause ends the evaluation, so `read` is called only for
 /// the words the compiled code would load too. No clauses: false. The predicate should be
-/// valid ([`crate::validate`]); the interpreter itself never fails.
+/// valid ([`crate::validate()`]); the interpreter itself never fails.
 pub fn evaluate(predicate: &Predicate, mut read: impl FnMut(Word) -> u64) -> bool {
     predicate.clauses.iter().any(|clause| clause.terms.iter().all(|term| evaluate_term(term, &mut read)))
 }

@@ -18,7 +18,7 @@
 //! In a word-vs-word term both words have the same type. Without a `locations` prefix,
 //! location `i` is at the placeholder address `0x1000 * (i + 1)` (one page each), for as
 //! many locations as the highest index used needs. `Display` writes the canonical form,
-//! which parses back to the same predicate. Parsing also validates ([`crate::validate`]).
+//! which parses back to the same predicate. Parsing also validates ([`crate::validate()`]).
 
 use alloc::vec::Vec;
 use core::fmt;
