@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use common::*;
 use wkpred::Width::{W8, W16, W32, W64};
 use wkpred::encoding::VERSION;
+use wkpred::exec::JitPredicate;
 use wkpred::{
     Clause, CompileError, DecodeError, Op, ParseError, Predicate, ResolveError, Term, TermIndex, ValidationError,
     Width, Word, compile, decode, encode, evaluate, parse, resolve, validate,
@@ -388,4 +389,46 @@ fn compiled_code_is_position_independent_and_small() {
     let mut memory = Memory::new(4);
     memory.set(&p, Word::at(2, W8), 1);
     assert!(both(&p, &a, &memory) && both(&p, &b, &memory));
+}
+
+#[test]
+fn kernel_install_path_end_to_end() {
+    // The user's predicate: a flag word in its page at 0x7000_0040, or tick >= 500 on the
+    // tick page at 0xffff_0000.
+    let user = parse("locations 0xffff0000, 0x70000040; [1]:u32 != 0 || [0]:u64 >= 500").unwrap();
+    let bytes = encode(&user).unwrap();
+
+    // wk_install: decode, validate, resolve (translate + pin), compile.
+    let predicate = decode(&bytes).unwrap();
+    validate(&predicate).unwrap();
+    let mut tick_page = wkpred::Page::default();
+    let mut user_page = wkpred::Page::default();
+    // Translation: the tick page and the user's page map to the two buffers. The table is
+    // rebuilt after each write here so the pointers are never older than the last `&mut`.
+    let resolved = |tick: &wkpred::Page, user: &wkpred::Page| {
+        let (tick_address, user_address) = (tick.0.as_ptr() as u64, user.0.as_ptr() as u64);
+        let table = resolve(&predicate, |page| match page {
+            0xffff_0000 => Ok(tick_address),
+            0x7000_0000 => Ok(user_address),
+            _ => Err(()),
+        })
+        .unwrap();
+        assert_eq!(table, vec![tick_address, user_address + 0x40]);
+        table
+    };
+    let jit = JitPredicate::load(&compile(&predicate).unwrap()).unwrap();
+    let evaluate = |jit: &JitPredicate, table: &[u64]| {
+        // SAFETY: `table` came from `resolve` for this predicate and points into the two
+        // pages, which are alive and not written during the call.
+        unsafe { jit.evaluate_raw(table) }
+    };
+    assert!(!evaluate(&jit, &resolved(&tick_page, &user_page)));
+    tick_page.write(0, W64, 500);
+    assert!(evaluate(&jit, &resolved(&tick_page, &user_page)));
+    tick_page.write(0, W64, 10);
+    user_page.write(0x40, W32, 1);
+    let table = resolved(&tick_page, &user_page);
+    assert!(evaluate(&jit, &table));
+    // A table too short for the code is refused without running it.
+    assert!(!evaluate(&jit, &table[..1]));
 }
