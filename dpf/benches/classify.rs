@@ -15,7 +15,7 @@ use dpf::{Dpf, Filter, FilterClass, InsertOptions};
 
 const HOST: [u8; 4] = [10, 0, 0, 1];
 const SIZES: [usize; 6] = [1, 10, 100, 1_000, 10_000, 100_000];
-const BATCHES: usize = 9;
+const BATCHES: usize = 21;
 
 fn remote(i: usize) -> ([u8; 4], u16) {
     ([172, 16 + (i >> 16) as u8, (i >> 8) as u8, i as u8], 1024 + (i % 60_000) as u16)
@@ -33,8 +33,8 @@ fn tcp_frame(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
     f
 }
 
-/// Median time per call of `f`, in nanoseconds.
-fn time_per_call(mut f: impl FnMut()) -> f64 {
+/// Median and fastest batch time per call of `f`, in nanoseconds.
+fn time_per_call(mut f: impl FnMut()) -> (f64, f64) {
     let start = Instant::now();
     let mut calibration = 0u64;
     while start.elapsed() < Duration::from_millis(2) {
@@ -42,7 +42,7 @@ fn time_per_call(mut f: impl FnMut()) -> f64 {
         calibration += 1;
     }
     let per_call = start.elapsed().as_secs_f64() / calibration as f64;
-    let iterations = ((0.005 / per_call) as u64).clamp(1, 10_000_000);
+    let iterations = ((0.001 / per_call) as u64).clamp(1, 10_000_000);
     let mut samples: Vec<f64> = (0..BATCHES)
         .map(|_| {
             let t = Instant::now();
@@ -53,19 +53,23 @@ fn time_per_call(mut f: impl FnMut()) -> f64 {
         })
         .collect();
     samples.sort_by(f64::total_cmp);
-    samples[BATCHES / 2]
+    (samples[BATCHES / 2], samples[0])
 }
 
 struct Row {
     connections: usize,
     filters: usize,
     compile_ms: f64,
+    compile_unoptimized_ms: f64,
     code_bytes: usize,
     insert_ns: f64,
     delete_ns: f64,
     recompiles: usize,
-    /// [engine][frame]: engines compiled, interpreted, linear; frames first, last, none.
-    classify: [[f64; 3]; 3],
+    /// [engine][frame]: engines compiled, interpreted, linear; frames first, last, none,
+    /// unmatched.
+    classify: [[f64; 4]; 3],
+    /// The same, fastest batch (the machine is shared: the least disturbed figure).
+    fastest: [[f64; 4]; 3],
 }
 
 fn build(n: usize) -> Dpf {
@@ -94,6 +98,9 @@ fn measure(n: usize) -> Row {
     let again = Instant::now();
     let _ = JitCode::load(&dpf.compile().unwrap()).unwrap();
     let compile_ms = compile_ms.min(again.elapsed().as_secs_f64() * 1e3);
+    let unoptimized = Instant::now();
+    let _ = JitCode::load(&dpf::compile(&dpf, dpf::compile::OptLevel::None).unwrap()).unwrap();
+    let compile_unoptimized_ms = unoptimized.elapsed().as_secs_f64() * 1e3;
 
     let (first_addr, first_port) = remote(0);
     let (last_addr, last_port) = remote(n - 1);
@@ -101,23 +108,35 @@ fn measure(n: usize) -> Row {
         tcp_frame(first_addr, first_port, HOST, 80),
         tcp_frame(last_addr, last_port, HOST, 80),
         tcp_frame([198, 51, 100, 7], 5555, HOST, 80),
+        {
+            // IPv6: matches no filter at all.
+            let mut f = tcp_frame([198, 51, 100, 7], 5555, HOST, 80);
+            f[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+            f
+        },
     ];
     for (i, frame) in frames.iter().enumerate() {
         let c = dpf.classify_interpreted(frame);
         assert_eq!(jit.classify(&dpf, frame), Some(c));
-        let expected = if i < 2 { 100 + if i == 0 { 0 } else { n - 1 } as u32 } else { 4 };
-        assert_eq!(c.owner.and_then(|id| dpf.payload(id)), Some(expected));
+        let expected = match i {
+            0 => Some(100),
+            1 => Some(100 + n as u32 - 1),
+            2 => Some(4),
+            _ => None,
+        };
+        assert_eq!(c.owner.and_then(|id| dpf.payload(id)), expected);
     }
 
-    let mut classify = [[0.0; 3]; 3];
+    let mut classify = [[0.0; 4]; 3];
+    let mut fastest = [[0.0; 4]; 3];
     for (f, frame) in frames.iter().enumerate() {
-        classify[0][f] = time_per_call(|| {
+        (classify[0][f], fastest[0][f]) = time_per_call(|| {
             black_box(jit.classify_raw(black_box(&dpf), black_box(frame)));
         });
-        classify[1][f] = time_per_call(|| {
+        (classify[1][f], fastest[1][f]) = time_per_call(|| {
             black_box(dpf.classify_interpreted(black_box(frame)));
         });
-        classify[2][f] = time_per_call(|| {
+        (classify[2][f], fastest[2][f]) = time_per_call(|| {
             black_box(dpf.classify_linear(black_box(frame)));
         });
     }
@@ -146,11 +165,13 @@ fn measure(n: usize) -> Row {
         connections: n,
         filters: dpf.len(),
         compile_ms,
+        compile_unoptimized_ms,
         code_bytes: code.bytes.len(),
         insert_ns: insert_total.as_secs_f64() * 1e9 / rounds as f64,
         delete_ns: delete_total.as_secs_f64() * 1e9 / rounds as f64,
         recompiles,
         classify,
+        fastest,
     }
 }
 
@@ -164,18 +185,21 @@ fn main() {
     for n in SIZES {
         let row = measure(n);
         println!(
-            "{:>6} connections: compiled {:>6.1} / {:>6.1} / {:>6.1} ns, interpreted {:>7.1} / {:>7.1} / {:>7.1} ns, \
-             linear {:>10.1} / {:>10.1} / {:>10.1} ns, insert {:>6.0} ns, delete {:>6.0} ns, compile {:>6.2} ms",
+            "{:>6} connections: compiled {:>5.1} / {:>5.1} / {:>5.1} / {:>5.1} ns, interpreted {:>6.1} / {:>6.1} / {:>6.1} / {:>6.1} ns, \
+             linear {:>10.1} / {:>10.1} / {:>10.1} / {:>10.1} ns, insert {:>5.0} ns, delete {:>5.0} ns, compile {:>5.2} ms",
             n,
             row.classify[0][0],
             row.classify[0][1],
             row.classify[0][2],
+            row.classify[0][3],
             row.classify[1][0],
             row.classify[1][1],
             row.classify[1][2],
+            row.classify[1][3],
             row.classify[2][0],
             row.classify[2][1],
             row.classify[2][2],
+            row.classify[2][3],
             row.insert_ns,
             row.delete_ns,
             row.compile_ms
@@ -192,6 +216,7 @@ fn worst(row: &Row, engine: usize) -> f64 {
 fn write_reports(rows: &[Row]) {
     let at = |n: usize| rows.iter().find(|r| r.connections == n).unwrap();
     let compiled_1000 = worst(at(1_000), 0);
+    let compiled_1000_fastest = at(1_000).fastest[0].iter().copied().fold(0.0, f64::max);
     let compiled_1 = worst(at(1), 0);
     let compiled_100k = worst(at(100_000), 0);
     let speedup_1000 = at(1_000).classify[2].iter().zip(&at(1_000).classify[0]).map(|(l, c)| l / c).fold(f64::INFINITY, f64::min);
@@ -207,15 +232,22 @@ fn write_reports(rows: &[Row]) {
     let _ = writeln!(json, "  \"command\": \"cargo bench -p dpf\",");
     let _ = writeln!(json, "  \"cpu\": {:?},", cpu);
     let _ = writeln!(json, "  \"unit\": \"ns per frame unless named otherwise\",");
-    let _ = writeln!(json, "  \"frames\": [\"first\", \"last\", \"none\"],");
+    let _ = writeln!(json, "  \"frames\": [\"first\", \"last\", \"none\", \"unmatched\"],");
     let _ = writeln!(json, "  \"rows\": [");
     for (i, r) in rows.iter().enumerate() {
-        let engine = |e: usize| format!("{{\"first\": {:.2}, \"last\": {:.2}, \"none\": {:.2}}}", r.classify[e][0], r.classify[e][1], r.classify[e][2]);
+        let engine = |e: usize| {
+            let (m, f) = (&r.classify[e], &r.fastest[e]);
+            format!(
+                "{{\"first\": {:.2}, \"last\": {:.2}, \"none\": {:.2}, \"unmatched\": {:.2}, \
+                 \"fastest_batch\": {{\"first\": {:.2}, \"last\": {:.2}, \"none\": {:.2}, \"unmatched\": {:.2}}}}}",
+                m[0], m[1], m[2], m[3], f[0], f[1], f[2], f[3]
+            )
+        };
         let _ = writeln!(
             json,
             "    {{\"connections\": {}, \"filters_installed\": {}, \"compiled\": {}, \"interpreted\": {}, \"linear\": {}, \
              \"insert_connection_ns\": {:.0}, \"delete_connection_ns\": {:.0}, \"insert_delete_recompilations\": {}, \
-             \"compile_ms\": {:.3}, \"code_bytes\": {}}}{}",
+             \"compile_ms\": {:.3}, \"compile_unoptimized_ms\": {:.3}, \"code_bytes\": {}}}{}",
             r.connections,
             r.filters,
             engine(0),
@@ -225,6 +257,7 @@ fn write_reports(rows: &[Row]) {
             r.delete_ns,
             r.recompiles,
             r.compile_ms,
+            r.compile_unoptimized_ms,
             r.code_bytes,
             if i + 1 < rows.len() { "," } else { "" }
         );
@@ -232,6 +265,7 @@ fn write_reports(rows: &[Row]) {
     let _ = writeln!(json, "  ],");
     let _ = writeln!(json, "  \"targets\": {{");
     let _ = writeln!(json, "    \"compiled_ns_at_1000_worst_frame\": {compiled_1000:.2},");
+    let _ = writeln!(json, "    \"compiled_ns_at_1000_worst_frame_fastest_batch\": {compiled_1000_fastest:.2},");
     let _ = writeln!(json, "    \"compiled_le_25ns_at_1000\": {},", compiled_1000 <= 25.0);
     let _ = writeln!(json, "    \"compiled_100000_over_1\": {:.3},", compiled_100k / compiled_1);
     let _ = writeln!(json, "    \"compiled_100000_le_2x_1\": {},", compiled_100k <= 2.0 * compiled_1);
@@ -244,24 +278,29 @@ fn write_reports(rows: &[Row]) {
 
     let mut md = String::new();
     let _ = writeln!(md, "# DPF benchmark\n");
-    let _ = writeln!(md, "Written by `cargo bench -p dpf` (dpf/benches/classify.rs) on {cpu}. One run; medians of {BATCHES} batches.\n");
+    let _ = writeln!(md, "Written by `cargo bench -p dpf` (dpf/benches/classify.rs) on {cpu}. One run; each figure is the median of {BATCHES} batches of ~1 ms (docs/dpf-bench.json also has the fastest batch, the least disturbed figure on this shared machine).\n");
     let _ = writeln!(
         md,
         "Installed: ARP, an IPv4 catch-all (fallback), ICMP to the host, 4 TCP listens, and N TCP connections under \
          the port-80 listen. Frames: *first* / *last* match the first / last installed connection, *none* matches no \
-         connection (the listen owns it). Times in ns per frame. *linear* runs every installed filter on its own, one \
-         after the other (BPF-style), interpreted.\n"
+         connection (the listen owns it), *unmatched* is an IPv6 frame no filter matches. Times in ns per frame, \
+         including the call. *linear* runs every installed filter on its own, one after the other (BPF-style), \
+         interpreted. *insert/delete conn*: one connection under the existing listen, a table change (the \
+         *recompiles* column counts inserts that asked for recompilation: none); the alternative, recompiling, \
+         costs the *compile* column (Cranelift at opt_level=speed, plus mapping; *unopt.* at opt_level=none).\n"
     );
     let _ = writeln!(
         md,
-        "| connections | compiled first / last / none | interpreted first / last / none | linear first / last / none | insert conn (ns) | delete conn (ns) | recompiles | compile (ms) | code bytes |"
+        "| connections | compiled first / last / none / unmatched | interpreted first / last / none / unmatched | linear first / last / none / unmatched | insert conn (ns) | delete conn (ns) | recompiles | compile (ms) | unopt. (ms) | code bytes |"
     );
-    let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
-        let cell = |e: usize| format!("{:.1} / {:.1} / {:.1}", r.classify[e][0], r.classify[e][1], r.classify[e][2]);
+        let cell = |e: usize| {
+            format!("{:.1} / {:.1} / {:.1} / {:.1}", r.classify[e][0], r.classify[e][1], r.classify[e][2], r.classify[e][3])
+        };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {:.0} | {:.0} | {} | {:.2} | {} |",
+            "| {} | {} | {} | {} | {:.0} | {:.0} | {} | {:.2} | {:.2} | {} |",
             r.connections,
             cell(0),
             cell(1),
@@ -270,6 +309,7 @@ fn write_reports(rows: &[Row]) {
             r.delete_ns,
             r.recompiles,
             r.compile_ms,
+            r.compile_unoptimized_ms,
             r.code_bytes
         );
     }
@@ -277,7 +317,7 @@ fn write_reports(rows: &[Row]) {
     let _ = writeln!(md, "| target | measured | met |");
     let _ = writeln!(md, "|---|---|---|");
     let yes = |b: bool| if b { "yes" } else { "no" };
-    let _ = writeln!(md, "| compiled ≤ 25 ns at 1 000 connections (worst frame) | {compiled_1000:.1} ns | {} |", yes(compiled_1000 <= 25.0));
+    let _ = writeln!(md, "| compiled ≤ 25 ns at 1 000 connections (worst frame) | {compiled_1000:.1} ns (fastest batch {compiled_1000_fastest:.1} ns) | {} |", yes(compiled_1000 <= 25.0));
     let _ = writeln!(
         md,
         "| compiled at 100 000 ≤ 2× its 1-connection time (worst frames) | {:.1} ns vs {:.1} ns ({:.2}×) | {} |",
