@@ -161,6 +161,7 @@ fn compiled_code_short_circuits_too() {
     let predicate = parse("[0]:u64 == 1 && [1]:u64 == 1").unwrap();
     let jit = common::jit(&predicate);
     page.write(0, W64, 0);
+    let table = [page.0.as_ptr() as u64, 0x8];
     // SAFETY: as above; clause 0 stops at its first (false) term.
     assert!(!unsafe { jit.evaluate_raw(&table) });
 }
