@@ -24,8 +24,10 @@ pub unsafe fn entry_point(entry: *const u8) -> RawClassifyFn {
 ///
 /// # Safety
 /// `function` must come from [`entry_point`] under its conditions, and `ctx` must be the
-/// current [`Dpf::context`] of the set the code was compiled from, unmodified since (the code
-/// checks the generation, but not that the table addresses are still valid).
+/// current [`Dpf::context`] of a set, not modified since. (The code itself returns
+/// [`RawOutput::STALE`] when `ctx.generation` is not the one it was compiled for, and
+/// generations are unique across sets, so a stale or foreign set is refused; what it cannot
+/// check is that the addresses in `ctx` are still valid.)
 pub unsafe fn call(function: RawClassifyFn, ctx: &Context, frame: &[u8]) -> RawOutput {
     // SAFETY: the code reads `ctx` and the arrays it points to (valid per the caller), reads
     // `frame` only below `len` (every load is bounds-checked), and writes no memory.
@@ -84,13 +86,14 @@ mod jit {
         /// Runs the code on `frame` against the current tables of `dpf`.
         #[inline]
         pub fn classify_raw(&self, dpf: &Dpf, frame: &[u8]) -> RawOutput {
+            if dpf.generation() != self.generation {
+                return RawOutput { owner: RawOutput::STALE, copies: 0 };
+            }
             let ctx: Context = dpf.context();
-            // SAFETY: `function` is mapped while `self` lives; `ctx` is the current context of
-            // `dpf`, which is borrowed (so unmodified) during the call. A `dpf` of another
-            // structure generation makes the code return STALE before touching the tables; a
-            // different set of the same generation number has tables of the same layout,
-            // since the code reads group and node numbers only through bounds-checked indices
-            // into arrays described by `ctx` itself.
+            // SAFETY: `function` is mapped while `self` lives. `ctx` is the current context of
+            // `dpf`, which is borrowed (so unmodified) during the call, and its generation is
+            // the one the code was compiled for; generations are unique across sets (see
+            // `Dpf::generation`), so its tables have exactly the layout the code expects.
             unsafe { call(self.function, &ctx, frame) }
         }
 

@@ -216,7 +216,7 @@ impl Dpf {
             free_slots: Vec::new(),
             trie: Trie::new(seed),
             copy_slots: [None; MAX_COPY_FILTERS],
-            generation: 1,
+            generation: next_generation(),
             len: 0,
         }
     }
@@ -232,6 +232,9 @@ impl Dpf {
     }
 
     /// The structure generation: it changes exactly when compiled code must be rebuilt.
+    /// Generations come from one counter shared by all sets, so two sets with the same
+    /// generation have the same structure (one is an unchanged clone of the other), and code
+    /// compiled for one can only run against tables laid out for it.
     pub fn generation(&self) -> u64 {
         self.generation
     }
@@ -346,7 +349,7 @@ impl Dpf {
         let depth = ancestors + 1;
         let info = &mut self.trie.info[node as usize];
         if class == FilterClass::Copy {
-            info.copies |= 1 << copy;
+            info.copies |= 1u64 << copy;
             self.copy_slots[copy as usize] = Some(slot);
         } else {
             info.owner = slot;
@@ -363,7 +366,7 @@ impl Dpf {
         s.live = Some(live);
         self.len += 1;
         if placed.structural {
-            self.generation += 1;
+            self.generation = next_generation();
         }
         Ok(Inserted { id: FilterId { slot, generation: s.generation }, needs_recompile: placed.structural })
     }
@@ -409,7 +412,7 @@ impl Dpf {
         self.len -= 1;
         let info = &mut self.trie.info[live.node as usize];
         if live.class == FilterClass::Copy {
-            info.copies &= !(1 << live.copy);
+            info.copies &= !(1u64 << live.copy);
             self.copy_slots[live.copy as usize] = None;
         } else {
             info.depth = 0;
@@ -455,7 +458,7 @@ impl Dpf {
     pub fn compact(&mut self) -> bool {
         let changed = self.trie.compact();
         if changed {
-            self.generation += 1;
+            self.generation = next_generation();
         }
         changed
     }
@@ -484,7 +487,7 @@ impl Dpf {
                 continue;
             }
             if l.class == FilterClass::Copy {
-                copies |= 1 << l.copy;
+                copies |= 1u64 << l.copy;
             } else if best.is_none_or(|(d, _)| l.depth > d) {
                 best = Some((l.depth, slot as u32));
             }
@@ -519,6 +522,12 @@ impl Dpf {
     pub(crate) fn root(&self) -> u32 {
         ROOT
     }
+}
+
+/// A structure generation no set has used yet.
+fn next_generation() -> u64 {
+    static NEXT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, core::sync::atomic::Ordering::Relaxed)
 }
 
 /// Whether every atom of `outer` appears in `inner` (then `inner ⊆ outer`).

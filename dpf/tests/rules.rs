@@ -249,3 +249,59 @@ fn hundred_thousand_connections() {
     assert_eq!(code.classify(&d, &frame).unwrap().owner, last);
     assert_eq!(d.classify_interpreted(&frame).owner, last);
 }
+
+#[test]
+fn code_never_runs_against_another_set() {
+    let mut a = Dpf::new();
+    a.insert(&Filter::tcp_listen(HOST, 80), HTTPD, 0).unwrap();
+    let mut b = a.clone();
+    let code = JitCode::load(&a.compile().unwrap()).unwrap();
+    let frame = tcp(PEER, 1, HOST, 80, &[]);
+    // An unchanged clone has the same structure: the code serves it.
+    assert_eq!(code.classify(&b, &frame), Some(b.classify_interpreted(&frame)));
+    // After different structural changes the two sets never share a generation.
+    a.insert(&Filter::udp_port(53), DNS, 0).unwrap();
+    b.insert(&Filter::icmp_to(HOST), PING, 0).unwrap();
+    assert_ne!(a.generation(), b.generation());
+    let fresh = Dpf::new();
+    assert_ne!(fresh.generation(), a.generation());
+    assert_eq!(code.classify(&b, &frame), None);
+    assert_eq!(code.classify(&fresh, &frame), None);
+}
+
+#[test]
+fn sixty_four_copy_filters() {
+    let mut d = Dpf::new();
+    let mut ids = Vec::new();
+    for i in 0..64u32 {
+        let f: Filter = format!("frame[0:1] & {:#04x} == 0x00", 1u32 << (i % 8)).parse().unwrap();
+        ids.push(d.insert_with(&f, privileged(FilterClass::Copy), TCPDUMP, i).unwrap().id);
+    }
+    assert_eq!(d.insert_with(&Filter::everything(), privileged(FilterClass::Copy), TCPDUMP, 0), Err(InsertError::TooManyCopyFilters));
+    let c = classify(&d, &[0u8; 20]);
+    assert_eq!(c.copies.iter().count(), 64);
+    assert_eq!(c.owner, None);
+    let c = classify(&d, &[0x80u8; 20]);
+    assert_eq!(c.copies.iter().count(), 56, "bit 7 set: the eight filters testing it fail");
+    assert_eq!(d.delete(ids[63], TCPDUMP), Ok(true));
+    assert_eq!(classify(&d, &[0u8; 20]).copies.iter().count(), 63);
+    assert!(d.insert_with(&Filter::everything(), privileged(FilterClass::Copy), TCPDUMP, 0).is_ok());
+}
+
+#[test]
+fn code_bytes_run_wherever_they_are_copied() {
+    let s = setup();
+    let code = s.dpf.compile().unwrap();
+    // Two separate copies (two addresses), as the kernel would map them.
+    let first = JitCode::load(&code).unwrap();
+    let second = JitCode::load(&code).unwrap();
+    for frame in [tcp(PEER, 40000, HOST, 80, &IP_OPTIONS), arp(true, PEER, HOST), icmp_echo(PEER, HOST)] {
+        let expected = Some(s.dpf.classify_interpreted(&frame));
+        assert_eq!(first.classify(&s.dpf, &frame), expected);
+        assert_eq!(second.classify(&s.dpf, &frame), expected);
+    }
+    // Unoptimized code (cheaper to compile under emulation) agrees too.
+    let unoptimized = JitCode::load(&dpf::compile(&s.dpf, dpf::compile::OptLevel::None).unwrap()).unwrap();
+    let frame = tcp(PEER, 40000, HOST, 80, &[]);
+    assert_eq!(unoptimized.classify(&s.dpf, &frame), Some(s.dpf.classify_interpreted(&frame)));
+}
