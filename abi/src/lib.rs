@@ -28,9 +28,11 @@ pub enum Syscall {
     EnvYield = 3,
     /// `env_exit(status)`: ends the caller, releasing everything it holds. Does not return.
     EnvExit = 4,
-    /// `env_spawn(path_ptr, path_len, args_ptr, args_len) -> EnvId`: starts the initrd program
-    /// `path` as a child with the NUL-separated words `args`. Errors: `BadAddress`, `BadLength`,
-    /// `NotFound`, `BadProgram`, `TooManyEnvs`, `NoMemory`, `QuotaExceeded`.
+    /// `env_spawn(path_ptr, path_len, args_ptr, args_len, flags) -> EnvId`: starts the initrd
+    /// program `path` as a child with the NUL-separated words `args`; `flags` may hold
+    /// [`SPAWN_PRIVILEGED`], which only a privileged caller may pass. Errors: `BadAddress`,
+    /// `BadLength`, `NotFound`, `BadProgram`, `TooManyEnvs`, `NoMemory`, `QuotaExceeded`,
+    /// `BadFlags`, `NotPermitted`.
     EnvSpawn = 5,
     /// `env_kill(env)`: ends a child of the caller. Errors: `NoSuchEnv`, `NotPermitted`.
     EnvKill = 6,
@@ -307,6 +309,10 @@ impl EnvStatus {
         }
     }
 }
+
+/// `env_spawn` flag: the child is privileged (may install copy and fallback filters and pass
+/// privilege on). init is privileged.
+pub const SPAWN_PRIVILEGED: usize = 1;
 
 /// Longest `console_write` in bytes.
 pub const CONSOLE_WRITE_MAX: usize = 4096;

@@ -104,8 +104,12 @@ pub const XMIT_MAX_FRAME: usize = 1514;
 /// Shortest frame `net_xmit` sends (an Ethernet header).
 pub const XMIT_MIN_FRAME: usize = 14;
 
-/// `dpf_insert` flag: a copy filter (sees every matching frame; needs privilege).
+/// `dpf_insert` flag: a copy filter (sees every matching frame beside its owner, may overlap
+/// anything; needs privilege).
 pub const DPF_COPY: usize = 1;
+/// `dpf_insert` flag: a fallback filter (any environment may install strict subsets of it;
+/// needs privilege). strayd's catch-all.
+pub const DPF_FALLBACK: usize = 2;
 
 #[cfg(test)]
 mod tests {

@@ -25,6 +25,8 @@ pub struct Env {
     pub frame: TrapFrame,
     /// Most pages it may hold rights on.
     pub quota: usize,
+    /// May install copy and fallback filters and spawn privileged children.
+    pub privileged: bool,
 }
 
 #[derive(Debug)]
@@ -142,6 +144,7 @@ mod tests {
             space: AddressSpace::new(pages, mem, &kernel).unwrap(),
             frame: TrapFrame::default(),
             quota: 10,
+            privileged: false,
         }
     }
 

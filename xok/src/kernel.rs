@@ -16,7 +16,7 @@ use core::fmt::Write;
 use xok_abi::layout::{ARGS_VA, PAGE_SIZE, STACK_PAGES, STACK_TOP};
 use xok_abi::{
     ARGS_MAX, CONSOLE_WRITE_MAX, EnvId, EnvStatus, Error, KILLED_BY_PARENT, PATH_MAX, PteFlags, Rights,
-    Syscall,
+    SPAWN_PRIVILEGED, Syscall,
 };
 
 /// What the kernel needs from the hardware besides physical memory.
@@ -27,8 +27,9 @@ pub trait Machine: PhysMem {
     fn now_ns(&self) -> u64;
     /// Loads the kernel's own page table, so an environment's tables can be freed safely.
     fn use_kernel_page_table(&mut self);
-    /// What NIC number `nic` is, if there is one.
-    fn nic_info(&self, nic: usize) -> Option<xok_abi::net::NicInfo>;
+    /// Classifies a frame against the installed filters (compiled code on the bare metal,
+    /// recompiled when the filter set's structure changed; the interpreter in host tests).
+    fn classify(&mut self, dpf: &dpf::Dpf, frame: &[u8]) -> dpf::Classification;
 }
 
 /// What to do after a syscall.
@@ -101,7 +102,7 @@ impl<M: Machine> Kernel<M> {
     }
 
     /// Starts `path` with the NUL-separated words `args` as a child of `parent`.
-    pub fn spawn(&mut self, parent: Option<EnvId>, path: &str, args: &[u8]) -> Result<EnvId, Error> {
+    pub fn spawn(&mut self, parent: Option<EnvId>, path: &str, args: &[u8], privileged: bool) -> Result<EnvId, Error> {
         if args.len() > ARGS_MAX {
             return Err(Error::BadLength);
         }
@@ -124,7 +125,7 @@ impl<M: Machine> Kernel<M> {
         let name: String = path.trim_start_matches('/').chars().take(32).collect();
         self.log(format_args!("env {:08x} ({name}) started", id.0));
         let frame = TrapFrame::new_user(program.entry, STACK_TOP, ARGS_VA);
-        self.envs.insert(Env { id, parent, name, space, frame, quota });
+        self.envs.insert(Env { id, parent, name, space, frame, quota, privileged });
         Ok(id)
     }
 
@@ -178,7 +179,7 @@ impl<M: Machine> Kernel<M> {
     pub fn destroy(&mut self, id: EnvId, status: EnvStatus, why: &str) {
         let Some(env) = self.envs.remove(id, status) else { return };
         self.machine.use_kernel_page_table();
-        self.net.release_env(id, &mut self.pages);
+        self.release_network(id);
         env.space.destroy(&mut self.pages, &mut self.machine, id);
         self.pages.release_env(id);
         match status {
@@ -229,7 +230,7 @@ impl<M: Machine> Kernel<M> {
             Syscall::ConsoleWrite => self.sys_console_write(caller, a[0], a[1]),
             Syscall::Time => Ok(self.machine.now_ns() as usize),
             Syscall::EnvId => Ok(caller.0 as usize),
-            Syscall::EnvSpawn => self.sys_env_spawn(caller, a[0], a[1], a[2], a[3]),
+            Syscall::EnvSpawn => self.sys_env_spawn(caller, a[0], a[1], a[2], a[3], a[4]),
             Syscall::EnvKill => self.sys_env_kill(caller, a[0]),
             Syscall::EnvStatus => self.sys_env_status(a[0]),
             Syscall::PageAlloc => {
@@ -245,11 +246,14 @@ impl<M: Machine> Kernel<M> {
             }
             Syscall::PageStats => Ok(self.pages.free_count()),
             Syscall::NicInfo => self.sys_nic_info(a[0]),
+            Syscall::DpfInsert => self.sys_dpf_insert(caller, a[0], a[1], a[2], a[3]),
+            Syscall::DpfDelete => self.sys_dpf_delete(caller, a[0]),
+            Syscall::DpfRef => self.sys_dpf_ref(caller, a[0], a[1]),
+            Syscall::NetXmit => self.sys_net_xmit(caller, a[0], a[1], a[2], a[3]),
             Syscall::PktringSetring => self.sys_pktring_setring(caller, a[0], a[1], a[2]),
             Syscall::PktringModring => self.sys_pktring_modring(caller, a[0], a[1], a[2], a[3]),
             Syscall::PktringDelring => self.sys_pktring_delring(caller, a[0]),
             Syscall::PktringStats => self.sys_pktring_stats(caller, a[0]),
-            Syscall::DpfInsert | Syscall::DpfDelete | Syscall::DpfRef | Syscall::NetXmit => Err(Error::NoSuchCall),
             Syscall::WkInstall | Syscall::WkSleep => Err(Error::NoSuchCall),
             Syscall::EnvYield | Syscall::EnvExit => unreachable!("handled in syscall()"),
         }
@@ -270,13 +274,19 @@ impl<M: Machine> Kernel<M> {
         Ok(len)
     }
 
-    fn sys_env_spawn(&mut self, caller: EnvId, path: usize, path_len: usize, args: usize, args_len: usize) -> Result<usize, Error> {
+    fn sys_env_spawn(&mut self, caller: EnvId, path: usize, path_len: usize, args: usize, args_len: usize, flags: usize) -> Result<usize, Error> {
+        let privileged = match flags {
+            0 => false,
+            SPAWN_PRIVILEGED if self.envs.get(caller).is_some_and(|env| env.privileged) => true,
+            SPAWN_PRIVILEGED => return Err(Error::NotPermitted),
+            _ => return Err(Error::BadFlags),
+        };
         let mut path_buffer = [0u8; PATH_MAX];
         let path_len = self.copy_in(caller, path, path_len, &mut path_buffer)?.len();
         let mut args_buffer = [0u8; ARGS_MAX];
         let args_len = self.copy_in(caller, args, args_len, &mut args_buffer)?.len();
         let path = core::str::from_utf8(&path_buffer[..path_len]).map_err(|_| Error::NotFound)?.to_string();
-        self.spawn(Some(caller), &path, &args_buffer[..args_len]).map(|id| id.0 as usize)
+        self.spawn(Some(caller), &path, &args_buffer[..args_len], privileged).map(|id| id.0 as usize)
     }
 
     fn sys_env_kill(&mut self, caller: EnvId, target: usize) -> Result<usize, Error> {
@@ -312,5 +322,7 @@ impl<M: Machine> Kernel<M> {
 }
 
 mod net;
+#[cfg(test)]
+mod net_tests;
 #[cfg(test)]
 mod tests;

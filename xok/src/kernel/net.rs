@@ -1,30 +1,66 @@
-//! The network syscalls: NIC information, packet rings, filters, transmission.
+//! The network syscalls and events: NIC information, packet rings, filters, transmission,
+//! and what happens when a NIC interrupts.
 
 use super::{Kernel, Machine};
+use crate::net::nic::{NicDriver, PhysSegment};
 use crate::net::ring::PacketRing;
+use crate::net::xmit::{OutgoingFrame, TransmitQueues};
+use crate::ownership::{Page, PageOwnership};
+use crate::vm::Access;
+use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
-use xok_abi::net::RINGS_PER_ENV;
+use alloc::vec::Vec;
+use dpf::{Dpf, Filter, FilterAccessError, FilterClass, FilterId, InsertError, InsertOptions};
+use xok_abi::layout::PAGE_SIZE;
+use xok_abi::net::{
+    DPF_COPY, DPF_FALLBACK, GATHER_SEGMENT_LEN, RINGS_PER_ENV, XMIT_MAX_FRAME, XMIT_MAX_SEGMENTS, XMIT_MIN_FRAME,
+};
 use xok_abi::{EnvId, Error};
 
+/// Ethernet's minimum frame without FCS; shorter frames are padded from a zero page.
+pub const MIN_WIRE_FRAME: usize = 60;
+
 /// The kernel's network state.
-#[derive(Debug, Default)]
 pub struct Network {
+    /// The NICs, numbered by position.
+    pub nics: Vec<Box<dyn NicDriver + Send>>,
     /// Registered packet rings by id.
     pub rings: BTreeMap<u32, PacketRing>,
     next_ring: u32,
-    /// Frames that matched no filter.
+    /// All installed filters.
+    pub dpf: Dpf,
+    /// Frames waiting for each NIC.
+    queues: Vec<TransmitQueues>,
+    /// Frames on a NIC, by token.
+    in_flight: BTreeMap<u64, OutgoingFrame>,
+    next_token: u64,
+    /// A zeroed kernel page that pads short frames.
+    zero_page: Option<Page>,
+    /// Frames that matched no filter (or whose ring is gone).
     pub unmatched: u64,
 }
 
-impl Network {
-    /// Drops everything `env` held: its rings (unpinning their pages).
-    pub fn release_env(&mut self, env: EnvId, pages: &mut crate::ownership::PageOwnership) {
-        let ids: alloc::vec::Vec<u32> = self.rings.iter().filter(|(_, r)| r.owner == env).map(|(id, _)| *id).collect();
-        for id in ids {
-            if let Some(ring) = self.rings.remove(&id) {
-                ring.release(pages);
-            }
+impl Default for Network {
+    fn default() -> Self {
+        Network {
+            nics: Vec::new(),
+            rings: BTreeMap::new(),
+            next_ring: 0,
+            dpf: Dpf::new(),
+            queues: Vec::new(),
+            in_flight: BTreeMap::new(),
+            next_token: 1,
+            zero_page: None,
+            unmatched: 0,
         }
+    }
+}
+
+impl Network {
+    /// Adds a NIC; it gets the next number.
+    pub fn add_nic(&mut self, nic: Box<dyn NicDriver + Send>) {
+        self.nics.push(nic);
+        self.queues.push(TransmitQueues::default());
     }
 
     fn ring_of(&self, env: EnvId, ring: usize) -> Result<u32, Error> {
@@ -34,11 +70,39 @@ impl Network {
             _ => Err(Error::NoSuchRing),
         }
     }
+
+    /// Frames waiting or on a NIC (for tests and leak checks).
+    pub fn frames_pending(&self) -> usize {
+        self.queues.iter().map(TransmitQueues::len).sum::<usize>() + self.in_flight.len()
+    }
+}
+
+fn unpin_all(pages: &mut PageOwnership, pins: &[Page]) {
+    for &page in pins {
+        pages.unpin(page);
+    }
 }
 
 impl<M: Machine> Kernel<M> {
+    /// Drops everything `env` held in the network: rings (unpinning their pages), filters, and
+    /// frames still waiting to be sent. Frames already on a NIC finish and are released then.
+    pub(super) fn release_network(&mut self, env: EnvId) {
+        let ids: Vec<u32> = self.net.rings.iter().filter(|(_, r)| r.owner == env).map(|(id, _)| *id).collect();
+        for id in ids {
+            if let Some(ring) = self.net.rings.remove(&id) {
+                ring.release(&mut self.pages);
+            }
+        }
+        self.net.dpf.release_principal(env.0);
+        for queue in 0..self.net.queues.len() {
+            for frame in self.net.queues[queue].remove_env(env) {
+                unpin_all(&mut self.pages, &frame.pins);
+            }
+        }
+    }
+
     pub(super) fn sys_nic_info(&self, nic: usize) -> Result<usize, Error> {
-        self.machine.nic_info(nic).map(|info| info.to_word()).ok_or(Error::NoSuchNic)
+        self.net.nics.get(nic).map(|n| n.info().to_word()).ok_or(Error::NoSuchNic)
     }
 
     fn register_ring(&mut self, caller: EnvId, va: usize, count: usize, size: usize) -> Result<PacketRing, Error> {
@@ -78,5 +142,181 @@ impl<M: Machine> Kernel<M> {
         }
         let id = self.net.ring_of(caller, ring)?;
         Ok(self.net.rings[&id].drops as usize)
+    }
+
+    pub(super) fn sys_dpf_insert(&mut self, caller: EnvId, ptr: usize, len: usize, ring: usize, flags: usize) -> Result<usize, Error> {
+        let mut buffer = [0u8; dpf::wire::MAX_ENCODED];
+        let len = self.copy_in(caller, ptr, len, &mut buffer)?.len();
+        let filter = Filter::from_bytes(&buffer[..len]).map_err(|_| Error::BadFilter)?;
+        let ring = self.net.ring_of(caller, ring)?;
+        let class = match flags {
+            0 => FilterClass::Exclusive,
+            DPF_COPY => FilterClass::Copy,
+            DPF_FALLBACK => FilterClass::Fallback,
+            _ => return Err(Error::BadFlags),
+        };
+        let privileged = self.envs.get(caller).is_some_and(|env| env.privileged);
+        let options = InsertOptions { class, privileged };
+        match self.net.dpf.insert_with(&filter, options, caller.0, ring) {
+            Ok(inserted) => Ok(inserted.id.to_u64() as usize),
+            Err(InsertError::Overlap { .. }) => Err(Error::FilterOverlap),
+            Err(InsertError::NotPrivileged) => Err(Error::NotPermitted),
+            Err(InsertError::TooManyCopyFilters | InsertError::TooManyShapes | InsertError::TooManyFilters) => Err(Error::TooMany),
+        }
+    }
+
+    pub(super) fn sys_dpf_delete(&mut self, caller: EnvId, filter: usize) -> Result<usize, Error> {
+        let id = FilterId::from_u64(filter as u64);
+        self.net.dpf.delete(id, caller.0).map(|_| 0).map_err(|_| Error::NoSuchFilter)
+    }
+
+    pub(super) fn sys_dpf_ref(&mut self, caller: EnvId, filter: usize, env: usize) -> Result<usize, Error> {
+        let to = EnvId(u32::try_from(env).map_err(|_| Error::NoSuchEnv)?);
+        if self.envs.get(to).is_none() {
+            return Err(Error::NoSuchEnv);
+        }
+        match self.net.dpf.reference(FilterId::from_u64(filter as u64), caller.0, to.0) {
+            Ok(()) | Err(FilterAccessError::AlreadyHeld) => Ok(0),
+            Err(_) => Err(Error::NoSuchFilter),
+        }
+    }
+
+    pub(super) fn sys_net_xmit(&mut self, caller: EnvId, nic: usize, gather: usize, count: usize, counter: usize) -> Result<usize, Error> {
+        let info = self.net.nics.get(nic).ok_or(Error::NoSuchNic)?.info();
+        if !info.link_up {
+            return Err(Error::LinkDown);
+        }
+        if !(1..=XMIT_MAX_SEGMENTS).contains(&count) {
+            return Err(Error::BadLength);
+        }
+        let mut raw = [0u8; XMIT_MAX_SEGMENTS * GATHER_SEGMENT_LEN];
+        let raw = self.copy_in(caller, gather, count * GATHER_SEGMENT_LEN, &mut raw)?;
+        let regions: Vec<(usize, usize)> = raw
+            .chunks_exact(GATHER_SEGMENT_LEN)
+            .map(|c| (u64::from_le_bytes(c[..8].try_into().unwrap()) as usize, u64::from_le_bytes(c[8..].try_into().unwrap()) as usize))
+            .collect();
+        let total = regions.iter().try_fold(0usize, |sum, (_, len)| sum.checked_add(*len)).ok_or(Error::BadLength)?;
+        if !(XMIT_MIN_FRAME..=XMIT_MAX_FRAME).contains(&total) || regions.iter().any(|(_, len)| *len == 0) {
+            return Err(Error::BadLength);
+        }
+        if counter % 8 != 0 {
+            return Err(Error::BadAlignment);
+        }
+        let env = self.envs.get(caller).ok_or(Error::NoSuchEnv)?;
+        let counter_page = env.space.translate(&self.machine, counter, Access::Write).ok_or(Error::BadAddress)?;
+        let mut segments = Vec::new();
+        for (addr, len) in regions {
+            if !xok_abi::layout::is_user_range(addr, len) {
+                return Err(Error::BadAddress);
+            }
+            let mut done = 0;
+            while done < len {
+                let at = addr + done;
+                let page = env.space.translate(&self.machine, at, Access::Read).ok_or(Error::BadAddress)?;
+                let chunk = (PAGE_SIZE - at % PAGE_SIZE).min(len - done);
+                segments.push(PhysSegment { address: (page.address() + at % PAGE_SIZE) as u64, len: chunk as u16 });
+                done += chunk;
+            }
+        }
+        if !self.net.queues[nic].has_room(caller) {
+            return Err(Error::QueueFull);
+        }
+        if total < MIN_WIRE_FRAME {
+            let zero = *self.net.zero_page.get_or_insert_with(|| {
+                let page = self.pages.alloc_kernel().expect("one page for padding");
+                self.machine.zero(page);
+                page
+            });
+            segments.push(PhysSegment { address: zero.address() as u64, len: (MIN_WIRE_FRAME - total) as u16 });
+        }
+        let mut pins: Vec<Page> = segments
+            .iter()
+            .map(|s| Page(s.address as usize / PAGE_SIZE))
+            .filter(|page| Some(*page) != self.net.zero_page)
+            .collect();
+        pins.push(counter_page);
+        for &page in &pins {
+            self.pages.pin(page).expect("pages mapped by the caller are in use");
+        }
+        let frame = OutgoingFrame { env: caller, segments, counter: (counter_page, counter % PAGE_SIZE), pins };
+        self.net.queues[nic].push(frame);
+        self.pump_transmit(nic);
+        Ok(0)
+    }
+
+    /// Moves waiting frames onto NIC `nic`, round-robin between senders, and tells the NIC.
+    fn pump_transmit(&mut self, nic: usize) {
+        let mut pushed = false;
+        while let Some(frame) = self.net.queues[nic].pop_fitting(self.net.nics[nic].tx_room()) {
+            let token = self.net.next_token;
+            self.net.next_token += 1;
+            self.net.nics[nic].tx_push(&frame.segments, token);
+            self.net.in_flight.insert(token, frame);
+            pushed = true;
+        }
+        if pushed {
+            self.net.nics[nic].tx_flush();
+        }
+    }
+
+    /// The NIC is done with frame `token`: decrement its counter and unpin its pages.
+    fn transmit_done(&mut self, token: u64) {
+        let Some(frame) = self.net.in_flight.remove(&token) else { return };
+        let (page, offset) = frame.counter;
+        let mut word = [0u8; 8];
+        self.machine.read(page, offset, &mut word);
+        let value = u64::from_le_bytes(word).wrapping_sub(1);
+        self.machine.write(page, offset, &value.to_le_bytes());
+        unpin_all(&mut self.pages, &frame.pins);
+    }
+
+    /// Handles an interrupt on line `irq`: receives and demultiplexes every waiting frame,
+    /// completes sent frames, and refills the NICs' send rings.
+    pub fn nic_interrupt(&mut self, irq: u8) {
+        for n in 0..self.net.nics.len() {
+            if self.net.nics[n].irq() != irq || !self.net.nics[n].ack_interrupt() {
+                continue;
+            }
+            self.poll_nic(n);
+        }
+    }
+
+    /// Receives, completes and refills on NIC `n` (also used when polling without interrupts).
+    pub fn poll_nic(&mut self, n: usize) {
+        let now = self.machine.now_ns();
+        let Network { nics, rings, dpf, unmatched, .. } = &mut self.net;
+        let machine = &mut self.machine;
+        nics[n].rx_poll(&mut |frame| deliver(machine, dpf, rings, unmatched, n as u32, now, frame));
+        let mut done = Vec::new();
+        self.net.nics[n].tx_reclaim(&mut |token| done.push(token));
+        for token in done {
+            self.transmit_done(token);
+        }
+        self.pump_transmit(n);
+    }
+}
+
+/// Demultiplexes one received frame into the rings of its owner filter and copy filters.
+fn deliver(
+    machine: &mut impl Machine,
+    dpf: &Dpf,
+    rings: &mut BTreeMap<u32, PacketRing>,
+    unmatched: &mut u64,
+    nic: u32,
+    now: u64,
+    frame: &[u8],
+) {
+    let classification = machine.classify(dpf, frame);
+    let owner = classification.owner.and_then(|id| dpf.payload(id));
+    let copies = classification.copies.iter().filter_map(|i| dpf.copy_filter(i).and_then(|id| dpf.payload(id)));
+    let mut stored = false;
+    for ring in owner.into_iter().chain(copies) {
+        if let Some(ring) = rings.get_mut(&ring) {
+            ring.deliver(machine, frame, nic, now);
+            stored = true;
+        }
+    }
+    if !stored {
+        *unmatched += 1;
     }
 }

@@ -9,9 +9,9 @@ use goblin::elf::{header, program_header};
 use xok_abi::layout::{USER_BASE, USER_TOP};
 
 #[derive(Default)]
-struct TestMachine {
-    mem: FakeMem,
-    console: Vec<u8>,
+pub(super) struct TestMachine {
+    pub(super) mem: FakeMem,
+    pub(super) console: Vec<u8>,
 }
 
 impl PhysMem for TestMachine {
@@ -43,12 +43,12 @@ impl Machine for TestMachine {
         42
     }
     fn use_kernel_page_table(&mut self) {}
-    fn nic_info(&self, nic: usize) -> Option<xok_abi::net::NicInfo> {
-        (nic == 0).then_some(xok_abi::net::NicInfo { mac: [2, 0, 0, 0, 0, 1], link_up: true, model: xok_abi::net::NicModel::E1000 })
+    fn classify(&mut self, dpf: &dpf::Dpf, frame: &[u8]) -> dpf::Classification {
+        dpf.classify_interpreted(frame)
     }
 }
 
-fn kernel() -> Kernel<TestMachine> {
+pub(super) fn kernel() -> Kernel<TestMachine> {
     let base = USER_BASE as u64;
     let rx = program_header::PF_R | program_header::PF_X;
     let rw = program_header::PF_R | program_header::PF_W;
@@ -64,7 +64,7 @@ fn kernel() -> Kernel<TestMachine> {
 }
 
 /// Runs syscall `call` as `env` and returns its result.
-fn call(k: &mut Kernel<TestMachine>, env: EnvId, call: Syscall, args: [usize; 5]) -> Result<usize, Error> {
+pub(super) fn call(k: &mut Kernel<TestMachine>, env: EnvId, call: Syscall, args: [usize; 5]) -> Result<usize, Error> {
     call_raw(k, env, call as usize, args)
 }
 
@@ -83,7 +83,7 @@ fn call_raw(k: &mut Kernel<TestMachine>, env: EnvId, number: usize, args: [usize
 #[test]
 fn spawn_loads_segments_stack_and_arguments() {
     let mut k = kernel();
-    let id = k.spawn(None, "good", b"one\0two").unwrap();
+    let id = k.spawn(None, "good", b"one\0two", false).unwrap();
     let env = k.envs.get(id).unwrap();
     assert_eq!(env.frame.rip, USER_BASE as u64);
     let mut data = [0u8; 4];
@@ -104,9 +104,9 @@ fn spawn_loads_segments_stack_and_arguments() {
 fn spawn_refuses_missing_and_bad_programs() {
     let mut k = kernel();
     let free = k.pages.free_count();
-    assert_eq!(k.spawn(None, "missing", b""), Err(Error::NotFound));
-    assert_eq!(k.spawn(None, "junk", b""), Err(Error::BadProgram));
-    assert_eq!(k.spawn(None, "good", &[0; ARGS_MAX + 1]), Err(Error::BadLength));
+    assert_eq!(k.spawn(None, "missing", b"", false), Err(Error::NotFound));
+    assert_eq!(k.spawn(None, "junk", b"", false), Err(Error::BadProgram));
+    assert_eq!(k.spawn(None, "good", &[0; ARGS_MAX + 1], false), Err(Error::BadLength));
     assert_eq!(k.pages.free_count(), free);
 }
 
@@ -114,7 +114,7 @@ fn spawn_refuses_missing_and_bad_programs() {
 fn exit_returns_every_page() {
     let mut k = kernel();
     let free = k.pages.free_count();
-    let id = k.spawn(None, "good", b"").unwrap();
+    let id = k.spawn(None, "good", b"", false).unwrap();
     let page = call(&mut k, id, Syscall::PageAlloc, [0; 5]).unwrap();
     call(&mut k, id, Syscall::InsertPte, [0x20_0000_0000, page, PteFlags::WRITE.bits() as usize, 0, 0]).unwrap();
     assert!(k.pages.free_count() < free);
@@ -129,7 +129,7 @@ fn exit_returns_every_page() {
 #[test]
 fn every_pointer_argument_is_checked() {
     let mut k = kernel();
-    let id = k.spawn(None, "good", b"").unwrap();
+    let id = k.spawn(None, "good", b"", false).unwrap();
     let bad_pointers = [0, 8, 0x10_0000, USER_BASE - 1, USER_TOP - 2, 0xffff_8000_0000_0000, usize::MAX - 3, 0x30_0000_0000];
     for ptr in bad_pointers {
         assert_eq!(call(&mut k, id, Syscall::ConsoleWrite, [ptr, 4, 0, 0, 0]), Err(Error::BadAddress), "{ptr:#x}");
@@ -149,8 +149,8 @@ fn every_pointer_argument_is_checked() {
 #[test]
 fn memory_calls_check_rights_flags_and_addresses() {
     let mut k = kernel();
-    let a = k.spawn(None, "good", b"").unwrap();
-    let b = k.spawn(None, "good", b"").unwrap();
+    let a = k.spawn(None, "good", b"", false).unwrap();
+    let b = k.spawn(None, "good", b"", false).unwrap();
     let page = call(&mut k, a, Syscall::PageAlloc, [0; 5]).unwrap();
     let va = 0x20_0000_0000;
     // b holds nothing yet.
@@ -180,8 +180,8 @@ fn memory_calls_check_rights_flags_and_addresses() {
 #[test]
 fn quota_stops_exhaustion_and_others_still_allocate() {
     let mut k = kernel();
-    let hog = k.spawn(None, "good", b"").unwrap();
-    let other = k.spawn(None, "good", b"").unwrap();
+    let hog = k.spawn(None, "good", b"", false).unwrap();
+    let other = k.spawn(None, "good", b"", false).unwrap();
     let mut got = 0;
     while call(&mut k, hog, Syscall::PageAlloc, [0; 5]).is_ok() {
         got += 1;
@@ -194,8 +194,8 @@ fn quota_stops_exhaustion_and_others_still_allocate() {
 #[test]
 fn only_parents_kill_and_status_survives_death() {
     let mut k = kernel();
-    let parent = k.spawn(None, "good", b"").unwrap();
-    let stranger = k.spawn(None, "good", b"").unwrap();
+    let parent = k.spawn(None, "good", b"", false).unwrap();
+    let stranger = k.spawn(None, "good", b"", false).unwrap();
     let name = b"good";
     let va = USER_BASE + 0x1000;
     k.envs.get(parent).unwrap().space.copy_to_user(&mut k.machine, va, name).unwrap();

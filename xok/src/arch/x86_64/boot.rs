@@ -133,7 +133,7 @@ extern "C" fn kernel_main(start_info: u64) -> ! {
         cmdline
     );
     let args: Vec<u8> = cmdline.split_whitespace().collect::<Vec<_>>().join("\0").into_bytes();
-    if let Err(error) = kernel.spawn(None, "init", &args) {
+    if let Err(error) = kernel.spawn(None, "init", &args, true) {
         panic!("cannot start init: {error}");
     }
     *trap::KERNEL.lock() = Some(kernel);

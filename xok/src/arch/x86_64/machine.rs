@@ -75,8 +75,8 @@ impl Machine for BareMachine {
         load_page_table(self.kernel_root);
     }
 
-    fn nic_info(&self, _nic: usize) -> Option<xok_abi::net::NicInfo> {
-        None
+    fn classify(&mut self, dpf: &dpf::Dpf, frame: &[u8]) -> dpf::Classification {
+        dpf.classify_interpreted(frame)
     }
 }
 
