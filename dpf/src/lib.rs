@@ -3,7 +3,7 @@
 //! - [`filter`]: the language (atoms, [`Filter`], [`FilterBuilder`]); [`text`]: its text form.
 //! - [`Dpf`]: installs filters under the overlap rule into one merged trie whose
 //!   hash-dispatch tables are plain data, and classifies frames with the interpreter.
-//! - [`compile`]: the Cranelift backend (no_std) producing position-independent code bytes
+//! - [`mod@compile`]: the Cranelift backend (no_std) producing position-independent code bytes
 //!   with the signature documented in [`abi`]; [`exec`] is the one place that turns such
 //!   bytes into a callable function; `exec::JitCode` (feature `jit`) maps them on the host.
 //!
