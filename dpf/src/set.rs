@@ -134,8 +134,11 @@ impl fmt::Display for FilterAccessError {
 
 /// At most this many copy filters (each is one bit of a 64-bit mask).
 pub const MAX_COPY_FILTERS: usize = 64;
-/// At most this many dispatch groups (they make code; filters of a few shapes need few).
-pub const MAX_GROUPS: usize = 1024;
+/// At most this many dispatch groups. Groups make code, and every group at a node a frame
+/// reaches costs a probe, so their number bounds both compile time and per-frame time against
+/// principals installing filters of many different shapes. The standard filters need a
+/// handful.
+pub const MAX_GROUPS: usize = 256;
 
 /// The copy filters that matched a frame, as a set of copy numbers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -282,6 +285,12 @@ impl Dpf {
     /// The copy filter with copy number `index`.
     pub fn copy_filter(&self, index: usize) -> Option<FilterId> {
         self.copy_slots.get(index).copied().flatten().and_then(|s| self.id_of(s))
+    }
+
+    /// The copy filters of a classification.
+    pub fn copy_ids(&self, classification: &Classification) -> impl Iterator<Item = FilterId> + '_ {
+        let copies = classification.copies;
+        copies.iter().filter_map(|i| self.copy_filter(i))
     }
 
     /// Every installed filter.

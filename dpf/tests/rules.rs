@@ -305,3 +305,24 @@ fn code_bytes_run_wherever_they_are_copied() {
     let frame = tcp(PEER, 40000, HOST, 80, &[]);
     assert_eq!(unoptimized.classify(&s.dpf, &frame), Some(s.dpf.classify_interpreted(&frame)));
 }
+
+#[test]
+fn the_number_of_shapes_is_bounded() {
+    let mut d = Dpf::new();
+    // Disjoint filters (different values at frame[0:2]) of different shapes (a second atom at
+    // a different offset each): every one makes a group at the root.
+    for i in 0..dpf::MAX_GROUPS as u32 {
+        let f: Filter = format!("frame[0:2] == {i} && frame[{}:1] == 0", 2 + i).parse().unwrap();
+        assert!(d.insert(&f, EVIL, 0).unwrap().needs_recompile);
+    }
+    let more: Filter = "frame[0:2] == 9999 && frame[1000:1] == 0".parse().unwrap();
+    assert_eq!(d.insert(&more, EVIL, 0), Err(InsertError::TooManyShapes));
+    // A filter of an existing shape still fits.
+    let same: Filter = "frame[0:2] == 9999 && frame[2:1] == 0".parse().unwrap();
+    assert!(!d.insert(&same, EVIL, 0).unwrap().needs_recompile);
+    let mut frame = vec![0u8; 300];
+    frame[1] = 200;
+    let code = JitCode::load(&d.compile().unwrap()).unwrap();
+    assert_eq!(code.classify(&d, &frame), Some(d.classify_interpreted(&frame)));
+    assert!(d.classify_interpreted(&frame).owner.is_some());
+}
