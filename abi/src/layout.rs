@@ -21,6 +21,13 @@ pub const STACK_PAGES: usize = 32;
 /// Layout: `u64` argument block length, then the NUL-separated argument words.
 pub const ARGS_VA: usize = 0x7f_0001_0000;
 
+/// The read-only page every environment sees with the kernel's tick counter: a `u64` at
+/// offset 0 that counts timer interrupts ([`TICK_HZ`] per second). Timeouts in wakeup
+/// predicates are terms on it.
+pub const TICKS_VA: usize = 0x7f_0002_0000;
+/// Timer interrupts per second.
+pub const TICK_HZ: u64 = 100;
+
 /// Whether `[addr, addr + len)` lies wholly inside user space (and does not wrap).
 pub fn is_user_range(addr: usize, len: usize) -> bool {
     match addr.checked_add(len) {

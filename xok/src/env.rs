@@ -27,6 +27,14 @@ pub struct Env {
     pub quota: usize,
     /// May install copy and fallback filters and spawn privileged children.
     pub privileged: bool,
+    /// Its wakeup predicate, if installed.
+    pub wakeup: Option<crate::wk::Wakeup>,
+    /// Waiting in `wk_sleep` for its predicate.
+    pub sleeping: bool,
+    /// Timer ticks that found it running.
+    pub cpu_ticks: u64,
+    /// Times it was given the CPU.
+    pub runs: u64,
 }
 
 #[derive(Debug)]
@@ -111,15 +119,20 @@ impl EnvTable {
         }
     }
 
-    /// The next live environment after slot `after` in round-robin order (wrapping around,
+    /// The live environments in round-robin order after slot `after` (wrapping around,
     /// `after` itself last).
-    pub fn next_after(&self, after: Option<EnvId>) -> Option<EnvId> {
+    pub fn round_robin(&self, after: Option<EnvId>) -> impl Iterator<Item = EnvId> + '_ {
         let count = self.slots.len();
         let start = after.map_or(0, |id| id.slot() + 1);
-        (0..count).map(|i| (start + i) % count).find_map(|slot| match &self.slots[slot] {
+        (0..count).map(move |i| (start + i) % count).filter_map(|slot| match &self.slots[slot] {
             Slot::Alive(env) => Some(env.id),
             _ => None,
         })
+    }
+
+    /// The next live environment after `after` in round-robin order.
+    pub fn next_after(&self, after: Option<EnvId>) -> Option<EnvId> {
+        self.round_robin(after).next()
     }
 
     /// Number of live environments.
@@ -145,6 +158,10 @@ mod tests {
             frame: TrapFrame::default(),
             quota: 10,
             privileged: false,
+            wakeup: None,
+            sleeping: false,
+            cpu_ticks: 0,
+            runs: 0,
         }
     }
 

@@ -13,7 +13,7 @@ use crate::trapframe::TrapFrame;
 use crate::vm::{AddressSpace, KernelMappings, PhysMem};
 use alloc::string::{String, ToString};
 use core::fmt::Write;
-use xok_abi::layout::{ARGS_VA, PAGE_SIZE, STACK_PAGES, STACK_TOP};
+use xok_abi::layout::{ARGS_VA, PAGE_SIZE, STACK_PAGES, STACK_TOP, TICKS_VA};
 use xok_abi::{
     ARGS_MAX, CONSOLE_WRITE_MAX, EnvId, EnvStatus, Error, KILLED_BY_PARENT, PATH_MAX, PteFlags, Rights,
     SPAWN_PRIVILEGED, Syscall,
@@ -27,10 +27,19 @@ pub trait Machine: PhysMem {
     fn now_ns(&self) -> u64;
     /// Loads the kernel's own page table, so an environment's tables can be freed safely.
     fn use_kernel_page_table(&mut self);
+    /// Evaluates an installed wakeup predicate (native code on the bare metal, loaded on first
+    /// use and remembered in `wakeup.code`; the interpreter in host tests).
+    fn wake_check(&mut self, wakeup: &mut crate::wk::Wakeup) -> bool;
+    /// Frees the native code of a wakeup predicate that is going away.
+    fn release_code(&mut self, handle: u64);
     /// Classifies a frame against the installed filters (compiled code on the bare metal,
     /// recompiled when the filter set's structure changed; the interpreter in host tests).
     fn classify(&mut self, dpf: &dpf::Dpf, frame: &[u8]) -> dpf::Classification;
 }
+
+/// The holder of kernel-provided pages that every environment may read (the tick counter);
+/// never the id of an environment (their generations start at 1).
+pub const KERNEL_HOLDER: EnvId = EnvId(0);
 
 /// What to do after a syscall.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +66,8 @@ pub struct Kernel<M: Machine> {
     pub boot_free_pages: usize,
     /// Rings, filters and send queues.
     pub net: net::Network,
+    /// The tick-counter page, held read-only by every environment.
+    ticks_page: Page,
     kernel_mappings: KernelMappings,
     initrd: Initrd<'static>,
 }
@@ -79,6 +90,10 @@ impl<M: Machine> Kernel<M> {
         kernel_mappings: KernelMappings,
         initrd: Initrd<'static>,
     ) -> Self {
+        let mut pages = pages;
+        let ticks_page = pages.alloc(KERNEL_HOLDER, usize::MAX).expect("a page for the tick counter");
+        let mut machine = machine;
+        machine.zero(ticks_page);
         let free = pages.free_count();
         Kernel {
             pages,
@@ -88,6 +103,7 @@ impl<M: Machine> Kernel<M> {
             default_quota: free / 4,
             boot_free_pages: free,
             net: net::Network::default(),
+            ticks_page,
             kernel_mappings,
             initrd,
         }
@@ -125,7 +141,19 @@ impl<M: Machine> Kernel<M> {
         let name: String = path.trim_start_matches('/').chars().take(32).collect();
         self.log(format_args!("env {:08x} ({name}) started", id.0));
         let frame = TrapFrame::new_user(program.entry, STACK_TOP, ARGS_VA);
-        self.envs.insert(Env { id, parent, name, space, frame, quota, privileged });
+        self.envs.insert(Env {
+            id,
+            parent,
+            name,
+            space,
+            frame,
+            quota,
+            privileged,
+            wakeup: None,
+            sleeping: false,
+            cpu_ticks: 0,
+            runs: 0,
+        });
         Ok(id)
     }
 
@@ -172,18 +200,25 @@ impl<M: Machine> Kernel<M> {
         let page = self.map_fresh(id, space, ARGS_VA, PteFlags::empty(), quota)?;
         self.machine.write(page, 0, &(args.len() as u64).to_le_bytes());
         self.machine.write(page, 8, args);
+        self.pages.grant(KERNEL_HOLDER, self.ticks_page, id, Rights::READ)?;
+        space.insert_pte(&mut self.pages, &mut self.machine, id, TICKS_VA, self.ticks_page, PteFlags::empty())?;
         Ok(())
     }
 
     /// Ends environment `id`, releasing every page right and mapping it held.
     pub fn destroy(&mut self, id: EnvId, status: EnvStatus, why: &str) {
-        let Some(env) = self.envs.remove(id, status) else { return };
+        let Some(mut env) = self.envs.remove(id, status) else { return };
         self.machine.use_kernel_page_table();
+        self.drop_wakeup(env.wakeup.take());
         self.release_network(id);
         env.space.destroy(&mut self.pages, &mut self.machine, id);
         self.pages.release_env(id);
+        let usage = (env.cpu_ticks, env.runs);
         match status {
-            EnvStatus::Exited(code) => self.log(format_args!("env {:08x} ({}) exited with status {code}", id.0, env.name)),
+            EnvStatus::Exited(code) => self.log(format_args!(
+                "env {:08x} ({}) exited with status {code} (cpu ticks {}, runs {})",
+                id.0, env.name, usage.0, usage.1
+            )),
             _ => self.log(format_args!("env {:08x} ({}) killed: {why}", id.0, env.name)),
         }
         if self.envs.alive() == 0 {
@@ -192,13 +227,59 @@ impl<M: Machine> Kernel<M> {
         }
     }
 
-    /// The environment to run next, round-robin after the current one.
+    /// The environment to run next, round-robin after the current one. A sleeping
+    /// environment is a candidate only once its wakeup predicate holds.
     pub fn pick_next(&mut self) -> Option<EnvId> {
-        let next = self.envs.next_after(self.current);
-        if next.is_some() {
-            self.current = next;
+        let candidates: alloc::vec::Vec<EnvId> = self.envs.round_robin(self.current).collect();
+        for id in candidates {
+            let env = self.envs.get_mut(id).expect("round_robin yields live environments");
+            if env.sleeping {
+                let awake = env.wakeup.as_mut().is_none_or(|wakeup| self.machine.wake_check(wakeup));
+                if !awake {
+                    continue;
+                }
+                env.sleeping = false;
+            }
+            env.runs += 1;
+            self.current = Some(id);
+            return Some(id);
         }
-        next
+        None
+    }
+
+    /// A timer interrupt: advances the tick counter and charges the running environment.
+    pub fn timer_tick(&mut self, interrupted: Option<EnvId>) {
+        let mut word = [0u8; 8];
+        self.machine.read(self.ticks_page, 0, &mut word);
+        let ticks = u64::from_le_bytes(word) + 1;
+        self.machine.write(self.ticks_page, 0, &ticks.to_le_bytes());
+        if let Some(env) = interrupted.and_then(|id| self.envs.get_mut(id)) {
+            env.cpu_ticks += 1;
+        }
+    }
+
+    fn drop_wakeup(&mut self, wakeup: Option<crate::wk::Wakeup>) {
+        if let Some(wakeup) = wakeup {
+            if let Some(handle) = wakeup.code {
+                self.machine.release_code(handle);
+            }
+            wakeup.release(&mut self.pages);
+        }
+    }
+
+    fn sys_wk_install(&mut self, caller: EnvId, ptr: usize, len: usize) -> Result<usize, Error> {
+        let mut buffer = alloc::vec![0u8; wkpred::MAX_ENCODED_LEN];
+        let len = self.copy_in(caller, ptr, len, &mut buffer)?.len();
+        let fresh = if len == 0 {
+            None
+        } else {
+            let env = self.envs.get(caller).ok_or(Error::NoSuchEnv)?;
+            Some(crate::wk::Wakeup::install(&env.space, &mut self.pages, &self.machine, &buffer[..len])?)
+        };
+        let env = self.envs.get_mut(caller).ok_or(Error::NoSuchEnv)?;
+        let old = core::mem::replace(&mut env.wakeup, fresh);
+        self.drop_wakeup(old);
+        Ok(0)
     }
 
     /// Handles the syscall in the current environment's saved frame, writing the result into
@@ -210,6 +291,11 @@ impl<M: Machine> Kernel<M> {
         let (result, next) = match Syscall::from_number(number) {
             None => (Err(Error::NoSuchCall), Next::Resume),
             Some(Syscall::EnvYield) => (Ok(0), Next::Schedule),
+            Some(Syscall::WkSleep) => {
+                let env = self.envs.get_mut(caller).expect("checked above");
+                env.sleeping = env.wakeup.is_some();
+                (Ok(0), Next::Schedule)
+            }
             Some(Syscall::EnvExit) => {
                 self.destroy(caller, EnvStatus::Exited(args[0] as u32), "");
                 return Next::Schedule;
@@ -254,8 +340,8 @@ impl<M: Machine> Kernel<M> {
             Syscall::PktringModring => self.sys_pktring_modring(caller, a[0], a[1], a[2], a[3]),
             Syscall::PktringDelring => self.sys_pktring_delring(caller, a[0]),
             Syscall::PktringStats => self.sys_pktring_stats(caller, a[0]),
-            Syscall::WkInstall | Syscall::WkSleep => Err(Error::NoSuchCall),
-            Syscall::EnvYield | Syscall::EnvExit => unreachable!("handled in syscall()"),
+            Syscall::WkInstall => self.sys_wk_install(caller, a[0], a[1]),
+            Syscall::EnvYield | Syscall::EnvExit | Syscall::WkSleep => unreachable!("handled in syscall()"),
         }
     }
 

@@ -9,6 +9,7 @@ extern crate alloc;
 
 pub mod ownership;
 pub mod vm;
+pub mod wk;
 pub mod env;
 pub mod initrd;
 pub mod kernel;
@@ -18,5 +19,7 @@ pub mod trapframe;
 
 #[cfg(target_os = "none")]
 pub mod arch;
+#[cfg(target_os = "none")]
+pub mod drivers;
 #[cfg(target_os = "none")]
 pub mod heap;

@@ -290,3 +290,64 @@ fn an_exiting_program_leaves_no_pins_filters_or_frames() {
     receive(&mut k, &nic, &arp_request());
     assert_eq!(k.net.unmatched, 1);
 }
+
+fn predicate_bytes(text: &str) -> Vec<u8> {
+    wkpred::encode(&wkpred::parse(text).unwrap()).unwrap()
+}
+
+fn install(k: &mut Kernel<TestMachine>, env: EnvId, text: &str) -> Result<usize, Error> {
+    let bytes = predicate_bytes(text);
+    let at = DATA + 3 * PAGE_SIZE + 1024;
+    poke(k, env, at, &bytes);
+    call(k, env, Syscall::WkInstall, [at, bytes.len(), 0, 0, 0])
+}
+
+#[test]
+fn a_sleeper_wakes_when_a_frame_lands_in_its_ring() {
+    let (mut k, nic) = with_nic(16);
+    let (env, ring) = env_with_ring(&mut k);
+    insert_filter(&mut k, env, &Filter::arp(), ring, 0).unwrap();
+    install(&mut k, env, &alloc::format!("locations {DATA:#x}; [0]:u32 != 0")).unwrap();
+    call(&mut k, env, Syscall::WkSleep, [0; 5]).unwrap();
+    assert!(k.envs.get(env).unwrap().sleeping);
+    assert_eq!(k.pick_next(), None, "nothing to run while the ring is empty");
+    receive(&mut k, &nic, &arp_request());
+    assert_eq!(k.pick_next(), Some(env));
+    assert!(!k.envs.get(env).unwrap().sleeping);
+}
+
+#[test]
+fn a_tick_deadline_is_an_ordinary_term() {
+    let (mut k, _) = with_nic(16);
+    let (env, _) = env_with_ring(&mut k);
+    let ticks = xok_abi::layout::TICKS_VA;
+    install(&mut k, env, &alloc::format!("locations {ticks:#x}; [0]:u64 >= 3")).unwrap();
+    call(&mut k, env, Syscall::WkSleep, [0; 5]).unwrap();
+    for _ in 0..2 {
+        k.timer_tick(None);
+        assert_eq!(k.pick_next(), None);
+    }
+    k.timer_tick(None);
+    assert_eq!(k.pick_next(), Some(env));
+    assert_eq!(peek(&k, env, ticks, 8), 3u64.to_le_bytes(), "programs read the tick counter");
+}
+
+#[test]
+fn predicates_are_checked_and_their_pins_released() {
+    let (mut k, _) = with_nic(16);
+    let free = k.pages.free_count();
+    let (env, _) = env_with_ring(&mut k);
+    assert_eq!(install(&mut k, env, "locations 0x100000; [0]:u32 != 0"), Err(Error::BadPredicate), "kernel memory");
+    assert_eq!(install(&mut k, env, "locations 0x3000000000; [0]:u32 != 0"), Err(Error::BadPredicate), "unmapped");
+    poke(&mut k, env, DATA, &[9, 9, 9, 9]);
+    assert_eq!(call(&mut k, env, Syscall::WkInstall, [DATA, 4, 0, 0, 0]), Err(Error::BadPredicate));
+    assert_eq!(call(&mut k, env, Syscall::WkInstall, [DATA, 1 << 20, 0, 0, 0]), Err(Error::BadLength));
+    install(&mut k, env, &alloc::format!("locations {DATA:#x}; [0]:u32 != 0")).unwrap();
+    // Sleeping without a predicate returns at once.
+    call(&mut k, env, Syscall::WkInstall, [DATA, 0, 0, 0, 0]).unwrap();
+    call(&mut k, env, Syscall::WkSleep, [0; 5]).unwrap();
+    assert!(!k.envs.get(env).unwrap().sleeping);
+    install(&mut k, env, &alloc::format!("locations {DATA:#x}; [0]:u32 != 0")).unwrap();
+    k.destroy(env, EnvStatus::Exited(0), "");
+    assert_eq!(k.pages.free_count(), free);
+}

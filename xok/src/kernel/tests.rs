@@ -43,6 +43,10 @@ impl Machine for TestMachine {
         42
     }
     fn use_kernel_page_table(&mut self) {}
+    fn wake_check(&mut self, wakeup: &mut crate::wk::Wakeup) -> bool {
+        wakeup.interpret(&self.mem)
+    }
+    fn release_code(&mut self, _handle: u64) {}
     fn classify(&mut self, dpf: &dpf::Dpf, frame: &[u8]) -> dpf::Classification {
         dpf.classify_interpreted(frame)
     }

@@ -75,6 +75,12 @@ impl Machine for BareMachine {
         load_page_table(self.kernel_root);
     }
 
+    fn wake_check(&mut self, wakeup: &mut crate::wk::Wakeup) -> bool {
+        wakeup.interpret(self)
+    }
+
+    fn release_code(&mut self, _handle: u64) {}
+
     fn classify(&mut self, dpf: &dpf::Dpf, frame: &[u8]) -> dpf::Classification {
         dpf.classify_interpreted(frame)
     }

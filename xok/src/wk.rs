@@ -1,0 +1,73 @@
+//! Wakeup predicates in the kernel: installing one (decode, check the caller may read every
+//! word, pin those pages, compile) and evaluating it.
+
+use crate::ownership::{Page, PageOwnership};
+use crate::vm::{Access, AddressSpace, PhysMem};
+use alloc::vec::Vec;
+use wkpred::{CompiledPredicate, Predicate, Width, Word};
+use xok_abi::layout::PAGE_SIZE;
+use xok_abi::Error;
+
+/// An installed predicate.
+#[derive(Debug)]
+pub struct Wakeup {
+    /// The predicate, for the interpreter.
+    pub predicate: Predicate,
+    /// Its native code.
+    pub compiled: CompiledPredicate,
+    /// Each location's kernel (identity-mapped physical) address.
+    pub addresses: Vec<u64>,
+    /// The pages it reads, pinned while installed.
+    pins: Vec<Page>,
+    /// The machine's handle for the loaded code, once loaded.
+    pub code: Option<u64>,
+}
+
+impl Wakeup {
+    /// Decodes, checks and compiles `bytes`, pinning the pages it reads (each must be mapped
+    /// readable in `space`).
+    pub fn install(
+        space: &AddressSpace,
+        pages: &mut PageOwnership,
+        mem: &impl PhysMem,
+        bytes: &[u8],
+    ) -> Result<Wakeup, Error> {
+        let predicate = wkpred::decode(bytes).map_err(|_| Error::BadPredicate)?;
+        let mut pins = Vec::new();
+        let addresses = wkpred::resolve(&predicate, |user_page| {
+            let page = space.translate(mem, user_page as usize, Access::Read).ok_or(())?;
+            pins.push(page);
+            Ok::<u64, ()>(page.address() as u64)
+        })
+        .map_err(|_| Error::BadPredicate)?;
+        let compiled = wkpred::compile(&predicate).map_err(|_| Error::BadPredicate)?;
+        for &page in &pins {
+            pages.pin(page).expect("a mapped page is in use");
+        }
+        Ok(Wakeup { predicate, compiled, addresses, pins, code: None })
+    }
+
+    /// Unpins the pages (the predicate is replaced, removed, or its environment ended).
+    pub fn release(self, pages: &mut PageOwnership) {
+        for page in self.pins {
+            pages.unpin(page);
+        }
+    }
+
+    /// Evaluates the predicate with the interpreter, reading through `mem`.
+    pub fn interpret(&self, mem: &impl PhysMem) -> bool {
+        wkpred::evaluate(&self.predicate, |word: Word| {
+            let address = self.addresses[word.location as usize] as usize + usize::from(word.offset);
+            let width = match word.width {
+                Width::W8 => 1,
+                Width::W16 => 2,
+                Width::W32 => 4,
+                Width::W64 => 8,
+            };
+            let mut bytes = [0u8; 8];
+            // Validation guarantees an aligned word inside one page.
+            mem.read(Page(address / PAGE_SIZE), address % PAGE_SIZE, &mut bytes[..width]);
+            u64::from_le_bytes(bytes)
+        })
+    }
+}
