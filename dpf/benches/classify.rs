@@ -15,7 +15,9 @@ use dpf::{Dpf, Filter, FilterClass, InsertOptions};
 
 const HOST: [u8; 4] = [10, 0, 0, 1];
 const SIZES: [usize; 6] = [1, 10, 100, 1_000, 10_000, 100_000];
-const BATCHES: usize = 21;
+const BATCHES: usize = 11;
+/// Timing rounds per figure, spread over the run; the best round's median is reported.
+const ROUNDS: usize = 7;
 
 fn remote(i: usize) -> ([u8; 4], u16) {
     ([172, 16 + (i >> 16) as u8, (i >> 8) as u8, i as u8], 1024 + (i % 60_000) as u16)
@@ -66,10 +68,10 @@ struct Row {
     delete_ns: f64,
     recompiles: usize,
     /// [engine][frame]: engines compiled, interpreted, linear; frames first, last, none,
-    /// unmatched.
-    classify: [[f64; 4]; 3],
+    /// unmatched, mixed.
+    classify: [[f64; 5]; 3],
     /// The same, fastest batch (the machine is shared: the least disturbed figure).
-    fastest: [[f64; 4]; 3],
+    fastest: [[f64; 5]; 3],
 }
 
 fn build(n: usize) -> Dpf {
@@ -88,90 +90,135 @@ fn build(n: usize) -> Dpf {
     dpf
 }
 
-fn measure(n: usize) -> Row {
-    let mut dpf = build(n);
-    let compile_start = Instant::now();
-    let code = dpf.compile().unwrap();
-    let jit = JitCode::load(&code).unwrap();
-    let compile_ms = compile_start.elapsed().as_secs_f64() * 1e3;
-    // A second compile to smooth out first-use costs; report the smaller.
-    let again = Instant::now();
-    let _ = JitCode::load(&dpf.compile().unwrap()).unwrap();
-    let compile_ms = compile_ms.min(again.elapsed().as_secs_f64() * 1e3);
-    let unoptimized = Instant::now();
-    let _ = JitCode::load(&dpf::compile(&dpf, dpf::compile::OptLevel::None).unwrap()).unwrap();
-    let compile_unoptimized_ms = unoptimized.elapsed().as_secs_f64() * 1e3;
+/// One size under test: the set, its code, its frames, and the best figures so far.
+struct Bench {
+    dpf: Dpf,
+    jit: JitCode,
+    frames: [Vec<u8>; 4],
+    mixed: Vec<Vec<u8>>,
+    filters: Vec<Filter>,
+    row: Row,
+}
 
-    let (first_addr, first_port) = remote(0);
-    let (last_addr, last_port) = remote(n - 1);
-    let frames = [
-        tcp_frame(first_addr, first_port, HOST, 80),
-        tcp_frame(last_addr, last_port, HOST, 80),
-        tcp_frame([198, 51, 100, 7], 5555, HOST, 80),
-        {
-            // IPv6: matches no filter at all.
-            let mut f = tcp_frame([198, 51, 100, 7], 5555, HOST, 80);
-            f[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
-            f
-        },
-    ];
-    for (i, frame) in frames.iter().enumerate() {
-        let c = dpf.classify_interpreted(frame);
-        assert_eq!(jit.classify(&dpf, frame), Some(c));
-        let expected = match i {
-            0 => Some(100),
-            1 => Some(100 + n as u32 - 1),
-            2 => Some(4),
-            _ => None,
+impl Bench {
+    fn new(n: usize) -> Bench {
+        let dpf = build(n);
+        let compile_start = Instant::now();
+        let code = dpf.compile().unwrap();
+        let jit = JitCode::load(&code).unwrap();
+        let compile_ms = compile_start.elapsed().as_secs_f64() * 1e3;
+        // A second compile to smooth out first-use costs; report the smaller.
+        let again = Instant::now();
+        let _ = JitCode::load(&dpf.compile().unwrap()).unwrap();
+        let compile_ms = compile_ms.min(again.elapsed().as_secs_f64() * 1e3);
+        let unoptimized = Instant::now();
+        let _ = JitCode::load(&dpf::compile(&dpf, dpf::compile::OptLevel::None).unwrap()).unwrap();
+        let compile_unoptimized_ms = unoptimized.elapsed().as_secs_f64() * 1e3;
+
+        let (first_addr, first_port) = remote(0);
+        let (last_addr, last_port) = remote(n - 1);
+        let frames = [
+            tcp_frame(first_addr, first_port, HOST, 80),
+            tcp_frame(last_addr, last_port, HOST, 80),
+            tcp_frame([198, 51, 100, 7], 5555, HOST, 80),
+            {
+                // IPv6: matches no filter at all.
+                let mut f = tcp_frame([198, 51, 100, 7], 5555, HOST, 80);
+                f[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+                f
+            },
+        ];
+        for (i, frame) in frames.iter().enumerate() {
+            let c = dpf.classify_interpreted(frame);
+            assert_eq!(jit.classify(&dpf, frame), Some(c));
+            let expected = match i {
+                0 => Some(100),
+                1 => Some(100 + n as u32 - 1),
+                2 => Some(4),
+                _ => None,
+            };
+            assert_eq!(c.owner.and_then(|id| dpf.payload(id)), expected);
+        }
+
+        // Mixed: 1024 frames of connections picked at random, cycled (caches and predictors
+        // see a spread of table slots, as with real traffic).
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mixed: Vec<Vec<u8>> = (0..1024)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let (addr, port) = remote((x % n as u64) as usize);
+                tcp_frame(addr, port, HOST, 80)
+            })
+            .collect();
+        let pairs = 2000;
+        let filters: Vec<Filter> =
+            (0..pairs).map(|i| Filter::tcp_connection(HOST, 80, [203, 0, (i >> 8) as u8, i as u8], 7)).collect();
+        let row = Row {
+            connections: n,
+            filters: dpf.len(),
+            compile_ms,
+            compile_unoptimized_ms,
+            code_bytes: code.bytes.len(),
+            insert_ns: f64::INFINITY,
+            delete_ns: f64::INFINITY,
+            recompiles: 0,
+            classify: [[f64::INFINITY; 5]; 3],
+            fastest: [[f64::INFINITY; 5]; 3],
         };
-        assert_eq!(c.owner.and_then(|id| dpf.payload(id)), expected);
+        Bench { dpf, jit, frames, mixed, filters, row }
     }
 
-    let mut classify = [[0.0; 4]; 3];
-    let mut fastest = [[0.0; 4]; 3];
-    for (f, frame) in frames.iter().enumerate() {
-        (classify[0][f], fastest[0][f]) = time_per_call(|| {
-            black_box(jit.classify_raw(black_box(&dpf), black_box(frame)));
-        });
-        (classify[1][f], fastest[1][f]) = time_per_call(|| {
-            black_box(dpf.classify_interpreted(black_box(frame)));
-        });
-        (classify[2][f], fastest[2][f]) = time_per_call(|| {
-            black_box(dpf.classify_linear(black_box(frame)));
-        });
-    }
+    /// One round of every figure; each keeps its best round.
+    fn round(&mut self) {
+        let (dpf, jit, row) = (&self.dpf, &self.jit, &mut self.row);
+        for engine in 0..3 {
+            for f in 0..5 {
+                let mut i = 0;
+                let (median, fast) = time_per_call(|| {
+                    let frame: &[u8] = if f < 4 {
+                        &self.frames[f]
+                    } else {
+                        i = (i + 1) & 1023;
+                        &self.mixed[i]
+                    };
+                    match engine {
+                        0 => {
+                            black_box(jit.classify_raw(black_box(dpf), black_box(frame)));
+                        }
+                        1 => {
+                            black_box(dpf.classify_interpreted(black_box(frame)));
+                        }
+                        _ => {
+                            black_box(dpf.classify_linear(black_box(frame)));
+                        }
+                    }
+                });
+                row.classify[engine][f] = row.classify[engine][f].min(median);
+                row.fastest[engine][f] = row.fastest[engine][f].min(fast);
+            }
+        }
 
-    // Insert and delete one connection under the existing listen, many times.
-    let rounds = 2000;
-    let filters: Vec<Filter> =
-        (0..rounds).map(|i| Filter::tcp_connection(HOST, 80, [203, 0, (i >> 8) as u8, i as u8], 7)).collect();
-    let mut insert_total = Duration::ZERO;
-    let mut delete_total = Duration::ZERO;
-    let mut recompiles = 0;
-    let generation = dpf.generation();
-    for filter in &filters {
-        let t = Instant::now();
-        let inserted = dpf.insert(black_box(filter), 4, 9).unwrap();
-        insert_total += t.elapsed();
-        recompiles += usize::from(inserted.needs_recompile);
-        let t = Instant::now();
-        dpf.delete(black_box(inserted.id), 4).unwrap();
-        delete_total += t.elapsed();
-    }
-    assert_eq!(dpf.generation(), generation);
-    assert_eq!(jit.classify(&dpf, &frames[1]), Some(dpf.classify_interpreted(&frames[1])));
-
-    Row {
-        connections: n,
-        filters: dpf.len(),
-        compile_ms,
-        compile_unoptimized_ms,
-        code_bytes: code.bytes.len(),
-        insert_ns: insert_total.as_secs_f64() * 1e9 / rounds as f64,
-        delete_ns: delete_total.as_secs_f64() * 1e9 / rounds as f64,
-        recompiles,
-        classify,
-        fastest,
+        // Insert and delete one connection under the existing listen, 2000 times.
+        let dpf = &mut self.dpf;
+        let generation = dpf.generation();
+        let mut insert_total = Duration::ZERO;
+        let mut delete_total = Duration::ZERO;
+        for filter in &self.filters {
+            let t = Instant::now();
+            let inserted = dpf.insert(black_box(filter), 4, 9).unwrap();
+            insert_total += t.elapsed();
+            row.recompiles += usize::from(inserted.needs_recompile);
+            let t = Instant::now();
+            dpf.delete(black_box(inserted.id), 4).unwrap();
+            delete_total += t.elapsed();
+        }
+        let pairs = self.filters.len() as f64;
+        row.insert_ns = row.insert_ns.min(insert_total.as_secs_f64() * 1e9 / pairs);
+        row.delete_ns = row.delete_ns.min(delete_total.as_secs_f64() * 1e9 / pairs);
+        assert_eq!(dpf.generation(), generation);
+        assert_eq!(self.jit.classify(dpf, &self.frames[1]), Some(dpf.classify_interpreted(&self.frames[1])));
     }
 }
 
@@ -181,42 +228,44 @@ fn main() {
         println!("dpf bench: run with `cargo bench -p dpf`");
         return;
     }
-    let mut rows = Vec::new();
-    for n in SIZES {
-        let row = measure(n);
+    let mut benches: Vec<Bench> = SIZES.iter().map(|n| Bench::new(*n)).collect();
+    // Rounds sweep all sizes in turn, so one size's rounds are spread over the whole run.
+    for _ in 0..ROUNDS {
+        for bench in &mut benches {
+            bench.round();
+        }
+    }
+    let rows: Vec<Row> = benches.into_iter().map(|b| b.row).collect();
+    for row in &rows {
         println!(
-            "{:>6} connections: compiled {:>5.1} / {:>5.1} / {:>5.1} / {:>5.1} ns, interpreted {:>6.1} / {:>6.1} / {:>6.1} / {:>6.1} ns, \
-             linear {:>10.1} / {:>10.1} / {:>10.1} / {:>10.1} ns, insert {:>5.0} ns, delete {:>5.0} ns, compile {:>5.2} ms",
-            n,
-            row.classify[0][0],
-            row.classify[0][1],
-            row.classify[0][2],
-            row.classify[0][3],
-            row.classify[1][0],
-            row.classify[1][1],
-            row.classify[1][2],
-            row.classify[1][3],
-            row.classify[2][0],
-            row.classify[2][1],
-            row.classify[2][2],
-            row.classify[2][3],
+            "{:>6} connections: compiled {} ns, interpreted {} ns, linear {} ns, insert {:>5.0} ns, delete {:>5.0} ns, compile {:>5.2} ms",
+            row.connections,
+            cell(&row.classify[0]),
+            cell(&row.classify[1]),
+            cell(&row.classify[2]),
             row.insert_ns,
             row.delete_ns,
             row.compile_ms
         );
-        rows.push(row);
     }
     write_reports(&rows);
 }
 
+
+/// The four single-frame figures and the mixed one, `a / b / c / d / e`.
+fn cell(times: &[f64; 5]) -> String {
+    times.iter().map(|t| format!("{t:.1}")).collect::<Vec<_>>().join(" / ")
+}
+
+/// The slowest of the frames the targets name (first, last, none, unmatched).
 fn worst(row: &Row, engine: usize) -> f64 {
-    row.classify[engine].iter().copied().fold(0.0, f64::max)
+    row.classify[engine][..4].iter().copied().fold(0.0, f64::max)
 }
 
 fn write_reports(rows: &[Row]) {
     let at = |n: usize| rows.iter().find(|r| r.connections == n).unwrap();
     let compiled_1000 = worst(at(1_000), 0);
-    let compiled_1000_fastest = at(1_000).fastest[0].iter().copied().fold(0.0, f64::max);
+    let compiled_1000_fastest = at(1_000).fastest[0][..4].iter().copied().fold(0.0, f64::max);
     let compiled_1 = worst(at(1), 0);
     let compiled_100k = worst(at(100_000), 0);
     let speedup_1000 = at(1_000).classify[2].iter().zip(&at(1_000).classify[0]).map(|(l, c)| l / c).fold(f64::INFINITY, f64::min);
@@ -232,15 +281,15 @@ fn write_reports(rows: &[Row]) {
     let _ = writeln!(json, "  \"command\": \"cargo bench -p dpf\",");
     let _ = writeln!(json, "  \"cpu\": {:?},", cpu);
     let _ = writeln!(json, "  \"unit\": \"ns per frame unless named otherwise\",");
-    let _ = writeln!(json, "  \"frames\": [\"first\", \"last\", \"none\", \"unmatched\"],");
+    let _ = writeln!(json, "  \"frames\": [\"first\", \"last\", \"none\", \"unmatched\", \"mixed\"],");
     let _ = writeln!(json, "  \"rows\": [");
     for (i, r) in rows.iter().enumerate() {
         let engine = |e: usize| {
             let (m, f) = (&r.classify[e], &r.fastest[e]);
             format!(
-                "{{\"first\": {:.2}, \"last\": {:.2}, \"none\": {:.2}, \"unmatched\": {:.2}, \
-                 \"fastest_batch\": {{\"first\": {:.2}, \"last\": {:.2}, \"none\": {:.2}, \"unmatched\": {:.2}}}}}",
-                m[0], m[1], m[2], m[3], f[0], f[1], f[2], f[3]
+                "{{\"first\": {:.2}, \"last\": {:.2}, \"none\": {:.2}, \"unmatched\": {:.2}, \"mixed\": {:.2}, \
+                 \"fastest_batch\": {{\"first\": {:.2}, \"last\": {:.2}, \"none\": {:.2}, \"unmatched\": {:.2}, \"mixed\": {:.2}}}}}",
+                m[0], m[1], m[2], m[3], m[4], f[0], f[1], f[2], f[3], f[4]
             )
         };
         let _ = writeln!(
@@ -278,12 +327,14 @@ fn write_reports(rows: &[Row]) {
 
     let mut md = String::new();
     let _ = writeln!(md, "# DPF benchmark\n");
-    let _ = writeln!(md, "Written by `cargo bench -p dpf` (dpf/benches/classify.rs) on {cpu}. One run; each figure is the median of {BATCHES} batches of ~1 ms (docs/dpf-bench.json also has the fastest batch, the least disturbed figure on this shared machine).\n");
+    let _ = writeln!(md, "Written by `cargo bench -p dpf` (dpf/benches/classify.rs) on {cpu}. One run. Each figure is timed in {ROUNDS} rounds spread over the whole run (the rounds sweep all sizes in turn), each round the median of {BATCHES} batches of ~1 ms; the best round is reported (the machine is shared with other builds, whose bursts inflate whole rounds); insert/delete likewise (best round of 2 000 pairs). docs/dpf-bench.json also has the fastest single batch.\n");
     let _ = writeln!(
         md,
         "Installed: ARP, an IPv4 catch-all (fallback), ICMP to the host, 4 TCP listens, and N TCP connections under \
          the port-80 listen. Frames: *first* / *last* match the first / last installed connection, *none* matches no \
-         connection (the listen owns it), *unmatched* is an IPv6 frame no filter matches. Times in ns per frame, \
+         connection (the listen owns it), *unmatched* is an IPv6 frame no filter matches, *mixed* cycles through \
+         1 024 frames of randomly chosen installed connections (a spread of table slots, as real traffic). \
+         Times in ns per frame, \
          including the call. *linear* runs every installed filter on its own, one after the other (BPF-style), \
          interpreted. *insert/delete conn*: one connection under the existing listen, a table change (the \
          *recompiles* column counts inserts that asked for recompilation: none); the alternative, recompiling, \
@@ -291,20 +342,17 @@ fn write_reports(rows: &[Row]) {
     );
     let _ = writeln!(
         md,
-        "| connections | compiled first / last / none / unmatched | interpreted first / last / none / unmatched | linear first / last / none / unmatched | insert conn (ns) | delete conn (ns) | recompiles | compile (ms) | unopt. (ms) | code bytes |"
+        "| connections | compiled first / last / none / unmatched / mixed | interpreted (same frames) | linear (same frames) | insert conn (ns) | delete conn (ns) | recompiles | compile (ms) | unopt. (ms) | code bytes |"
     );
     let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
-        let cell = |e: usize| {
-            format!("{:.1} / {:.1} / {:.1} / {:.1}", r.classify[e][0], r.classify[e][1], r.classify[e][2], r.classify[e][3])
-        };
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {:.0} | {:.0} | {} | {:.2} | {:.2} | {} |",
             r.connections,
-            cell(0),
-            cell(1),
-            cell(2),
+            cell(&r.classify[0]),
+            cell(&r.classify[1]),
+            cell(&r.classify[2]),
             r.insert_ns,
             r.delete_ns,
             r.recompiles,
@@ -325,6 +373,13 @@ fn write_reports(rows: &[Row]) {
         compiled_1,
         compiled_100k / compiled_1,
         yes(compiled_100k <= 2.0 * compiled_1)
+    );
+    let _ = writeln!(
+        md,
+        "| (not a target) mixed frames at 100 000 vs 1 connection | {:.1} ns vs {:.1} ns ({:.2}×) | |",
+        at(100_000).classify[0][4],
+        at(1).classify[0][4],
+        at(100_000).classify[0][4] / at(1).classify[0][4]
     );
     let _ = writeln!(md, "| ≥ 20× faster than linear at 1 000 (smallest ratio over frames) | {speedup_1000:.0}× | {} |", yes(speedup_1000 >= 20.0));
     let _ = writeln!(

@@ -69,7 +69,7 @@ mod jit {
             let id = module
                 .declare_function("dpf_classify", Linkage::Local, &signature())
                 .map_err(|e| JitError(format!("{e}")))?;
-            module.define_function_bytes(id, 16, &code.bytes, &[]).map_err(|e| JitError(format!("{e}")))?;
+            module.define_function_bytes(id, 64, &code.bytes, &[]).map_err(|e| JitError(format!("{e}")))?;
             module.finalize_definitions().map_err(|e| JitError(format!("{e}")))?;
             let entry = module.get_finalized_function(id);
             // SAFETY: `entry` is the executable copy of `code.bytes`, owned by `module`, which

@@ -84,7 +84,7 @@ impl FlatTable {
             self.words[slot * s] = node + 1;
             return;
         }
-        if (self.len + 1) * 2 > self.capacity {
+        if (self.len + 1) * 4 > self.capacity {
             self.grow();
         }
         self.place(key, node);
