@@ -4,7 +4,7 @@ set -euo pipefail
 
 packages=()
 command -v qemu-system-x86_64 >/dev/null || packages+=(qemu-system-x86)
-command -v cpio >/dev/null || packages+=(cpio)
+command -v strip >/dev/null || packages+=(binutils)
 if ((${#packages[@]})); then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo=sudo

@@ -64,7 +64,12 @@ pub fn env_exit(status: u32) -> ! {
 
 /// Starts the initrd program `path` as a child with the NUL-separated words `args`.
 pub fn env_spawn(path: &str, args: &[u8]) -> Result<EnvId, Error> {
-    let a = [path.as_ptr() as usize, path.len(), args.as_ptr() as usize, args.len(), 0];
+    env_spawn_with(path, args, 0)
+}
+
+/// `env_spawn` with flags (`xok_abi::SPAWN_PRIVILEGED`).
+pub fn env_spawn_with(path: &str, args: &[u8], flags: usize) -> Result<EnvId, Error> {
+    let a = [path.as_ptr() as usize, path.len(), args.as_ptr() as usize, args.len(), flags];
     call(Syscall::EnvSpawn, a).map(|id| EnvId(id as u32))
 }
 
@@ -114,4 +119,65 @@ pub unsafe fn remove_pte(va: usize) -> Result<(), Error> {
 /// How many physical pages are free.
 pub fn page_stats() -> usize {
     call(Syscall::PageStats, [0; 5]).unwrap_or(0)
+}
+
+/// What NIC `nic` is (MAC, link, model).
+pub fn nic_info(nic: usize) -> Result<xok_abi::net::NicInfo, Error> {
+    let word = call(Syscall::NicInfo, [nic, 0, 0, 0, 0])?;
+    xok_abi::net::NicInfo::from_word(word).ok_or(Error::NoSuchNic)
+}
+
+/// Registers a packet ring of `count` entries of `size` bytes at `va` (mapped writable).
+pub fn pktring_setring(va: usize, count: usize, size: usize) -> Result<usize, Error> {
+    call(Syscall::PktringSetring, [va, count, size, 0, 0])
+}
+
+/// Unregisters a packet ring.
+pub fn pktring_delring(ring: usize) -> Result<(), Error> {
+    call(Syscall::PktringDelring, [ring, 0, 0, 0, 0]).map(drop)
+}
+
+/// Frames dropped at a ring because its next entry was busy (`usize::MAX`: frames that matched
+/// no filter at all).
+pub fn pktring_stats(ring: usize) -> Result<usize, Error> {
+    call(Syscall::PktringStats, [ring, 0, 0, 0, 0])
+}
+
+/// Installs an encoded filter delivering into `ring`; `flags` from `xok_abi::net`.
+pub fn dpf_insert(filter: &[u8], ring: usize, flags: usize) -> Result<u64, Error> {
+    call(Syscall::DpfInsert, [filter.as_ptr() as usize, filter.len(), ring, flags, 0]).map(|id| id as u64)
+}
+
+/// Drops the caller's reference to a filter.
+pub fn dpf_delete(filter: u64) -> Result<(), Error> {
+    call(Syscall::DpfDelete, [filter as usize, 0, 0, 0, 0]).map(drop)
+}
+
+/// Gives `env` a reference to a filter.
+pub fn dpf_ref(filter: u64, env: EnvId) -> Result<(), Error> {
+    call(Syscall::DpfRef, [filter as usize, env.0 as usize, 0, 0, 0]).map(drop)
+}
+
+/// Queues one frame gathered from `segments` on `nic`; the kernel decrements `*counter` when the
+/// NIC is done with it. The segments' memory must stay unchanged until then.
+pub fn net_xmit(nic: usize, segments: &[xok_abi::net::GatherSegment], counter: &u64) -> Result<(), Error> {
+    let counter = counter as *const u64 as usize;
+    call(Syscall::NetXmit, [nic, segments.as_ptr() as usize, segments.len(), counter, 0]).map(drop)
+}
+
+/// Installs the caller's wakeup predicate (`wkpred` encoding); empty removes it.
+pub fn wk_install(predicate: &[u8]) -> Result<(), Error> {
+    call(Syscall::WkInstall, [predicate.as_ptr() as usize, predicate.len(), 0, 0, 0]).map(drop)
+}
+
+/// Sleeps until the installed predicate holds.
+pub fn wk_sleep() {
+    let _ = call(Syscall::WkSleep, [0; 5]);
+}
+
+/// The kernel's tick counter (`xok_abi::layout::TICK_HZ` per second).
+pub fn ticks() -> u64 {
+    // SAFETY: xok maps its tick-counter page read-only at TICKS_VA in every environment; the
+    // u64 at offset 0 is aligned and only the kernel writes it.
+    unsafe { core::ptr::read_volatile(xok_abi::layout::TICKS_VA as *const u64) }
 }

@@ -140,3 +140,114 @@ fn pump(mut stream: Box<dyn Read + Send>, console: Arc<(Mutex<Console>, Condvar)
 pub fn lines_with<'a>(output: &'a str, prefix: &str) -> Vec<&'a str> {
     output.lines().filter(|line| line.starts_with(prefix)).collect()
 }
+
+/// The test as the wire: a UDP socket on 127.0.0.1 that QEMU's `-netdev dgram` sends the
+/// guest's frames to, and that injects frames into the guest.
+pub struct Wire {
+    socket: std::net::UdpSocket,
+    guest: std::net::SocketAddr,
+}
+
+impl Wire {
+    /// A wire and the QEMU arguments that attach a NIC of `model` (`e1000`, `tulip`) to it.
+    pub fn new(model: &str, mac: &str) -> Result<(Wire, Vec<String>)> {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        // A free port for QEMU's end: bind, note, release (QEMU binds it right after).
+        let guest = std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?;
+        let ours = socket.local_addr()?;
+        let args = vec![
+            "-netdev".to_string(),
+            format!(
+                "dgram,id=wire,local.type=inet,local.host=127.0.0.1,local.port={},remote.type=inet,remote.host=127.0.0.1,remote.port={}",
+                guest.port(),
+                ours.port()
+            ),
+            "-device".to_string(),
+            format!("{model},netdev=wire,mac={mac}"),
+        ];
+        Ok((Wire { socket, guest }, args))
+    }
+
+    /// Injects one Ethernet frame.
+    pub fn send(&self, frame: &[u8]) -> Result<()> {
+        self.socket.send_to(frame, self.guest)?;
+        Ok(())
+    }
+
+    /// The next frame from the guest for which `wanted` holds, within `timeout`.
+    pub fn receive(&self, timeout: Duration, wanted: impl Fn(&[u8]) -> bool) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + scaled(timeout);
+        let mut buffer = [0u8; 2048];
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            self.socket.set_read_timeout(Some(left.max(Duration::from_millis(1)))).ok()?;
+            match self.socket.recv_from(&mut buffer) {
+                Ok((n, _)) if wanted(&buffer[..n]) => return Some(buffer[..n].to_vec()),
+                Ok(_) => continue,
+                Err(_) if Instant::now() >= deadline => return None,
+                Err(_) => continue,
+            }
+        }
+    }
+}
+
+/// Builds frames for tests.
+pub mod frames {
+    /// The Internet checksum of `bytes`.
+    pub fn checksum(bytes: &[u8]) -> u16 {
+        let mut sum: u32 = bytes.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        !(sum as u16)
+    }
+
+    /// An ARP request from (`mac`, `ip`) asking for `target`.
+    pub fn arp_request(mac: [u8; 6], ip: [u8; 4], target: [u8; 4]) -> Vec<u8> {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&mac);
+        f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+        f.extend_from_slice(&mac);
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(&[0; 6]);
+        f.extend_from_slice(&target);
+        f
+    }
+
+    /// The ARP reply (`mac`, `ip`) owes the asker (`peer_mac`, `peer_ip`).
+    pub fn arp_reply(mac: [u8; 6], ip: [u8; 4], peer_mac: [u8; 6], peer_ip: [u8; 4]) -> Vec<u8> {
+        let mut f = peer_mac.to_vec();
+        f.extend_from_slice(&mac);
+        f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 2]);
+        f.extend_from_slice(&mac);
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(&peer_mac);
+        f.extend_from_slice(&peer_ip);
+        f
+    }
+
+    /// An ICMP echo (request `kind` 8, reply 0) with its Ethernet and IPv4 headers (DF set).
+    #[allow(clippy::too_many_arguments)] // reason: one argument per header field the tests vary
+    pub fn icmp_echo(kind: u8, dst_mac: [u8; 6], src_mac: [u8; 6], src: [u8; 4], dst: [u8; 4], ttl: u8, id: u16, seq: u16, data: &[u8]) -> Vec<u8> {
+        let mut icmp = vec![kind, 0, 0, 0];
+        icmp.extend_from_slice(&id.to_be_bytes());
+        icmp.extend_from_slice(&seq.to_be_bytes());
+        icmp.extend_from_slice(data);
+        let sum = checksum(&icmp);
+        icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+        let total = (20 + icmp.len()) as u16;
+        let mut ip = vec![0x45, 0];
+        ip.extend_from_slice(&total.to_be_bytes());
+        ip.extend_from_slice(&[0, 0, 0x40, 0, ttl, 1, 0, 0]); // DF, as Linux and smoltcp send
+        ip.extend_from_slice(&src);
+        ip.extend_from_slice(&dst);
+        let sum = checksum(&ip);
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        let mut f = dst_mac.to_vec();
+        f.extend_from_slice(&src_mac);
+        f.extend_from_slice(&[0x08, 0x00]);
+        f.extend(ip);
+        f.extend(icmp);
+        f
+    }
+}

@@ -51,9 +51,7 @@ pub fn build(out: &Path) -> Result<Image> {
     let binaries = target_dir(&root).join(TARGET).join("release");
     let mut files = Vec::new();
     for name in program_names(&root)? {
-        let path = binaries.join(&name);
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        files.push((name, bytes));
+        files.push((name.clone(), stripped(&binaries.join(&name))?));
     }
     let archive = xok::initrd::write_archive(files.iter().map(|(name, bytes)| (name.as_str(), bytes.as_slice())));
     std::fs::create_dir_all(out)?;
@@ -61,6 +59,22 @@ pub fn build(out: &Path) -> Result<Image> {
     write_atomically(&image.initrd, &archive)?;
     write_atomically(&image.kernel, &std::fs::read(binaries.join("xok"))?)?;
     Ok(image)
+}
+
+/// The program without its debug sections (xok never reads them; they are most of the file).
+fn stripped(program: &Path) -> Result<Vec<u8>> {
+    let out = program.with_extension("stripped");
+    let status = Command::new("strip")
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(&out)
+        .arg(program)
+        .status()
+        .context("running strip (binutils; make setup installs it)")?;
+    if !status.success() {
+        bail!("strip {} failed ({status})", program.display());
+    }
+    std::fs::read(&out).with_context(|| format!("reading {}", out.display()))
 }
 
 fn target_dir(root: &Path) -> PathBuf {

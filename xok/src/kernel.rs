@@ -94,6 +94,9 @@ impl<M: Machine> Kernel<M> {
         let ticks_page = pages.alloc(KERNEL_HOLDER, usize::MAX).expect("a page for the tick counter");
         let mut machine = machine;
         machine.zero(ticks_page);
+        let mut net = net::Network::default();
+        net.zero_page = Some(pages.alloc_kernel().expect("a page for padding short frames"));
+        machine.zero(net.zero_page.expect("just set"));
         let free = pages.free_count();
         Kernel {
             pages,
@@ -102,7 +105,7 @@ impl<M: Machine> Kernel<M> {
             current: None,
             default_quota: free / 4,
             boot_free_pages: free,
-            net: net::Network::default(),
+            net,
             ticks_page,
             kernel_mappings,
             initrd,

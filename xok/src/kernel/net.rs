@@ -34,8 +34,8 @@ pub struct Network {
     /// Frames on a NIC, by token.
     in_flight: BTreeMap<u64, OutgoingFrame>,
     next_token: u64,
-    /// A zeroed kernel page that pads short frames.
-    zero_page: Option<Page>,
+    /// A zeroed kernel page that pads short frames (set by `Kernel::new`).
+    pub(super) zero_page: Option<Page>,
     /// Frames that matched no filter (or whose ring is gone).
     pub unmatched: u64,
 }
@@ -221,12 +221,9 @@ impl<M: Machine> Kernel<M> {
         if !self.net.queues[nic].has_room(caller) {
             return Err(Error::QueueFull);
         }
-        if total < MIN_WIRE_FRAME {
-            let zero = *self.net.zero_page.get_or_insert_with(|| {
-                let page = self.pages.alloc_kernel().expect("one page for padding");
-                self.machine.zero(page);
-                page
-            });
+        if total < MIN_WIRE_FRAME
+            && let Some(zero) = self.net.zero_page
+        {
             segments.push(PhysSegment { address: zero.address() as u64, len: (MIN_WIRE_FRAME - total) as u16 });
         }
         let mut pins: Vec<Page> = segments

@@ -122,6 +122,7 @@ extern "C" fn kernel_main(start_info: u64) -> ! {
     let mappings = KernelMappings { low_gigabyte: pd | bits::PRESENT | bits::WRITABLE, upper_half };
     let kernel_root = (&raw const boot_pml4) as u64;
     let mut kernel = Kernel::new(BareMachine { kernel_root }, pages, mappings, initrd);
+    start_nics(&mut kernel);
     kprintln!(
         "booted: image {:#x}..{:#x}, {} free pages ({} MiB), initrd {} files, tsc {} MHz, cmdline \"{}\"",
         kernel_image.start,
@@ -156,6 +157,32 @@ fn crash_on_purpose(kind: &str) {
         "panic" => panic!("xok.crash=panic"),
         other => kprintln!("unknown xok.crash={other}; ignored"),
     }
+}
+
+/// Finds and starts the NICs on the PCI bus, in bus order, and lets their interrupts in.
+fn start_nics(kernel: &mut Kernel<BareMachine>) {
+    for device in crate::drivers::pci::devices() {
+        let nic: alloc::boxed::Box<dyn crate::net::nic::NicDriver + Send> = match (device.vendor, device.device_id) {
+            crate::drivers::e1000::PCI_ID => alloc::boxed::Box::new(crate::drivers::e1000::E1000::new(&device, &mut kernel.pages)),
+            _ => continue,
+        };
+        let info = nic.info();
+        let m = info.mac;
+        kprintln!(
+            "nic {}: {:?} at pci 00:{:02x}.{}, irq {}, mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, link {}",
+            kernel.net.nics.len(),
+            info.model,
+            device.device,
+            device.function,
+            nic.irq(),
+            m[0], m[1], m[2], m[3], m[4], m[5],
+            if info.link_up { "up" } else { "down" }
+        );
+        timer::unmask(nic.irq());
+        kernel.net.add_nic(nic);
+    }
+    // The NICs' rings and buffers are the kernel's for good: count free pages from here.
+    kernel.boot_free_pages = kernel.pages.free_count();
 }
 
 /// The ownership table for all RAM below the identity-map limit, with every page that is RAM,

@@ -1,6 +1,6 @@
 //! The 8259 PICs and the PIT: a 100 Hz tick on vector 32, and the TSC calibrated against it.
 
-use super::cpu::{outb, rdtsc};
+use super::cpu::{inb, outb, rdtsc};
 use super::idt::IRQ_BASE;
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -28,6 +28,16 @@ pub fn init() {
     outb(0x43, 0x34); // channel 0, lobyte/hibyte, rate generator
     outb(0x40, divisor as u8);
     outb(0x40, (divisor >> 8) as u8);
+}
+
+/// Lets PIC line `irq` interrupt (and the cascade line, for the second PIC).
+pub fn unmask(irq: u8) {
+    if irq < 8 {
+        outb(0x21, inb(0x21) & !(1 << irq));
+    } else if irq < 16 {
+        outb(0x21, inb(0x21) & !(1 << 2));
+        outb(0xa1, inb(0xa1) & !(1 << (irq - 8)));
+    }
 }
 
 /// Acknowledges an interrupt on PIC line `irq`.

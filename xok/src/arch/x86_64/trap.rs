@@ -28,14 +28,26 @@ extern "C" fn trap_handler(frame: &mut TrapFrame) {
         user_trap(frame);
     }
     match frame.vector {
-        v if (IRQ_BASE as u64..IRQ_BASE as u64 + 16).contains(&v) => interrupt((v - IRQ_BASE as u64) as u8),
+        v if (IRQ_BASE as u64..IRQ_BASE as u64 + 16).contains(&v) => {
+            let mut guard = KERNEL.lock();
+            interrupt(guard.as_mut(), (v - IRQ_BASE as u64) as u8, None);
+        }
         _ => kernel_fault(frame),
     }
 }
 
-fn interrupt(irq: u8) {
+/// Handles PIC line `irq` (with the kernel, once it exists): the timer ticks, NICs receive and
+/// complete. `interrupted` is the environment that was running, if any.
+fn interrupt(kernel: Option<&mut Kernel<BareMachine>>, irq: u8, interrupted: Option<EnvId>) {
     if irq == 0 {
         timer::tick();
+    }
+    if let Some(kernel) = kernel {
+        if irq == 0 {
+            kernel.timer_tick(interrupted);
+        } else {
+            kernel.nic_interrupt(irq);
+        }
     }
     timer::end_of_interrupt(irq);
 }
@@ -50,13 +62,10 @@ fn user_trap(frame: &TrapFrame) -> ! {
         }
         let next = match frame.vector {
             SYSCALL_VECTOR => kernel.syscall(current),
-            v if v == IRQ_BASE as u64 => {
-                interrupt(0);
+            v if (IRQ_BASE as u64..IRQ_BASE as u64 + 16).contains(&v) => {
+                // Timer: the slice is over. NIC: a sleeper may have woken; reconsider.
+                interrupt(Some(kernel), (v - IRQ_BASE as u64) as u8, Some(current));
                 Next::Schedule
-            }
-            v if v > IRQ_BASE as u64 => {
-                interrupt((v - IRQ_BASE as u64) as u8);
-                Next::Resume
             }
             vector => {
                 let why = describe_fault(frame);

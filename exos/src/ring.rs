@@ -1,0 +1,118 @@
+//! A packet ring in the program's own memory, and the wakeup predicate that sleeps until a
+//! frame lands in it.
+
+use alloc::alloc::{Layout, alloc_zeroed};
+use alloc::vec::Vec;
+use core::ptr::NonNull;
+use wkpred::{Clause, Op, Operand, Predicate, Term, Width, Word};
+use xok_abi::Error;
+use xok_abi::layout::PAGE_SIZE;
+use xok_abi::net::RING_HEADER_LEN;
+
+/// A registered ring of `count` entries of `size` bytes.
+pub struct PacketRing {
+    base: NonNull<u8>,
+    count: usize,
+    size: usize,
+    next: usize,
+    /// The kernel's id for the ring.
+    pub id: usize,
+}
+
+/// A received frame, borrowed from its ring entry until [`PacketRing::release`].
+pub struct Received<'a> {
+    /// The bytes stored (the frame, or its first part if it was truncated).
+    pub frame: &'a [u8],
+    /// The frame's original length.
+    pub original_len: usize,
+    /// The NIC it came from.
+    pub nic: u32,
+    /// When the kernel received it (ns since boot).
+    pub timestamp_ns: u64,
+}
+
+impl PacketRing {
+    /// Allocates page-aligned memory for the ring and registers it with the kernel.
+    pub fn new(count: usize, size: usize) -> Result<PacketRing, Error> {
+        let bytes = count.checked_mul(size).ok_or(Error::BadLength)?;
+        let layout = Layout::from_size_align(bytes.max(1), PAGE_SIZE).map_err(|_| Error::BadLength)?;
+        // SAFETY: the layout has a non-zero size.
+        let base = NonNull::new(unsafe { alloc_zeroed(layout) }).ok_or(Error::NoMemory)?;
+        let id = crate::sys::pktring_setring(base.as_ptr() as usize, count, size)?;
+        Ok(PacketRing { base, count, size, next: 0, id })
+    }
+
+    fn owner_word(&self, index: usize) -> *mut u32 {
+        // SAFETY: index < count, so the entry lies inside the ring's allocation.
+        unsafe { self.base.as_ptr().add(index * self.size) as *mut u32 }
+    }
+
+    /// The next received frame, if the kernel has filled the next entry.
+    pub fn peek(&self) -> Option<Received<'_>> {
+        let header = self.owner_word(self.next);
+        // SAFETY: the owner word is written by the kernel while we run no code (one CPU), so a
+        // volatile read sees either 0 or the final length; the header and frame were written
+        // before it.
+        let original = unsafe { header.read_volatile() } as usize;
+        if original == 0 {
+            return None;
+        }
+        // SAFETY: the kernel filled this entry's header (24 bytes) and `captured` frame bytes,
+        // all inside the entry; nothing writes them until we release the entry.
+        unsafe {
+            let captured = (header.add(1).read_volatile() as usize).min(self.size - RING_HEADER_LEN);
+            let nic = header.add(2).read_volatile();
+            let timestamp_ns = (header.add(4) as *const u64).read_volatile();
+            let frame = core::slice::from_raw_parts((header as *const u8).add(RING_HEADER_LEN), captured);
+            Some(Received { frame, original_len: original, nic, timestamp_ns })
+        }
+    }
+
+    /// Hands the entry returned by `peek` back to the kernel.
+    pub fn release(&mut self) {
+        // SAFETY: the entry belongs to us until we write 0, which hands it back.
+        unsafe { self.owner_word(self.next).write_volatile(0) };
+        self.next = (self.next + 1) % self.count;
+    }
+
+    /// Frames the kernel dropped because the next entry was still ours.
+    pub fn drops(&self) -> usize {
+        crate::sys::pktring_stats(self.id).unwrap_or(0)
+    }
+
+    /// Terms "entry i holds a frame", one clause each (at most 15 entries are watched, leaving
+    /// a clause for a deadline).
+    pub fn wakeup_clauses(&self, predicate: &mut Predicate) {
+        for index in 0..self.count.min(wkpred::MAX_CLAUSES - 1) {
+            let address = self.owner_word(index) as u64;
+            let location = location_of(predicate, address);
+            let word = Word { location, offset: (address % PAGE_SIZE as u64) as u16, width: Width::W32 };
+            predicate.clauses.push(Clause { terms: alloc::vec![Term { left: word, op: Op::Ne, right: Operand::Constant(0) }] });
+        }
+    }
+}
+
+/// The index of `address`'s page in the predicate's location table (adding it if new).
+pub fn location_of(predicate: &mut Predicate, address: u64) -> u32 {
+    let page = address & !(PAGE_SIZE as u64 - 1);
+    match predicate.locations.iter().position(|&l| l == page) {
+        Some(i) => i as u32,
+        None => {
+            predicate.locations.push(page);
+            (predicate.locations.len() - 1) as u32
+        }
+    }
+}
+
+/// Adds the clause "the tick counter has reached `deadline`".
+pub fn deadline_clause(predicate: &mut Predicate, deadline: u64) {
+    let location = location_of(predicate, xok_abi::layout::TICKS_VA as u64);
+    let word = Word { location, offset: 0, width: Width::W64 };
+    predicate.clauses.push(Clause { terms: alloc::vec![Term { left: word, op: Op::Ge, right: Operand::Constant(deadline) }] });
+}
+
+/// Installs `predicate` as the caller's wakeup predicate.
+pub fn install(predicate: &Predicate) -> Result<(), Error> {
+    let bytes: Vec<u8> = wkpred::encode(predicate).map_err(|_| Error::BadPredicate)?;
+    crate::sys::wk_install(&bytes)
+}

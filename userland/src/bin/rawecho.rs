@@ -1,0 +1,120 @@
+//! Answers ARP requests for its address and ICMP echo requests to it using only the kernel's
+//! primitives: a packet ring, two DPF filters and `net_xmit`, sleeping on a wakeup predicate
+//! between frames (no polling).
+//!
+//! Arguments: `ip=A.B.C.D` (default 10.0.2.15), `nic=N` (default 0), `seconds=S` (exit after S
+//! seconds; default: run forever). On exit it prints how many frames it answered.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+extern crate alloc;
+
+use dpf::Filter;
+use exos::abi::layout::TICK_HZ;
+use exos::abi::net::GatherSegment;
+use exos::ring::{PacketRing, deadline_clause, install};
+use exos::{println, sys};
+
+exos::entry!(run);
+
+/// Transmit buffers; each is free while its counter is 0.
+const TX_BUFFERS: usize = 8;
+
+struct Transmitter {
+    nic: usize,
+    buffers: [[u8; 1536]; TX_BUFFERS],
+    counters: [u64; TX_BUFFERS],
+}
+
+impl Transmitter {
+    fn send(&mut self, frame: &[u8]) -> bool {
+        for _ in 0..1000 {
+            for i in 0..TX_BUFFERS {
+                // SAFETY: the kernel decrements the counter when the NIC is done; a volatile read
+                // sees its latest value.
+                if unsafe { core::ptr::read_volatile(&self.counters[i]) } != 0 {
+                    continue;
+                }
+                let len = frame.len().min(self.buffers[i].len());
+                self.buffers[i][..len].copy_from_slice(&frame[..len]);
+                self.counters[i] = 1;
+                let segment = [GatherSegment { addr: self.buffers[i].as_ptr() as u64, len: len as u64 }];
+                return match sys::net_xmit(self.nic, &segment, &self.counters[i]) {
+                    Ok(()) => true,
+                    Err(error) => {
+                        self.counters[i] = 0;
+                        println!("rawecho: net_xmit failed: {error}");
+                        false
+                    }
+                };
+            }
+            sys::env_yield();
+        }
+        false
+    }
+}
+
+fn parse_ip(text: &str) -> Option<[u8; 4]> {
+    let mut out = [0u8; 4];
+    let mut parts = text.split('.');
+    for byte in &mut out {
+        *byte = parts.next()?.parse().ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+fn run(args: exos::Args) -> i32 {
+    let (mut ip, mut nic, mut seconds) = ([10, 0, 2, 15], 0usize, None);
+    for word in args.iter() {
+        match word.split_once('=') {
+            Some(("ip", v)) => ip = parse_ip(v).unwrap_or(ip),
+            Some(("nic", v)) => nic = v.parse().unwrap_or(0),
+            Some(("seconds", v)) => seconds = v.parse::<u64>().ok(),
+            _ => println!("rawecho: ignoring argument {word}"),
+        }
+    }
+    let info = match sys::nic_info(nic) {
+        Ok(info) => info,
+        Err(error) => {
+            println!("rawecho: nic {nic}: {error}");
+            return 1;
+        }
+    };
+    let mut ring = PacketRing::new(15, 2048).expect("packet ring");
+    for filter in [Filter::arp(), Filter::icmp_to(ip)] {
+        if let Err(error) = sys::dpf_insert(&filter.to_bytes(), ring.id, 0) {
+            println!("rawecho: filter refused: {error}");
+            return 1;
+        }
+    }
+    let deadline = seconds.map(|s| sys::ticks() + s * TICK_HZ);
+    let mut predicate = wkpred::Predicate::default();
+    ring.wakeup_clauses(&mut predicate);
+    if let Some(deadline) = deadline {
+        deadline_clause(&mut predicate, deadline);
+    }
+    install(&predicate).expect("wakeup predicate");
+    let mut tx = alloc::boxed::Box::new(Transmitter { nic, buffers: [[0; 1536]; TX_BUFFERS], counters: [0; TX_BUFFERS] });
+    let m = info.mac;
+    println!(
+        "rawecho: nic {nic} ({:?}) mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} ip {}.{}.{}.{} ready",
+        info.model, m[0], m[1], m[2], m[3], m[4], m[5], ip[0], ip[1], ip[2], ip[3]
+    );
+    let (mut received, mut answered) = (0u64, 0u64);
+    loop {
+        while let Some(frame) = ring.peek() {
+            received += 1;
+            if let Some(reply) = exos::echo::reply(frame.frame, info.mac, ip)
+                && tx.send(&reply)
+            {
+                answered += 1;
+            }
+            ring.release();
+        }
+        if deadline.is_some_and(|d| sys::ticks() >= d) {
+            break;
+        }
+        sys::wk_sleep();
+    }
+    println!("rawecho: received {received}, answered {answered}, ring drops {}", ring.drops());
+    0
+}
