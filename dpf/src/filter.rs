@@ -94,8 +94,11 @@ impl AtomKey {
             Base::Ipv4Payload => l4?,
         };
         let start = usize::try_from(base + u64::from(self.offset)).ok()?;
-        let bytes = frame.get(start..start.checked_add(self.width.bytes() as usize)?)?;
-        let value = bytes.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b));
+        let value = match self.width {
+            Width::W1 => u32::from(*frame.get(start)?),
+            Width::W2 => u32::from(u16::from_be_bytes(frame.get(start..start.checked_add(2)?)?.try_into().ok()?)),
+            Width::W4 => u32::from_be_bytes(frame.get(start..start.checked_add(4)?)?.try_into().ok()?),
+        };
         Some(value & self.mask)
     }
 }

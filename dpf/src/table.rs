@@ -63,7 +63,7 @@ impl FlatTable {
             let slot = self.slot(index);
             match slot.split_first() {
                 Some((0, _)) | None => return None,
-                Some((_, k)) if k == key => return Some(index),
+                Some((_, k)) if k.iter().zip(key).all(|(a, b)| a == b) => return Some(index),
                 _ => index = (index + 1) & (self.capacity - 1),
             }
         }
