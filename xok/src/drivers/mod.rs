@@ -2,6 +2,7 @@
 
 pub mod e1000;
 pub mod pci;
+pub mod tulip;
 
 use crate::ownership::{Page, PageOwnership};
 

@@ -164,6 +164,7 @@ fn start_nics(kernel: &mut Kernel<BareMachine>) {
     for device in crate::drivers::pci::devices() {
         let nic: alloc::boxed::Box<dyn crate::net::nic::NicDriver + Send> = match (device.vendor, device.device_id) {
             crate::drivers::e1000::PCI_ID => alloc::boxed::Box::new(crate::drivers::e1000::E1000::new(&device, &mut kernel.pages)),
+            crate::drivers::tulip::PCI_ID => alloc::boxed::Box::new(crate::drivers::tulip::Tulip::new(&device, &mut kernel.pages)),
             _ => continue,
         };
         let info = nic.info();
