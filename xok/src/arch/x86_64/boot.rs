@@ -2,6 +2,7 @@
 //! up the CPU tables, the kernel heap, physical memory and the timer, then starts `init` with
 //! the kernel command line as its arguments.
 
+use super::code::{CODE_WINDOW, CodeArena};
 use super::machine::{BareMachine, IDENTITY_MAPPED};
 use super::{gdt, idt, serial, timer, trap};
 use crate::initrd::Initrd;
@@ -57,9 +58,10 @@ const _: () = assert!(core::mem::size_of::<MemmapEntry>() == 24);
 
 unsafe extern "C" {
     static __kernel_start: u8;
+    static __text_end: u8;
     static __kernel_end: u8;
     static boot_pml4: [u64; 512];
-    static boot_pd: [u64; 512];
+    static mut boot_pd: [u64; 2048];
 }
 
 /// Reads a NUL-terminated string at a physical address in the identity map.
@@ -114,14 +116,19 @@ extern "C" fn kernel_main(start_info: u64) -> ! {
     let files = initrd.validate().unwrap_or_else(|e| panic!("bad initrd: {e:?}"));
 
     let kernel_image = (&raw const __kernel_start) as usize..(&raw const __kernel_end) as usize;
-    let pages = physical_pages(&memmap, &[kernel_image.clone(), initrd_range]);
-    // SAFETY: boot.s filled these tables before entering long mode; they are only read here.
-    let (pml4, pd) = unsafe { (boot_pml4[256], (&raw const boot_pd) as u64) };
-    let mut upper_half = [0u64; 256];
-    upper_half[0] = pml4;
-    let mappings = KernelMappings { low_gigabyte: pd | bits::PRESENT | bits::WRITABLE, upper_half };
+    let mut pages = physical_pages(&memmap, &[kernel_image.clone(), initrd_range]);
+    no_execute_outside_kernel_text();
     let kernel_root = (&raw const boot_pml4) as u64;
-    let mut kernel = Kernel::new(BareMachine { kernel_root }, pages, mappings, initrd);
+    let mut machine = BareMachine::new(kernel_root);
+    let (arena, code_entry) = CodeArena::new(&mut pages, &mut machine, Page(kernel_root as usize / PAGE_SIZE));
+    machine.code = Some(arena);
+    // SAFETY: boot.s filled these tables before entering long mode; they are only read here.
+    let (device_window, pd) = unsafe { (boot_pml4[256], (&raw const boot_pd) as u64) };
+    let mut upper_half = [0u64; 256];
+    upper_half[0] = device_window;
+    upper_half[((CODE_WINDOW >> 39) & 511) as usize - 256] = code_entry;
+    let mappings = KernelMappings { low_gigabyte: pd | bits::PRESENT | bits::WRITABLE, upper_half };
+    let mut kernel = Kernel::new(machine, pages, mappings, initrd);
     start_nics(&mut kernel);
     kprintln!(
         "booted: image {:#x}..{:#x}, {} free pages ({} MiB), initrd {} files, tsc {} MHz, cmdline \"{}\"",
@@ -157,6 +164,22 @@ fn crash_on_purpose(kind: &str) {
         "panic" => panic!("xok.crash=panic"),
         other => kprintln!("unknown xok.crash={other}; ignored"),
     }
+}
+
+/// Marks every 2 MiB page of the identity map that holds no kernel code no-execute, so data,
+/// heap, user memory and the writable alias of the code window cannot run.
+fn no_execute_outside_kernel_text() {
+    let text_end = (&raw const __text_end) as u64;
+    let first_data_page = text_end.next_multiple_of(2 << 20) / (2 << 20);
+    let directory = (&raw mut boot_pd) as *mut u64;
+    for index in first_data_page as usize..2048 {
+        // SAFETY: boot_pd holds 4 page directories (2048 entries) built by boot.s; setting NX
+        // on entries past the kernel's text changes no mapping the kernel executes from.
+        unsafe { *directory.add(index) |= bits::NO_EXECUTE };
+    }
+    let (frame, flags) = x86_64::registers::control::Cr3::read();
+    // SAFETY: reloading the same root flushes the stale translations.
+    unsafe { x86_64::registers::control::Cr3::write(frame, flags) };
 }
 
 /// Finds and starts the NICs on the PCI bus, in bus order, and lets their interrupts in.

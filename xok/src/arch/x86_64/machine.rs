@@ -1,6 +1,7 @@
 //! The bare-metal [`Machine`]: physical memory through the kernel's identity map of the low
 //! gigabyte, the serial console, the TSC clock.
 
+use super::code::{CodeArena, CodeRange};
 use super::{serial, timer};
 use crate::kernel::Machine;
 use crate::ownership::Page;
@@ -17,6 +18,40 @@ pub const IDENTITY_MAPPED: usize = 1 << 30;
 pub struct BareMachine {
     /// Physical address of the kernel's own PML4 (the boot page table).
     pub kernel_root: u64,
+    /// Executable memory for compiled filters and predicates (set once at boot).
+    pub code: Option<CodeArena>,
+    /// The compiled DPF trie: the structure generation it was made for, and where it runs.
+    dpf_code: Option<(u64, CodeRange)>,
+}
+
+impl BareMachine {
+    /// A machine whose kernel page table is at `kernel_root`; the code arena comes later.
+    pub fn new(kernel_root: u64) -> Self {
+        BareMachine { kernel_root, code: None, dpf_code: None }
+    }
+
+    /// Compiles `dpf`'s trie into the code window, replacing older code. Logs the cost.
+    fn recompile(&mut self, dpf: &dpf::Dpf) -> Option<CodeRange> {
+        if let Some((_, old)) = self.dpf_code.take() {
+            self.code.as_mut()?.free(old);
+        }
+        let start = timer::now_ns();
+        let compiled = match dpf::compile(dpf, dpf::compile::OptLevel::Speed) {
+            Ok(compiled) => compiled,
+            Err(error) => {
+                crate::kprintln!("dpf: compiling {} filters failed ({error:?}); interpreting", dpf.len());
+                return None;
+            }
+        };
+        let mut arena = self.code.take()?;
+        let range = arena.load(self, &compiled.bytes);
+        self.code = Some(arena);
+        let range = range?;
+        let micros = (timer::now_ns() - start) / 1000;
+        crate::kprintln!("dpf: compiled {} filters into {} bytes in {} us", dpf.len(), compiled.bytes.len(), micros);
+        self.dpf_code = Some((compiled.generation, range));
+        Some(range)
+    }
 }
 
 fn page_ptr(page: Page) -> *mut u8 {
@@ -76,13 +111,40 @@ impl Machine for BareMachine {
     }
 
     fn wake_check(&mut self, wakeup: &mut crate::wk::Wakeup) -> bool {
-        wakeup.interpret(self)
+        if wakeup.code.is_none() {
+            let mut arena = self.code.take();
+            wakeup.code = arena.as_mut().and_then(|a| a.load(self, wakeup.compiled.code())).map(CodeRange::to_handle);
+            self.code = arena;
+        }
+        match wakeup.code {
+            // SAFETY: the handle names the predicate's code, loaded above into the executable
+            // window and kept there until release_code; the address table was made by
+            // wkpred::resolve for this predicate and its pages are pinned while installed.
+            Some(handle) => unsafe {
+                let function = wkpred::exec::entry_point(CodeRange::from_handle(handle).entry());
+                wkpred::exec::call(function, &wakeup.compiled, &wakeup.addresses)
+            },
+            None => wakeup.interpret(self),
+        }
     }
 
-    fn release_code(&mut self, _handle: u64) {}
+    fn release_code(&mut self, handle: u64) {
+        if let Some(arena) = self.code.as_mut() {
+            arena.free(CodeRange::from_handle(handle));
+        }
+    }
 
     fn classify(&mut self, dpf: &dpf::Dpf, frame: &[u8]) -> dpf::Classification {
-        dpf.classify_interpreted(frame)
+        let current = match self.dpf_code {
+            Some((generation, range)) if generation == dpf.generation() => Some(range),
+            _ => self.recompile(dpf),
+        };
+        let Some(range) = current else { return dpf.classify_interpreted(frame) };
+        let context = dpf.context();
+        // SAFETY: `range` holds the code compiled for this set's current generation, in the
+        // executable window until the next recompile; `context` is the set's current context.
+        let raw = unsafe { dpf::exec::call(dpf::exec::entry_point(range.entry()), &context, frame) };
+        dpf.resolve(&raw).unwrap_or_else(|| dpf.classify_interpreted(frame))
     }
 }
 

@@ -2,6 +2,7 @@
 //! [`machine::BareMachine`] that gives the kernel physical memory.
 
 pub mod boot;
+pub mod code;
 pub mod cpu;
 pub mod gdt;
 pub mod idt;
