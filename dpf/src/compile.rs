@@ -25,7 +25,7 @@ use cranelift_codegen::control::ControlPlane;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 
 use crate::abi::{HASH_MULTIPLIER, RawOutput, context_field, node_field, table_field};
-use crate::filter::{AtomKey, Base, Width};
+use crate::filter::{AtomKey, Base, Filter, Width};
 use crate::set::Dpf;
 use crate::trie::Trie;
 
@@ -177,22 +177,7 @@ impl<'a> Emitter<'a> {
         let tables = b.ins().load(types::I64, trusted(), ctx, context_field::TABLES);
         let nodes = b.ins().load(types::I64, trusted(), ctx, context_field::NODES);
         let reads_ihl = trie.groups.iter().any(|g| g.live && g.relative_end > 0);
-        let l4 = reads_ihl.then(|| {
-            let has_ihl = b.create_block();
-            let join = b.create_block();
-            let l4 = b.append_block_param(join, types::I64);
-            let huge = b.ins().iconst(types::I64, 1 << 40);
-            let long_enough = b.ins().icmp_imm_u(IntCC::UnsignedGreaterThanOrEqual, len, 15);
-            b.ins().brif(long_enough, has_ihl, &[], join, &[BlockArg::Value(huge)]);
-            b.switch_to_block(has_ihl);
-            let byte = b.ins().uload8(types::I64, frame_flags(), frame, 14);
-            let ihl = b.ins().band_imm_u(byte, 0x0f);
-            let words = b.ins().ishl_imm_u(ihl, 2);
-            let start = b.ins().iadd_imm_s(words, 14);
-            b.ins().jump(join, &[BlockArg::Value(start)]);
-            b.switch_to_block(join);
-            l4
-        });
+        let l4 = reads_ihl.then(|| emit_l4(&mut b, frame, len));
         let common = Common { frame, len, nodes, tables, l4 };
         let mut emitter = Emitter { b, trie, best, copies };
         let root = dpf.root();
@@ -241,26 +226,7 @@ impl<'a> Emitter<'a> {
 
     /// Loads one atom's masked value as an `i64`.
     fn load(&mut self, key: &AtomKey, common: &Common) -> Value {
-        let b = &mut self.b;
-        let address = match (key.base, common.l4) {
-            (Base::Ipv4Payload, Some(l4)) => b.ins().iadd(common.frame, l4),
-            _ => common.frame,
-        };
-        let offset = i32::from(key.offset);
-        let value = match key.width {
-            Width::W1 => b.ins().uload8(types::I64, frame_flags(), address, offset),
-            Width::W2 => {
-                let v = b.ins().load(types::I16, frame_flags(), address, offset);
-                let v = b.ins().bswap(v);
-                b.ins().uextend(types::I64, v)
-            }
-            Width::W4 => {
-                let v = b.ins().load(types::I32, frame_flags(), address, offset);
-                let v = b.ins().bswap(v);
-                b.ins().uextend(types::I64, v)
-            }
-        };
-        if key.mask == key.width.full_mask() { value } else { b.ins().band_imm_u(value, i64::from(key.mask)) }
+        emit_load(&mut self.b, key, common.frame, common.l4)
     }
 
     /// Code for group `g`: on a miss jump to `after`; on a hit apply the child and dispatch
@@ -388,4 +354,100 @@ impl<'a> Emitter<'a> {
         b.ins().br_table(code, table);
         children
     }
+}
+
+/// Emits the start of the IPv4 payload: `14 + 4 * (frame[14] & 0x0f)` if `len >= 15`, else a
+/// huge value that fails every bounds check. Leaves the builder in the join block.
+fn emit_l4(b: &mut FunctionBuilder<'_>, frame: Value, len: Value) -> Value {
+    let has_ihl = b.create_block();
+    let join = b.create_block();
+    let l4 = b.append_block_param(join, types::I64);
+    let huge = b.ins().iconst(types::I64, 1 << 40);
+    let long_enough = b.ins().icmp_imm_u(IntCC::UnsignedGreaterThanOrEqual, len, 15);
+    b.ins().brif(long_enough, has_ihl, &[], join, &[BlockArg::Value(huge)]);
+    b.switch_to_block(has_ihl);
+    let byte = b.ins().uload8(types::I64, frame_flags(), frame, 14);
+    let ihl = b.ins().band_imm_u(byte, 0x0f);
+    let words = b.ins().ishl_imm_u(ihl, 2);
+    let start = b.ins().iadd_imm_s(words, 14);
+    b.ins().jump(join, &[BlockArg::Value(start)]);
+    b.switch_to_block(join);
+    l4
+}
+
+/// Emits a big-endian, masked load of `key` as an `i64` (bounds checked by the caller).
+fn emit_load(b: &mut FunctionBuilder<'_>, key: &AtomKey, frame: Value, l4: Option<Value>) -> Value {
+    let address = match (key.base, l4) {
+        (Base::Ipv4Payload, Some(l4)) => b.ins().iadd(frame, l4),
+        _ => frame,
+    };
+    let offset = i32::from(key.offset);
+    let value = match key.width {
+        Width::W1 => b.ins().uload8(types::I64, frame_flags(), address, offset),
+        Width::W2 => {
+            let v = b.ins().load(types::I16, frame_flags(), address, offset);
+            let v = b.ins().bswap(v);
+            b.ins().uextend(types::I64, v)
+        }
+        Width::W4 => {
+            let v = b.ins().load(types::I32, frame_flags(), address, offset);
+            let v = b.ins().bswap(v);
+            b.ins().uextend(types::I64, v)
+        }
+    };
+    if key.mask == key.width.full_mask() { value } else { b.ins().band_imm_u(value, i64::from(key.mask)) }
+}
+
+/// Compiles one filter on its own, with its values as immediates, into a function of the
+/// same signature that ignores `ctx` and returns `owner = 1 << 32` (depth 1, slot 0) when the
+/// filter matches, else 0. This is the per-filter program of the benchmark's BPF-JIT-style
+/// linear baseline, not part of the demultiplexer. Its `generation` is 0, which no set has.
+pub fn compile_alone(filter: &Filter, opt: OptLevel) -> Result<CompiledCode, CompileError> {
+    let isa = target_isa(opt)?;
+    let mut func = Function::with_name_signature(UserFuncName::user(0, 1), signature());
+    let mut builder_context = FunctionBuilderContext::new();
+    {
+        let mut b = FunctionBuilder::new(&mut func, &mut builder_context);
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        let params = b.block_params(entry).to_vec();
+        let (frame, len) = (params[1], params[2]);
+        let fail = b.create_block();
+        let l4 = filter.reads_ihl().then(|| emit_l4(&mut b, frame, len));
+        for atom in filter.atoms() {
+            let key = &atom.key;
+            let in_bounds = match (key.base, l4) {
+                (Base::Ipv4Payload, Some(l4)) => {
+                    let end = b.ins().iadd_imm_s(l4, key.end() as i64);
+                    b.ins().icmp(IntCC::UnsignedLessThanOrEqual, end, len)
+                }
+                _ => b.ins().icmp_imm_u(IntCC::UnsignedGreaterThanOrEqual, len, key.end() as i64),
+            };
+            let load_block = b.create_block();
+            b.ins().brif(in_bounds, load_block, &[], fail, &[]);
+            b.switch_to_block(load_block);
+            let value = emit_load(&mut b, key, frame, l4);
+            let equal = b.ins().icmp_imm_u(IntCC::Equal, value, i64::from(atom.value));
+            let next = b.create_block();
+            b.ins().brif(equal, next, &[], fail, &[]);
+            b.switch_to_block(next);
+        }
+        let matched = b.ins().iconst(types::I64, 1 << 32);
+        let zero = b.ins().iconst(types::I64, 0);
+        b.ins().return_(&[matched, zero]);
+        b.switch_to_block(fail);
+        let zero = b.ins().iconst(types::I64, 0);
+        b.ins().return_(&[zero, zero]);
+        b.seal_all_blocks();
+        b.finalize(isa.frontend_config());
+    }
+    let mut context = cranelift_codegen::Context::for_function(func);
+    let compiled = context
+        .compile(&*isa, &mut ControlPlane::default())
+        .map_err(|e| CompileError::Codegen(format!("{:?}", e.inner)))?;
+    if !compiled.buffer.relocs().is_empty() {
+        return Err(CompileError::Relocations);
+    }
+    Ok(CompiledCode { bytes: compiled.code_buffer().to_vec(), generation: 0 })
 }

@@ -35,7 +35,7 @@ pub unsafe fn call(function: RawClassifyFn, ctx: &Context, frame: &[u8]) -> RawO
 }
 
 #[cfg(feature = "jit")]
-pub use jit::{JitCode, JitError};
+pub use jit::{JitCode, JitError, JitSet};
 
 #[cfg(feature = "jit")]
 mod jit {
@@ -100,6 +100,92 @@ mod jit {
         /// Classifies `frame`; `None` if the code is stale for `dpf`.
         pub fn classify(&self, dpf: &Dpf, frame: &[u8]) -> Option<Classification> {
             dpf.resolve(&self.classify_raw(dpf, frame))
+        }
+    }
+
+    /// Several compiled functions mapped together in one region (host only): the
+    /// benchmark's linear baseline runs one small program per filter, packed like a BPF JIT
+    /// packs its programs.
+    pub struct JitSet {
+        module: Option<JITModule>,
+        functions: alloc::vec::Vec<(RawClassifyFn, u64)>,
+    }
+
+    impl JitSet {
+        /// Copies every code into executable memory, one after the other.
+        pub fn load(codes: &[CompiledCode]) -> Result<JitSet, JitError> {
+            let isa = target_isa(OptLevel::Speed).map_err(|e| JitError(format!("{e}")))?;
+            let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
+            let mut ids = alloc::vec::Vec::with_capacity(codes.len());
+            for (i, code) in codes.iter().enumerate() {
+                let id = module
+                    .declare_function(&format!("dpf_classify_{i}"), Linkage::Local, &signature())
+                    .map_err(|e| JitError(format!("{e}")))?;
+                module.define_function_bytes(id, 16, &code.bytes, &[]).map_err(|e| JitError(format!("{e}")))?;
+                ids.push((id, code.generation));
+            }
+            module.finalize_definitions().map_err(|e| JitError(format!("{e}")))?;
+            let functions = ids
+                .into_iter()
+                .map(|(id, generation)| {
+                    let entry = module.get_finalized_function(id);
+                    // SAFETY: `entry` is the executable copy of one of `codes`, owned by
+                    // `module`, which lives as long as `self` and is freed only in `drop`.
+                    (unsafe { entry_point(entry) }, generation)
+                })
+                .collect();
+            Ok(JitSet { module: Some(module), functions })
+        }
+
+        /// Number of functions.
+        pub fn len(&self) -> usize {
+            self.functions.len()
+        }
+
+        /// Whether the set holds no function.
+        pub fn is_empty(&self) -> bool {
+            self.functions.is_empty()
+        }
+
+        /// Runs function `index`, which must come from [`crate::compile::compile_alone`]
+        /// (generation 0; stale otherwise), on `frame`.
+        #[inline]
+        pub fn run_alone(&self, index: usize, frame: &[u8]) -> RawOutput {
+            let stale = RawOutput { owner: RawOutput::STALE, copies: 0 };
+            match self.functions.get(index) {
+                Some((function, 0)) => {
+                    let ctx = Context { generation: 0, tables: 0, nodes: 0, node_count: 0 };
+                    // SAFETY: the function is mapped while `self` lives; code from
+                    // `compile_alone` reads only `frame` below `len` and never `ctx`.
+                    unsafe { call(*function, &ctx, frame) }
+                }
+                _ => stale,
+            }
+        }
+
+        /// Runs function `index` on `frame` against the tables of `dpf` (stale if `index` is
+        /// out of range or `dpf` is not the set that function was compiled for).
+        #[inline]
+        pub fn classify_raw(&self, index: usize, dpf: &Dpf, frame: &[u8]) -> RawOutput {
+            let stale = RawOutput { owner: RawOutput::STALE, copies: 0 };
+            let Some((function, generation)) = self.functions.get(index) else { return stale };
+            if dpf.generation() != *generation {
+                return stale;
+            }
+            let ctx: Context = dpf.context();
+            // SAFETY: as in `JitCode::classify_raw`: the function is mapped while `self`
+            // lives, and `ctx` is the unmodified current context of a set of its generation.
+            unsafe { call(*function, &ctx, frame) }
+        }
+    }
+
+    impl Drop for JitSet {
+        fn drop(&mut self) {
+            if let Some(module) = self.module.take() {
+                // SAFETY: the only pointers into the module's memory are in
+                // `self.functions`, which die with `self`.
+                unsafe { module.free_memory() };
+            }
         }
     }
 

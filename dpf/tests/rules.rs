@@ -326,3 +326,39 @@ fn the_number_of_shapes_is_bounded() {
     assert_eq!(code.classify(&d, &frame), Some(d.classify_interpreted(&frame)));
     assert!(d.classify_interpreted(&frame).owner.is_some());
 }
+
+#[test]
+fn standalone_filter_programs_agree_with_the_definition() {
+    let filters = [
+        Filter::arp(),
+        Filter::icmp_to(HOST),
+        Filter::udp_port(53),
+        Filter::tcp_connection(HOST, 80, PEER, 40000),
+        "frame[14:1] & 0x0f == 6 && l4[0:4] & 0xffff0000 == 0x9c400000".parse().unwrap(),
+    ];
+    let codes: Vec<_> =
+        filters.iter().map(|f| dpf::compile::compile_alone(f, dpf::compile::OptLevel::Speed).unwrap()).collect();
+    let set = dpf::exec::JitSet::load(&codes).unwrap();
+    let frames = [
+        arp(false, PEER, HOST),
+        icmp_echo(PEER, HOST),
+        udp(PEER, 1, HOST, 53, &IP_OPTIONS),
+        tcp(PEER, 40000, HOST, 80, &[]),
+        tcp(PEER, 40000, HOST, 80, &[1, 1, 1, 1]),
+        ipv6_tcp(80),
+    ];
+    for frame in &frames {
+        for len in 0..=frame.len() {
+            let short = &frame[..len];
+            for (i, filter) in filters.iter().enumerate() {
+                assert_eq!(set.run_alone(i, short).owner_slot().is_some(), filter.matches(short), "{filter} on {len} bytes");
+            }
+        }
+    }
+    // A set's code cannot be run as a standalone program.
+    let mut d = Dpf::new();
+    d.insert(&Filter::arp(), ARPD, 0).unwrap();
+    let mixed = dpf::exec::JitSet::load(&[d.compile().unwrap()]).unwrap();
+    assert!(mixed.run_alone(0, &arp(false, PEER, HOST)).is_stale());
+    assert!(set.run_alone(99, &[]).is_stale());
+}
