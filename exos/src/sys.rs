@@ -158,10 +158,15 @@ pub fn dpf_ref(filter: u64, env: EnvId) -> Result<(), Error> {
     call(Syscall::DpfRef, [filter as usize, env.0 as usize, 0, 0, 0]).map(drop)
 }
 
-/// Queues one frame gathered from `segments` on `nic`; the kernel decrements `*counter` when the
-/// NIC is done with it. The segments' memory must stay unchanged until then.
-pub fn net_xmit(nic: usize, segments: &[xok_abi::net::GatherSegment], counter: &u64) -> Result<(), Error> {
-    let counter = counter as *const u64 as usize;
+/// Queues one frame gathered from `segments` on `nic`; the kernel decrements `counter` when the
+/// NIC is done with it (an atomic, because the kernel changes it behind the program's back). The
+/// segments' memory must stay unchanged until then.
+pub fn net_xmit(
+    nic: usize,
+    segments: &[xok_abi::net::GatherSegment],
+    counter: &core::sync::atomic::AtomicU64,
+) -> Result<(), Error> {
+    let counter = counter.as_ptr() as usize;
     call(Syscall::NetXmit, [nic, segments.as_ptr() as usize, segments.len(), counter, 0]).map(drop)
 }
 

@@ -158,12 +158,13 @@ impl Wire {
         let args = vec![
             "-netdev".to_string(),
             format!(
-                "dgram,id=wire,local.type=inet,local.host=127.0.0.1,local.port={},remote.type=inet,remote.host=127.0.0.1,remote.port={}",
+                "dgram,id=wire{},local.type=inet,local.host=127.0.0.1,local.port={},remote.type=inet,remote.host=127.0.0.1,remote.port={}",
+                ours.port(),
                 guest.port(),
                 ours.port()
             ),
             "-device".to_string(),
-            format!("{model},netdev=wire,mac={mac}"),
+            format!("{model},netdev=wire{},mac={mac}", ours.port()),
         ];
         Ok((Wire { socket, guest }, args))
     }
@@ -211,6 +212,25 @@ pub mod frames {
         f.extend_from_slice(&ip);
         f.extend_from_slice(&[0; 6]);
         f.extend_from_slice(&target);
+        f
+    }
+
+    /// A UDP/IPv4 frame from 10.0.2.2:4000 to 10.0.2.15:`port` (UDP checksum 0), padded to 60
+    /// bytes.
+    pub fn udp(dst_mac: [u8; 6], src_mac: [u8; 6], port: u16, payload: &[u8]) -> Vec<u8> {
+        let mut f = dst_mac.to_vec();
+        f.extend_from_slice(&src_mac);
+        f.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
+        f.extend_from_slice(&((28 + payload.len()) as u16).to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 2, 2, 10, 0, 2, 15]);
+        let sum = checksum(&f[14..34]);
+        f[24..26].copy_from_slice(&sum.to_be_bytes());
+        f.extend_from_slice(&4000u16.to_be_bytes());
+        f.extend_from_slice(&port.to_be_bytes());
+        f.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        f.extend_from_slice(&[0, 0]);
+        f.extend_from_slice(payload);
+        f.resize(f.len().max(60), 0); // Ethernet's minimum, as a real sender pads
         f
     }
 

@@ -53,3 +53,145 @@ fn rawecho_answers_arp_and_echo_byte_for_byte_and_sleeps_when_idle() {
         rawecho_answers(model);
     }
 }
+
+/// The kernel's last line: (free, free at boot, filters, rings, frames pending, unmatched).
+fn final_state(output: &str) -> Vec<u64> {
+    let line = lines_with(output, "xok: all environments have ended").pop().expect("final kernel line");
+    line.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect()
+}
+
+fn udp_to_guest(port: u16, payload: &[u8]) -> Vec<u8> {
+    xok_tests::frames::udp(GUEST_MAC, PEER_MAC, port, payload)
+}
+
+#[test]
+fn disjoint_filters_each_get_only_their_own_frames_and_overlaps_are_refused() {
+    for model in MODELS {
+        let cmdline = "init=netprobe:recv:port=7001:count=2,netprobe:recv:port=7002:count=2,netprobe:recv:port=7001:count=1";
+        let (guest, wire) = boot(model, cmdline);
+        guest.wait_for("netprobe: port 7001 ready", Duration::from_secs(30)).unwrap();
+        guest.wait_for("netprobe: port 7002 ready", Duration::from_secs(30)).unwrap();
+        guest.wait_for("netprobe: port 7001: filter refused: filter overlaps an installed one", Duration::from_secs(30)).unwrap();
+        for (port, payload) in [(7001, b"AAAA"), (7002, b"BBBB"), (7003, b"CCCC"), (7001, b"aaaa"), (7002, b"bbbb")] {
+            wire.send(&udp_to_guest(port, payload)).unwrap();
+        }
+        let (status, output) = guest.wait_exit(Duration::from_secs(60)).unwrap();
+        assert_eq!(status, EXIT_SUCCESS, "{output}");
+        let port1 = lines_with(&output, "netprobe: port 7001 frame");
+        let port2 = lines_with(&output, "netprobe: port 7002 frame");
+        assert_eq!(port1.len(), 2, "{model}: {output}");
+        assert_eq!(port2.len(), 2, "{model}: {output}");
+        assert!(port1[0].ends_with("first=[41, 41, 41, 41]") && port1[1].ends_with("first=[61, 61, 61, 61]"), "{port1:?}");
+        assert!(port2[0].ends_with("first=[42, 42, 42, 42]") && port2[1].ends_with("first=[62, 62, 62, 62]"), "{port2:?}");
+        assert!(port1.iter().chain(&port2).all(|l| l.contains("len=60 captured=60 nic=0")), "{model}: {port1:?} {port2:?}");
+        let state = final_state(&output);
+        assert_eq!(state[0], state[1], "{model}: pages leaked");
+        assert_eq!(state[5], 1, "{model}: the port 7003 frame was unmatched");
+    }
+}
+
+#[test]
+fn long_frames_are_truncated_and_a_full_ring_drops_and_counts() {
+    for model in MODELS {
+        let (guest, wire) = boot(model, "init=netprobe:recv:port=7010:entries=2:size=64:hold:seconds=3");
+        guest.wait_for("netprobe: port 7010 ready", Duration::from_secs(30)).unwrap();
+        for n in 0..4u8 {
+            wire.send(&udp_to_guest(7010, &[n; 158])).unwrap();
+        }
+        let (status, output) = guest.wait_exit(Duration::from_secs(60)).unwrap();
+        assert_eq!(status, EXIT_SUCCESS, "{output}");
+        let frames = lines_with(&output, "netprobe: port 7010 frame");
+        assert_eq!(frames.len(), 2, "{model}: {output}");
+        assert!(frames.iter().all(|l| l.contains("len=200 captured=40 nic=0 first=[]")), "{model}: {frames:?}");
+        assert!(output.contains("netprobe: port 7010 done: 2 frames, 2 dropped"), "{model}: {output}");
+    }
+}
+
+#[test]
+fn a_three_region_gather_arrives_as_one_correct_frame() {
+    for model in MODELS {
+        let (guest, wire) = boot(model, "init=netprobe:gather");
+        let frame = wire.receive(Duration::from_secs(30), |f| f.len() > 40 && f[36..38] == 7777u16.to_be_bytes()).expect("gathered frame");
+        let payload = b"gathered from three regions on three pages!";
+        let mut expected = vec![0xff; 6];
+        expected.extend_from_slice(&GUEST_MAC);
+        expected.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
+        expected.extend_from_slice(&((28 + payload.len()) as u16).to_be_bytes());
+        expected.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 2, 15, 10, 0, 2, 255]);
+        expected.extend_from_slice(&4000u16.to_be_bytes());
+        expected.extend_from_slice(&7777u16.to_be_bytes());
+        expected.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        expected.extend_from_slice(&[0, 0]);
+        expected.extend_from_slice(payload);
+        assert_eq!(frame, expected, "{model}");
+        let (status, output) = guest.wait_exit(Duration::from_secs(30)).unwrap();
+        assert_eq!(status, EXIT_SUCCESS, "{output}");
+        assert!(output.contains("netprobe: gather sent 85 bytes in 3 regions"), "{output}");
+    }
+}
+
+#[test]
+fn net_xmit_from_memory_the_program_does_not_hold_is_refused() {
+    let (guest, _wire) = boot("e1000", "init=netprobe:badxmit");
+    let (status, output) = guest.wait_exit(Duration::from_secs(30)).unwrap();
+    assert_eq!(status, EXIT_SUCCESS, "{output}");
+    let lines = lines_with(&output, "netprobe: badxmit");
+    assert_eq!(lines.len(), 4, "{output}");
+    assert!(lines.iter().all(|l| l.ends_with("refused (bad address)")), "{lines:#?}");
+}
+
+#[test]
+fn an_exiting_program_leaves_no_pins_filters_or_frames() {
+    for model in MODELS {
+        let (guest, _wire) = boot(model, "init=netprobe:dirty");
+        let (status, output) = guest.wait_exit(Duration::from_secs(30)).unwrap();
+        assert_eq!(status, EXIT_SUCCESS, "{output}");
+        assert!(output.contains("netprobe: dirty exit with a ring, a filter and"), "{output}");
+        let state = final_state(&output);
+        assert_eq!((state[0], state[2], state[3], state[4]), (state[1], 0, 0, 0), "{model}: {output}");
+    }
+}
+
+#[test]
+fn a_flooding_sender_does_not_starve_a_second_sender() {
+    for model in MODELS {
+        let (guest, wire) = boot(model, "init=netprobe:flood:port=9001:count=3000,netprobe:flood:port=9002:count=300");
+        let mut order = Vec::new();
+        while order.len() < 3300 {
+            let wait = if order.is_empty() { Duration::from_secs(30) } else { Duration::from_secs(3) };
+            let Some(frame) = wire.receive(wait, |f| f.len() > 38 && f[23] == 17) else { break };
+            order.push(u16::from_be_bytes([frame[36], frame[37]]));
+        }
+        let (status, output) = guest.wait_exit(Duration::from_secs(60)).unwrap();
+        assert_eq!(status, EXIT_SUCCESS, "{output}");
+        let quiet: Vec<usize> = order.iter().enumerate().filter(|(_, p)| **p == 9002).map(|(i, _)| i).collect();
+        // The host's UDP socket may drop a few datagrams of the burst; the guest sent all 300
+        // (its own line says so).
+        assert!(quiet.len() >= 290, "{model}: only {} of the second sender's frames arrived", quiet.len());
+        assert!(output.contains("netprobe: flood 9002 sent 300 frames"), "{output}");
+        let last_quiet = *quiet.last().unwrap();
+        for line in lines_with(&output, "netprobe: flood") {
+            eprintln!("{model}: {line}");
+        }
+        eprintln!("{model}: the second sender's last frame was frame {last_quiet} of {}", order.len());
+        assert!(last_quiet < 1500, "{model}: the second sender waited behind the flood (last frame at {last_quiet})");
+    }
+}
+
+#[test]
+fn two_nics_at_once_each_frame_records_its_nic() {
+    let (wire0, mut args) = Wire::new("e1000", "52:54:00:ab:cd:01").unwrap();
+    let (wire1, more) = Wire::new("tulip", "52:54:00:ab:cd:02").unwrap();
+    args.extend(more);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let guest = Guest::boot("init=netprobe:recv:port=7020:count=2", &args).unwrap();
+    guest.wait_for("netprobe: port 7020 ready", Duration::from_secs(30)).unwrap();
+    wire0.send(&udp_to_guest(7020, b"zero")).unwrap();
+    wire1.send(&xok_tests::frames::udp([0x52, 0x54, 0, 0xab, 0xcd, 2], PEER_MAC, 7020, b"one!")).unwrap();
+    let (status, output) = guest.wait_exit(Duration::from_secs(60)).unwrap();
+    assert_eq!(status, EXIT_SUCCESS, "{output}");
+    assert!(output.contains("nic 0: E1000") && output.contains("nic 1: Tulip"), "{output}");
+    let frames = lines_with(&output, "netprobe: port 7020 frame");
+    assert!(frames.iter().any(|l| l.contains("nic=0 first=[7a, 65, 72, 6f]")), "{frames:?}");
+    assert!(frames.iter().any(|l| l.contains("nic=1 first=[6f, 6e, 65, 21]")), "{frames:?}");
+}

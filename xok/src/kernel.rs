@@ -226,7 +226,11 @@ impl<M: Machine> Kernel<M> {
         }
         if self.envs.alive() == 0 {
             let (free, boot) = (self.pages.free_count(), self.boot_free_pages);
-            self.log(format_args!("all environments have ended; free pages {free} (at boot {boot})"));
+            let (filters, rings, frames) = (self.net.dpf.len(), self.net.rings.len(), self.net.frames_pending());
+            let unmatched = self.net.unmatched;
+            self.log(format_args!(
+                "all environments have ended; free pages {free} (at boot {boot}); filters {filters}, rings {rings}, frames pending {frames}, unmatched frames {unmatched}"
+            ));
         }
     }
 

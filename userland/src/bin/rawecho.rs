@@ -8,6 +8,7 @@
 
 extern crate alloc;
 
+use core::sync::atomic::{AtomicU64, Ordering};
 use dpf::Filter;
 use exos::abi::layout::TICK_HZ;
 use exos::abi::net::GatherSegment;
@@ -22,26 +23,24 @@ const TX_BUFFERS: usize = 8;
 struct Transmitter {
     nic: usize,
     buffers: [[u8; 1536]; TX_BUFFERS],
-    counters: [u64; TX_BUFFERS],
+    counters: [AtomicU64; TX_BUFFERS],
 }
 
 impl Transmitter {
     fn send(&mut self, frame: &[u8]) -> bool {
         for _ in 0..1000 {
             for i in 0..TX_BUFFERS {
-                // SAFETY: the kernel decrements the counter when the NIC is done; a volatile read
-                // sees its latest value.
-                if unsafe { core::ptr::read_volatile(&self.counters[i]) } != 0 {
+                if self.counters[i].load(Ordering::Acquire) != 0 {
                     continue;
                 }
                 let len = frame.len().min(self.buffers[i].len());
                 self.buffers[i][..len].copy_from_slice(&frame[..len]);
-                self.counters[i] = 1;
+                self.counters[i].store(1, Ordering::Release);
                 let segment = [GatherSegment { addr: self.buffers[i].as_ptr() as u64, len: len as u64 }];
                 return match sys::net_xmit(self.nic, &segment, &self.counters[i]) {
                     Ok(()) => true,
                     Err(error) => {
-                        self.counters[i] = 0;
+                        self.counters[i].store(0, Ordering::Release);
                         println!("rawecho: net_xmit failed: {error}");
                         false
                     }
@@ -93,7 +92,7 @@ fn run(args: exos::Args) -> i32 {
         deadline_clause(&mut predicate, deadline);
     }
     install(&predicate).expect("wakeup predicate");
-    let mut tx = alloc::boxed::Box::new(Transmitter { nic, buffers: [[0; 1536]; TX_BUFFERS], counters: [0; TX_BUFFERS] });
+    let mut tx = alloc::boxed::Box::new(Transmitter { nic, buffers: [[0; 1536]; TX_BUFFERS], counters: Default::default() });
     let m = info.mac;
     println!(
         "rawecho: nic {nic} ({:?}) mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} ip {}.{}.{}.{} ready",

@@ -1,0 +1,235 @@
+//! Exercises the network interface for the QEMU tests; each mode prints `netprobe: ...` lines
+//! the tests parse.
+//!
+//! - `recv port=P [count=N] [entries=E] [size=S] [hold] [seconds=T]`: a ring of E entries of S
+//!   bytes and a filter for UDP port P; prints each frame (`frame len=.. captured=.. nic=..`)
+//!   until N frames or T seconds; with `hold` it never hands entries back (to provoke drops);
+//!   prints the ring's drop count at the end.
+//! - `gather [nic=N]`: sends one broadcast frame gathered from three regions on three pages.
+//! - `badxmit`: tries `net_xmit` from memory it does not hold and with a bad counter.
+//! - `flood port=P count=N [nic=N]`: sends N UDP frames to port P as fast as the queue takes
+//!   them; prints its rate.
+//! - `dirty`: sets up a ring and a filter, queues frames, and exits at once.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+extern crate alloc;
+
+use alloc::vec;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+use dpf::Filter;
+use exos::abi::Error;
+use exos::abi::layout::{PAGE_SIZE, TICK_HZ};
+use exos::abi::net::GatherSegment;
+use exos::ring::{PacketRing, deadline_clause, install};
+use exos::{println, sys};
+
+exos::entry!(run);
+
+struct Options<'a> {
+    words: Vec<&'a str>,
+}
+
+impl Options<'_> {
+    fn number(&self, key: &str, default: u64) -> u64 {
+        self.words
+            .iter()
+            .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+
+    fn flag(&self, key: &str) -> bool {
+        self.words.contains(&key)
+    }
+}
+
+fn run(args: exos::Args) -> i32 {
+    let words = args.to_vec();
+    let options = Options { words: words.iter().skip(1).copied().collect() };
+    match words.first().copied() {
+        Some("recv") => recv(&options),
+        Some("gather") => gather(options.number("nic", 0) as usize),
+        Some("badxmit") => badxmit(),
+        Some("flood") => flood(&options),
+        Some("dirty") => dirty(),
+        other => {
+            println!("netprobe: unknown mode {other:?}");
+            2
+        }
+    }
+}
+
+/// A UDP/IPv4 broadcast frame to `port` with `payload` (checksums 0: the tests read raw bytes).
+fn udp_frame(mac: [u8; 6], port: u16, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0xff; 6];
+    frame.extend_from_slice(&mac);
+    frame.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
+    frame.extend_from_slice(&((28 + payload.len()) as u16).to_be_bytes());
+    frame.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 2, 15, 10, 0, 2, 255]);
+    frame.extend_from_slice(&4000u16.to_be_bytes());
+    frame.extend_from_slice(&port.to_be_bytes());
+    frame.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    frame.extend_from_slice(&[0, 0]);
+    frame.extend_from_slice(payload);
+    frame
+}
+
+fn recv(options: &Options) -> i32 {
+    let port = options.number("port", 7000) as u16;
+    let count = options.number("count", u64::MAX);
+    let entries = options.number("entries", 8) as usize;
+    let size = options.number("size", 2048) as usize;
+    let hold = options.flag("hold");
+    let mut ring = match PacketRing::new(entries, size) {
+        Ok(ring) => ring,
+        Err(error) => {
+            println!("netprobe: ring refused: {error}");
+            return 1;
+        }
+    };
+    if let Err(error) = sys::dpf_insert(&Filter::udp_port(port).to_bytes(), ring.id, 0) {
+        println!("netprobe: port {port}: filter refused: {error}");
+        return 1;
+    }
+    let deadline = sys::ticks() + options.number("seconds", 10) * TICK_HZ;
+    let mut predicate = wkpred::Predicate::default();
+    ring.wakeup_clauses(&mut predicate);
+    deadline_clause(&mut predicate, deadline);
+    install(&predicate).expect("wakeup predicate");
+    println!("netprobe: port {port} ready");
+    let mut seen = 0;
+    let mut held = 0;
+    while seen < count && sys::ticks() < deadline {
+        while let Some(frame) = ring.peek() {
+            if held == entries {
+                break;
+            }
+            seen += 1;
+            println!(
+                "netprobe: port {port} frame len={} captured={} nic={} first={:02x?}",
+                frame.original_len,
+                frame.frame.len(),
+                frame.nic,
+                frame.frame.get(42..frame.frame.len().min(46)).unwrap_or(&[])
+            );
+            if hold {
+                held += 1;
+                break;
+            }
+            ring.release();
+        }
+        if hold && held == entries {
+            // Every entry is ours: the kernel must drop what comes next.
+            sys::env_yield();
+            if sys::ticks() >= deadline {
+                break;
+            }
+            continue;
+        }
+        sys::wk_sleep();
+    }
+    println!("netprobe: port {port} done: {seen} frames, {} dropped", ring.drops());
+    0
+}
+
+/// Sends `frame` from `segments` and waits for the NIC to finish.
+fn send_and_wait(nic: usize, segments: &[GatherSegment]) -> Result<(), Error> {
+    let counter = AtomicU64::new(1);
+    sys::net_xmit(nic, segments, &counter)?;
+    while counter.load(Ordering::Acquire) != 0 {
+        sys::env_yield();
+    }
+    Ok(())
+}
+
+fn gather(nic: usize) -> i32 {
+    let mac = sys::nic_info(nic).map(|i| i.mac).unwrap_or_default();
+    let frame = udp_frame(mac, 7777, b"gathered from three regions on three pages!");
+    // Three page-aligned buffers; the frame is cut into three unequal parts.
+    let mut pages = vec![0u8; 4 * PAGE_SIZE];
+    let base = pages.as_ptr() as usize;
+    let first_page = base.next_multiple_of(PAGE_SIZE) - base;
+    let cuts = [(0, 14), (14, 42), (42, frame.len())];
+    let mut segments = Vec::new();
+    for (n, (from, to)) in cuts.iter().enumerate() {
+        let at = first_page + n * PAGE_SIZE + 100 * n;
+        pages[at..at + (to - from)].copy_from_slice(&frame[*from..*to]);
+        segments.push(GatherSegment { addr: (base + at) as u64, len: (to - from) as u64 });
+    }
+    match send_and_wait(nic, &segments) {
+        Ok(()) => println!("netprobe: gather sent {} bytes in 3 regions", frame.len()),
+        Err(error) => println!("netprobe: gather failed: {error}"),
+    }
+    0
+}
+
+fn badxmit() -> i32 {
+    let counter = AtomicU64::new(1);
+    let ours = counter.as_ptr() as usize;
+    let cases: [(&str, GatherSegment, usize); 4] = [
+        ("kernel memory", GatherSegment { addr: 0x10_0000, len: 60 }, ours),
+        ("unmapped memory", GatherSegment { addr: 0x30_0000_0000, len: 60 }, ours),
+        ("counter in kernel memory", GatherSegment { addr: ours as u64, len: 60 }, 0x10_0000),
+        ("counter in read-only memory", GatherSegment { addr: ours as u64, len: 60 }, exos::abi::layout::USER_BASE),
+    ];
+    for (name, segment, counter_va) in cases {
+        let result = sys::raw(exos::abi::Syscall::NetXmit as usize, [0, &segment as *const _ as usize, 1, counter_va, 0]);
+        let verdict = match Error::from_code(result.0) {
+            Some(error) => alloc::format!("refused ({error})"),
+            None => alloc::string::String::from("ACCEPTED"),
+        };
+        println!("netprobe: badxmit {name}: {verdict}");
+    }
+    0
+}
+
+fn flood(options: &Options) -> i32 {
+    let nic = options.number("nic", 0) as usize;
+    let port = options.number("port", 9000) as u16;
+    let count = options.number("count", 1000);
+    let mac = sys::nic_info(nic).map(|i| i.mac).unwrap_or_default();
+    let frame = udp_frame(mac, port, &[0x5a; 18]);
+    // One in-flight counter per queued frame is not needed: the frame bytes never change, so
+    // every send shares one buffer and one counter.
+    let counter = AtomicU64::new(0);
+    let segment = [GatherSegment { addr: frame.as_ptr() as u64, len: frame.len() as u64 }];
+    let start = sys::time();
+    let (mut sent, mut full) = (0u64, 0u64);
+    while sent < count {
+        counter.fetch_add(1, Ordering::AcqRel);
+        match sys::net_xmit(nic, &segment, &counter) {
+            Ok(()) => sent += 1,
+            Err(Error::QueueFull) => {
+                counter.fetch_sub(1, Ordering::AcqRel);
+                full += 1;
+                sys::env_yield();
+            }
+            Err(error) => {
+                println!("netprobe: flood {port}: {error}");
+                return 1;
+            }
+        }
+    }
+    while counter.load(Ordering::Acquire) != 0 {
+        sys::env_yield();
+    }
+    let elapsed = (sys::time() - start).max(1);
+    println!("netprobe: flood {port} sent {sent} frames in {} us ({} frames/s), queue full {full} times", elapsed / 1000, sent * 1_000_000_000 / elapsed);
+    0
+}
+
+fn dirty() -> i32 {
+    let ring = PacketRing::new(4, 2048).expect("ring");
+    sys::dpf_insert(&Filter::udp_port(6000).to_bytes(), ring.id, 0).expect("filter");
+    let frame = udp_frame([0; 6], 6000, &[1; 1000]);
+    let counter = AtomicU64::new(0);
+    let segment = [GatherSegment { addr: frame.as_ptr() as u64, len: frame.len() as u64 }];
+    let mut queued = 0;
+    while sys::net_xmit(0, &segment, &counter).is_ok() && queued < 40 {
+        queued += 1;
+    }
+    println!("netprobe: dirty exit with a ring, a filter and {queued} frames queued");
+    core::mem::forget(ring);
+    0
+}
