@@ -5,6 +5,9 @@ set -euo pipefail
 packages=()
 command -v qemu-system-x86_64 >/dev/null || packages+=(qemu-system-x86)
 command -v strip >/dev/null || packages+=(binutils)
+command -v ip >/dev/null || packages+=(iproute2)
+command -v ping >/dev/null || packages+=(iputils-ping)
+command -v arping >/dev/null || packages+=(arping)
 if ((${#packages[@]})); then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo=sudo

@@ -195,3 +195,20 @@ fn two_nics_at_once_each_frame_records_its_nic() {
     assert!(frames.iter().any(|l| l.contains("nic=0 first=[7a, 65, 72, 6f]")), "{frames:?}");
     assert!(frames.iter().any(|l| l.contains("nic=1 first=[6f, 6e, 65, 21]")), "{frames:?}");
 }
+
+#[test]
+fn linux_ping_and_arping_reach_rawecho_from_a_namespace() {
+    for model in MODELS {
+        let ns = xok_tests::Netns::new(model).unwrap();
+        let args = ns.nic_args(model, "52:54:00:ab:cd:01");
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let guest = Guest::boot_in(Some(&ns), "init=rawecho", &args).unwrap();
+        guest.wait_for("rawecho: nic 0", Duration::from_secs(30)).unwrap();
+        let ping = ns.exec(&["ping", "-c", "3", "-i", "0.2", "-W", "5", "10.0.2.15"]).unwrap();
+        assert!(ping.contains("3 packets transmitted, 3 received"), "{model}: {ping}");
+        let arping = ns.exec(&["arping", "-c", "3", "-w", "5", "-i", "tap0", "10.0.2.15"]).unwrap();
+        assert!(arping.contains("3 packets received") || arping.contains("3 packets transmitted, 3 packets received"), "{model}: {arping}");
+        assert!(arping.contains("52:54:00:ab:cd:01"), "{model}: {arping}");
+        eprintln!("{model}: {}", ping.lines().last().unwrap_or_default());
+    }
+}
