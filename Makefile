@@ -1,5 +1,5 @@
 # One entry point for people. Each target calls a script or the tools crate.
-.PHONY: setup image run test
+.PHONY: setup image run test bench
 
 setup:
 	@scripts/setup.sh
@@ -12,3 +12,6 @@ run: setup
 
 test: setup
 	scripts/test.sh
+
+bench: setup
+	scripts/bench.sh

@@ -80,15 +80,24 @@ impl PacketRing {
         crate::sys::pktring_stats(self.id).unwrap_or(0)
     }
 
-    /// Terms "entry i holds a frame", one clause each (at most 15 entries are watched, leaving
-    /// a clause for a deadline).
-    pub fn wakeup_clauses(&self, predicate: &mut Predicate) {
-        for index in 0..self.count.min(wkpred::MAX_CLAUSES - 1) {
+    /// Most entries a ring may have for [`PacketRing::wakeup_clauses`]: one clause per entry,
+    /// leaving one of the predicate's clauses for a deadline.
+    pub const MAX_WATCHED: usize = wkpred::MAX_CLAUSES - 1;
+
+    /// Adds one clause per entry, "entry i holds a frame". The ring must have at most
+    /// [`PacketRing::MAX_WATCHED`] entries (else a frame could land in an unwatched entry);
+    /// larger rings are refused with `BadLength`.
+    pub fn wakeup_clauses(&self, predicate: &mut Predicate) -> Result<(), Error> {
+        if self.count > Self::MAX_WATCHED {
+            return Err(Error::BadLength);
+        }
+        for index in 0..self.count {
             let address = self.owner_word(index) as u64;
             let location = location_of(predicate, address);
             let word = Word { location, offset: (address % PAGE_SIZE as u64) as u16, width: Width::W32 };
             predicate.clauses.push(Clause { terms: alloc::vec![Term { left: word, op: Op::Ne, right: Operand::Constant(0) }] });
         }
+        Ok(())
     }
 }
 

@@ -10,6 +10,12 @@
 //! - `flood port=P count=N [nic=N]`: sends N UDP frames to port P as fast as the queue takes
 //!   them; prints its rate.
 //! - `dirty`: sets up a ring and a filter, queues frames, and exits at once.
+//! - `filters count=N`: installs N UDP-port filters (ports 20000..) on one ring and waits for
+//!   one frame to port 20000, so the kernel compiles the trie (it logs the compile time).
+//!
+//! `recv poll` yields between frames instead of sleeping on a predicate (any ring size).
+//! `recv quiet` prints no line per frame, only the summary with the receive rate; `flood
+//! size=B` sends B-byte frames (60..1514).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 extern crate alloc;
@@ -53,6 +59,7 @@ fn run(args: exos::Args) -> i32 {
         Some("badxmit") => badxmit(),
         Some("flood") => flood(&options),
         Some("dirty") => dirty(),
+        Some("filters") => filters(&options),
         other => {
             println!("netprobe: unknown mode {other:?}");
             2
@@ -81,6 +88,7 @@ fn recv(options: &Options) -> i32 {
     let entries = options.number("entries", 8) as usize;
     let size = options.number("size", 2048) as usize;
     let hold = options.flag("hold");
+    let quiet = options.flag("quiet");
     let mut ring = match PacketRing::new(entries, size) {
         Ok(ring) => ring,
         Err(error) => {
@@ -93,19 +101,33 @@ fn recv(options: &Options) -> i32 {
         return 1;
     }
     let deadline = sys::ticks() + options.number("seconds", 10) * TICK_HZ;
-    let mut predicate = wkpred::Predicate::default();
-    ring.wakeup_clauses(&mut predicate);
-    deadline_clause(&mut predicate, deadline);
-    install(&predicate).expect("wakeup predicate");
+    // `poll` yields instead of sleeping, so the ring may be larger than a predicate can watch
+    // (for measuring the receive ceiling).
+    let poll = options.flag("poll");
+    if !poll {
+        let mut predicate = wkpred::Predicate::default();
+        ring.wakeup_clauses(&mut predicate).expect("a ring small enough to watch");
+        deadline_clause(&mut predicate, deadline);
+        install(&predicate).expect("wakeup predicate");
+    }
     println!("netprobe: port {port} ready");
     let mut seen = 0;
     let mut held = 0;
+    let (mut first_ns, mut last_ns) = (0u64, 0u64);
     while seen < count && sys::ticks() < deadline {
         while let Some(frame) = ring.peek() {
             if held == entries {
                 break;
             }
             seen += 1;
+            if first_ns == 0 {
+                first_ns = frame.timestamp_ns;
+            }
+            last_ns = frame.timestamp_ns;
+            if quiet {
+                ring.release();
+                continue;
+            }
             println!(
                 "netprobe: port {port} frame len={} captured={} nic={} first={:02x?}",
                 frame.original_len,
@@ -127,9 +149,10 @@ fn recv(options: &Options) -> i32 {
             }
             continue;
         }
-        sys::wk_sleep();
+        if poll { sys::env_yield() } else { sys::wk_sleep() }
     }
-    println!("netprobe: port {port} done: {seen} frames, {} dropped", ring.drops());
+    let rate = (seen.saturating_sub(1)) * 1_000_000_000 / (last_ns - first_ns).max(1);
+    println!("netprobe: port {port} done: {seen} frames, {} dropped, {rate} frames/s", ring.drops());
     0
 }
 
@@ -189,7 +212,8 @@ fn flood(options: &Options) -> i32 {
     let port = options.number("port", 9000) as u16;
     let count = options.number("count", 1000);
     let mac = sys::nic_info(nic).map(|i| i.mac).unwrap_or_default();
-    let frame = udp_frame(mac, port, &[0x5a; 18]);
+    let size = options.number("size", 60).clamp(60, 1514) as usize;
+    let frame = udp_frame(mac, port, &vec![0x5a; size - 42]);
     // One in-flight counter per queued frame is not needed: the frame bytes never change, so
     // every send shares one buffer and one counter.
     let counter = AtomicU64::new(0);
@@ -231,5 +255,27 @@ fn dirty() -> i32 {
     }
     println!("netprobe: dirty exit with a ring, a filter and {queued} frames queued");
     core::mem::forget(ring);
+    0
+}
+
+fn filters(options: &Options) -> i32 {
+    let count = options.number("count", 10) as u16;
+    let ring = PacketRing::new(4, 2048).expect("ring");
+    for n in 0..count {
+        if let Err(error) = sys::dpf_insert(&Filter::udp_port(20000 + n).to_bytes(), ring.id, 0) {
+            println!("netprobe: filter {n} refused: {error}");
+            return 1;
+        }
+    }
+    let deadline = sys::ticks() + 30 * TICK_HZ;
+    let mut predicate = wkpred::Predicate::default();
+    ring.wakeup_clauses(&mut predicate).expect("a ring small enough to watch");
+    deadline_clause(&mut predicate, deadline);
+    install(&predicate).expect("wakeup predicate");
+    println!("netprobe: {count} filters installed");
+    while ring.peek().is_none() && sys::ticks() < deadline {
+        sys::wk_sleep();
+    }
+    println!("netprobe: filters got a frame: {}", ring.peek().is_some());
     0
 }

@@ -87,7 +87,7 @@ fn run(args: exos::Args) -> i32 {
     }
     let deadline = seconds.map(|s| sys::ticks() + s * TICK_HZ);
     let mut predicate = wkpred::Predicate::default();
-    ring.wakeup_clauses(&mut predicate);
+    ring.wakeup_clauses(&mut predicate).expect("a ring small enough to watch");
     if let Some(deadline) = deadline {
         deadline_clause(&mut predicate, deadline);
     }
