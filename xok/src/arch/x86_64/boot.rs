@@ -129,6 +129,8 @@ extern "C" fn kernel_main(start_info: u64) -> ! {
     upper_half[((CODE_WINDOW >> 39) & 511) as usize - 256] = code_entry;
     let mappings = KernelMappings { low_gigabyte: pd | bits::PRESENT | bits::WRITABLE, upper_half };
     let mut kernel = Kernel::new(machine, pages, mappings, initrd);
+    // A secret seed for DPF's dispatch hashing, so nobody can aim connections at one bucket.
+    kernel.net.dpf = dpf::Dpf::with_seed(super::cpu::rdtsc());
     start_nics(&mut kernel);
     kprintln!(
         "booted: image {:#x}..{:#x}, {} free pages ({} MiB), initrd {} files, tsc {} MHz, cmdline \"{}\"",
