@@ -46,7 +46,7 @@ pub enum Syscall {
     PageGrant = 9,
     /// `page_free(page)`: drops every right the caller holds on the page; the page returns to the
     /// free list once nobody holds a right and no pin remains. Errors: `NoSuchPage`, `NoRights`,
-    /// `PageMapped`.
+    /// `PageMapped`, `PagePinned`.
     PageFree = 10,
     /// `insert_pte(va, page, flags)`: maps `page` at `va` in the caller's page table, replacing
     /// any earlier mapping. Errors: `BadAddress`, `BadAlignment`, `NoSuchPage`, `NoRights`,
@@ -171,10 +171,13 @@ pub enum Error {
     BadPredicate = 24,
     /// The caller holds as many of these objects (rings, filters) as it may.
     TooMany = 25,
+    /// The page is in use by the kernel (a packet ring, a wakeup predicate or a frame being
+    /// sent) and the caller is its last holder.
+    PagePinned = 26,
 }
 
 /// Number of defined error codes (1..=ERROR_COUNT).
-pub const ERROR_COUNT: usize = 25;
+pub const ERROR_COUNT: usize = 26;
 
 impl Error {
     /// The error with code `code`, if there is one.
@@ -184,7 +187,7 @@ impl Error {
             NoSuchCall, BadAddress, BadAlignment, BadLength, NoSuchPage, NoRights, NoMemory,
             QuotaExceeded, NoSuchEnv, NotPermitted, BadFlags, NotMapped, PageMapped, NotFound,
             BadProgram, TooManyEnvs, NoSuchNic, NoSuchRing, NoSuchFilter, BadFilter, FilterOverlap,
-            QueueFull, LinkDown, BadPredicate, TooMany,
+            QueueFull, LinkDown, BadPredicate, TooMany, PagePinned,
         ];
         code.checked_sub(1).and_then(|i| ALL.get(i)).copied()
     }
@@ -217,6 +220,7 @@ impl Error {
             Error::LinkDown => "link down",
             Error::BadPredicate => "bad predicate",
             Error::TooMany => "too many",
+            Error::PagePinned => "page pinned by the kernel",
         }
     }
 }

@@ -52,6 +52,7 @@ fn hostile_is_contained_while_worker_finishes() {
         "killed: page fault at 0x100000 (write, protection violation)",
         "killed: page fault at 0x100000 (execute, protection violation)",
         "killed: divide error",
+        "killed: device not available",
         "killed: general protection fault",
         "(write, not present)",
         "killed: by its parent",

@@ -10,6 +10,12 @@ use xok_abi::{EnvId, EnvStatus};
 /// Most environments alive or remembered at once (the slot bits of [`EnvId`]).
 pub const MAX_ENVS: usize = 1 << EnvId::SLOT_BITS;
 
+/// The generation after `generation`: 1 ..= 2^22 - 1, wrapping around and never 0, so no id
+/// is ever 0 (the kernel's own holder id).
+fn next_generation(generation: u32) -> u32 {
+    generation % ((1 << (32 - EnvId::SLOT_BITS)) - 1) + 1
+}
+
 /// A running program.
 #[derive(Debug)]
 pub struct Env {
@@ -65,7 +71,7 @@ impl EnvTable {
             return Some(EnvId::new(self.slots.len(), 1));
         }
         (0..MAX_ENVS).map(|i| (self.reuse_cursor + i) % MAX_ENVS).find_map(|slot| match self.slots[slot] {
-            Slot::Dead { id, .. } => Some(EnvId::new(slot, id.generation().wrapping_add(1).max(1))),
+            Slot::Dead { id, .. } => Some(EnvId::new(slot, next_generation(id.generation()))),
             Slot::Alive(_) => None,
         })
     }
@@ -192,6 +198,15 @@ mod tests {
         assert_eq!(table.alive(), 2);
         table.remove(ids[0], EnvStatus::Killed(14)).unwrap();
         assert_eq!(table.next_after(Some(ids[2])), Some(ids[2]));
+    }
+
+    #[test]
+    fn generations_wrap_without_reaching_zero() {
+        let top = (1 << (32 - EnvId::SLOT_BITS)) - 1;
+        assert_eq!(next_generation(1), 2);
+        assert_eq!(next_generation(top - 1), top);
+        assert_eq!(next_generation(top), 1);
+        assert_ne!(EnvId::new(0, next_generation(top)).0, 0);
     }
 
     #[test]

@@ -134,9 +134,9 @@ impl<M: Machine> Kernel<M> {
             }
         };
         let id = self.envs.reserve_id().ok_or(Error::TooManyEnvs)?;
-        let space = AddressSpace::new(&mut self.pages, &mut self.machine, &self.kernel_mappings)?;
+        let mut space = AddressSpace::new(&mut self.pages, &mut self.machine, &self.kernel_mappings)?;
         let quota = self.default_quota;
-        if let Err(error) = self.load(id, &space, &program, file.data, args, quota) {
+        if let Err(error) = self.load(id, &mut space, &program, file.data, args, quota) {
             space.destroy(&mut self.pages, &mut self.machine, id);
             self.pages.release_env(id);
             return Err(error);
@@ -160,18 +160,24 @@ impl<M: Machine> Kernel<M> {
         Ok(id)
     }
 
+    /// What `id` may still take of its `quota`: pages charged to it and its page tables count.
+    fn budget(&self, id: EnvId, space: &AddressSpace, quota: usize) -> usize {
+        quota.saturating_sub(self.pages.charged_to(id) + space.tables())
+    }
+
     /// Maps a fresh zeroed page of `id`'s at `va` and returns it.
-    fn map_fresh(&mut self, id: EnvId, space: &AddressSpace, va: usize, flags: PteFlags, quota: usize) -> Result<Page, Error> {
-        let page = self.pages.alloc(id, quota)?;
+    fn map_fresh(&mut self, id: EnvId, space: &mut AddressSpace, va: usize, flags: PteFlags, quota: usize) -> Result<Page, Error> {
+        let page = self.pages.alloc(id, quota.saturating_sub(space.tables()))?;
         self.machine.zero(page);
-        space.insert_pte(&mut self.pages, &mut self.machine, id, va, page, flags)?;
+        let budget = self.budget(id, space, quota);
+        space.insert_pte(&mut self.pages, &mut self.machine, id, va, page, flags, budget)?;
         Ok(page)
     }
 
     fn load(
         &mut self,
         id: EnvId,
-        space: &AddressSpace,
+        space: &mut AddressSpace,
         program: &program::Program,
         file: &[u8],
         args: &[u8],
@@ -204,7 +210,8 @@ impl<M: Machine> Kernel<M> {
         self.machine.write(page, 0, &(args.len() as u64).to_le_bytes());
         self.machine.write(page, 8, args);
         self.pages.grant(KERNEL_HOLDER, self.ticks_page, id, Rights::READ)?;
-        space.insert_pte(&mut self.pages, &mut self.machine, id, TICKS_VA, self.ticks_page, PteFlags::empty())?;
+        let budget = self.budget(id, space, quota);
+        space.insert_pte(&mut self.pages, &mut self.machine, id, TICKS_VA, self.ticks_page, PteFlags::empty(), budget)?;
         Ok(())
     }
 
@@ -327,8 +334,12 @@ impl<M: Machine> Kernel<M> {
             Syscall::EnvKill => self.sys_env_kill(caller, a[0]),
             Syscall::EnvStatus => self.sys_env_status(a[0]),
             Syscall::PageAlloc => {
-                let quota = self.envs.get(caller).map_or(0, |env| env.quota);
-                self.pages.alloc(caller, quota).map(|page| page.0)
+                let env = self.envs.get(caller).ok_or(Error::NoSuchEnv)?;
+                let page = self.pages.alloc(caller, env.quota.saturating_sub(env.space.tables()))?;
+                // Pages come back from other environments, page tables and rings: never hand
+                // out old contents.
+                self.machine.zero(page);
+                Ok(page.0)
             }
             Syscall::PageGrant => self.sys_page_grant(caller, a[0], a[1], a[2]),
             Syscall::PageFree => self.pages.free(caller, Page(a[0])).map(|()| 0),
@@ -410,7 +421,9 @@ impl<M: Machine> Kernel<M> {
     fn sys_insert_pte(&mut self, caller: EnvId, va: usize, page: usize, flags: usize) -> Result<usize, Error> {
         let flags = PteFlags::from_bits(flags as u64).ok_or(Error::BadFlags)?;
         let env = self.envs.get(caller).ok_or(Error::NoSuchEnv)?;
-        env.space.insert_pte(&mut self.pages, &mut self.machine, caller, va, Page(page), flags).map(|()| 0)
+        let budget = self.budget(caller, &env.space, env.quota);
+        let env = self.envs.get_mut(caller).ok_or(Error::NoSuchEnv)?;
+        env.space.insert_pte(&mut self.pages, &mut self.machine, caller, va, Page(page), flags, budget).map(|()| 0)
     }
 }
 

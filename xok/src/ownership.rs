@@ -5,6 +5,10 @@
 //! free exactly when nobody holds a right and no pin remains; only then does it return to the
 //! free list. Pages the kernel uses for itself (its image, heap, page tables) are never held by
 //! any environment, so no environment can map or grant them.
+//!
+//! Quotas: a page is charged to the environment that allocated it until the page is free again,
+//! whoever holds it by then. Grants therefore cost the receiver nothing (nobody can fill another
+//! environment's quota), and giving pages away does not let the allocator exceed its own.
 
 use alloc::vec::Vec;
 use hashbrown::HashMap;
@@ -39,16 +43,16 @@ enum PageState {
     Kernel,
     /// On the free list.
     Free,
-    /// Held by environments or pinned.
-    InUse { holders: Vec<Holder>, pins: u32 },
+    /// Held by environments or pinned; charged to the environment that allocated it.
+    InUse { holders: Vec<Holder>, pins: u32, charged_to: EnvId },
 }
 
 /// The ownership vectors of all physical pages and the free list.
 pub struct PageOwnership {
     pages: Vec<PageState>,
     free: Vec<Page>,
-    /// Pages on which each environment holds any right (for quotas).
-    held: HashMap<EnvId, usize>,
+    /// Pages in use charged to each environment (for quotas).
+    charged: HashMap<EnvId, usize>,
 }
 
 impl PageOwnership {
@@ -56,7 +60,7 @@ impl PageOwnership {
     pub fn new(count: usize) -> Self {
         let mut pages = Vec::with_capacity(count);
         pages.resize(count, PageState::Reserved);
-        PageOwnership { pages, free: Vec::new(), held: HashMap::new() }
+        PageOwnership { pages, free: Vec::new(), charged: HashMap::new() }
     }
 
     /// Hands a reserved page to the allocator (boot-time only).
@@ -72,21 +76,21 @@ impl PageOwnership {
         self.free.len()
     }
 
-    /// Number of pages on which `env` holds any right.
-    pub fn held_by(&self, env: EnvId) -> usize {
-        self.held.get(&env).copied().unwrap_or(0)
+    /// Number of pages in use that `env` allocated.
+    pub fn charged_to(&self, env: EnvId) -> usize {
+        self.charged.get(&env).copied().unwrap_or(0)
     }
 
-    /// Allocates a page for `env` with read and write rights, unless `env` already holds
-    /// `quota` pages.
+    /// Allocates a page for `env` with read and write rights, unless `env` already has `quota`
+    /// pages charged to it.
     pub fn alloc(&mut self, env: EnvId, quota: usize) -> Result<Page, Error> {
-        if self.held_by(env) >= quota {
+        if self.charged_to(env) >= quota {
             return Err(Error::QuotaExceeded);
         }
         let page = self.free.pop().ok_or(Error::NoMemory)?;
         let holder = Holder { env, rights: Rights::READ | Rights::WRITE, mappings: 0 };
-        self.pages[page.0] = PageState::InUse { holders: alloc::vec![holder], pins: 0 };
-        *self.held.entry(env).or_insert(0) += 1;
+        self.pages[page.0] = PageState::InUse { holders: alloc::vec![holder], pins: 0, charged_to: env };
+        *self.charged.entry(env).or_insert(0) += 1;
         Ok(page)
     }
 
@@ -130,23 +134,26 @@ impl PageOwnership {
         }
         match holders.iter_mut().find(|h| h.env == to) {
             Some(existing) => existing.rights |= rights,
-            None => {
-                holders.push(Holder { env: to, rights, mappings: 0 });
-                *self.held.entry(to).or_insert(0) += 1;
-            }
+            None => holders.push(Holder { env: to, rights, mappings: 0 }),
         }
         Ok(())
     }
 
-    /// Drops every right `env` holds on `page`. Refused while `env` still maps the page.
+    /// Drops every right `env` holds on `page`. Refused while `env` still maps the page, and
+    /// while the kernel pins it (a packet ring, a wakeup predicate, a frame being sent) and
+    /// `env` is its last holder: the page would be in use and held by nobody.
     pub fn free(&mut self, env: EnvId, page: Page) -> Result<(), Error> {
-        let holders = self.holders_mut(page)?;
+        let Some(PageState::InUse { holders, pins, .. }) = self.pages.get_mut(page.0) else {
+            return Err(Error::NoSuchPage);
+        };
         let index = holders.iter().position(|h| h.env == env).ok_or(Error::NoRights)?;
         if holders[index].mappings > 0 {
             return Err(Error::PageMapped);
         }
+        if *pins > 0 && holders.len() == 1 {
+            return Err(Error::PagePinned);
+        }
         holders.swap_remove(index);
-        self.uncount(env);
         self.release_if_unused(page);
         Ok(())
     }
@@ -222,7 +229,6 @@ impl PageOwnership {
                 self.release_if_unused(Page(index));
             }
         }
-        self.held.remove(&env);
         released
     }
 
@@ -233,22 +239,20 @@ impl PageOwnership {
         }
     }
 
-    fn uncount(&mut self, env: EnvId) {
-        if let Some(count) = self.held.get_mut(&env) {
-            *count -= 1;
-            if *count == 0 {
-                self.held.remove(&env);
-            }
-        }
-    }
-
     fn release_if_unused(&mut self, page: Page) {
         let state = &mut self.pages[page.0];
-        if let PageState::InUse { holders, pins: 0 } = state
+        if let PageState::InUse { holders, pins: 0, charged_to } = state
             && holders.is_empty()
         {
+            let owner = *charged_to;
             *state = PageState::Free;
             self.free.push(page);
+            if let Some(count) = self.charged.get_mut(&owner) {
+                *count -= 1;
+                if *count == 0 {
+                    self.charged.remove(&owner);
+                }
+            }
         }
     }
 }
@@ -337,9 +341,11 @@ mod tests {
     fn pins_keep_a_page_off_the_free_list() {
         let mut pages = table(1);
         let page = pages.alloc(A, 100).unwrap();
+        pages.grant(A, page, B, Rights::READ).unwrap();
         pages.pin(page).unwrap();
         pages.pin(page).unwrap();
         pages.free(A, page).unwrap();
+        pages.release_env(B);
         assert_eq!(pages.free_count(), 0);
         pages.unpin(page);
         assert_eq!(pages.free_count(), 0);
@@ -369,7 +375,7 @@ mod tests {
         pages.alloc(B, 100).unwrap();
         assert_eq!(pages.alloc(B, 100), Err(Error::NoMemory));
         assert_eq!(pages.alloc_kernel(), Err(Error::NoMemory));
-        assert_eq!(pages.held_by(B), 2);
+        assert_eq!(pages.charged_to(B), 2);
     }
 
     #[test]
@@ -384,9 +390,37 @@ mod tests {
         assert_eq!(pages.rights(A, mine), Rights::empty());
         assert_eq!(pages.rights(B, shared), Rights::READ);
         assert_eq!(pages.free_count(), 2);
+        assert_eq!(pages.charged_to(A), 2, "pages still in use stay charged to their allocator");
         pages.unpin(pinned);
         pages.free(B, shared).unwrap();
         assert_eq!(pages.free_count(), 4);
-        assert_eq!(pages.held_by(A), 0);
+        assert_eq!(pages.charged_to(A), 0);
+    }
+
+    #[test]
+    fn grants_are_charged_to_the_allocator_not_the_receiver() {
+        let mut pages = table(8);
+        let page = pages.alloc(A, 2).unwrap();
+        pages.alloc(A, 2).unwrap();
+        pages.grant(A, page, B, RW).unwrap();
+        pages.free(A, page).unwrap();
+        assert_eq!(pages.alloc(A, 2), Err(Error::QuotaExceeded), "a page given away still counts");
+        assert_eq!(pages.charged_to(B), 0);
+        pages.alloc(B, 1).unwrap();
+        pages.free(B, page).unwrap();
+        assert_eq!(pages.alloc(A, 2).map(|_| ()), Ok(()), "freed at last: the charge is gone");
+    }
+
+    #[test]
+    fn the_last_holder_cannot_free_a_pinned_page() {
+        let mut pages = table(2);
+        let page = pages.alloc(A, 100).unwrap();
+        pages.grant(A, page, B, Rights::READ).unwrap();
+        pages.pin(page).unwrap();
+        pages.free(A, page).unwrap();
+        assert_eq!(pages.free(B, page), Err(Error::PagePinned));
+        pages.unpin(page);
+        pages.free(B, page).unwrap();
+        assert_eq!(pages.free_count(), 2);
     }
 }

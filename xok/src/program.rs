@@ -34,6 +34,8 @@ pub enum ProgramError {
     TooLarge,
     /// The entry point is not inside an executable segment.
     BadEntry,
+    /// A segment is both writable and executable.
+    WritableAndExecutable,
 }
 
 /// One loadable segment.
@@ -97,6 +99,9 @@ pub fn parse(bytes: &[u8]) -> Result<Program, ProgramError> {
         let file_end = offset.checked_add(file_size).ok_or(ProgramError::SegmentFileRange)?;
         if file_size > mem_size || file_end > bytes.len() {
             return Err(ProgramError::SegmentFileRange);
+        }
+        if ph.is_write() && ph.is_executable() {
+            return Err(ProgramError::WritableAndExecutable);
         }
         total = total.saturating_add(mem_size);
         if total > MAX_IMAGE {
@@ -184,7 +189,8 @@ pub mod tests {
     #[test]
     fn bad_programs_are_refused_precisely() {
         let code: &[u8] = &[0x90; 16];
-        let cases: [(Vec<u8>, ProgramError); 8] = [
+        let cases: [(Vec<u8>, ProgramError); 9] = [
+            (elf(header::ET_EXEC, BASE, &[(BASE, 16, code, RX | program_header::PF_W)]), ProgramError::WritableAndExecutable),
             (b"not an elf at all".to_vec(), ProgramError::Malformed),
             (elf(header::ET_DYN, BASE, &[(BASE, 16, code, RX)]), ProgramError::NotExecutable),
             (elf(header::ET_EXEC, 0x10_0000, &[(0x10_0000, 16, code, RX)]), ProgramError::SegmentOutsideUserSpace),

@@ -58,6 +58,9 @@ pub struct KernelMappings {
 pub struct AddressSpace {
     pml4: Page,
     pdpt: Page,
+    /// Page directories and page tables created for user mappings (charged to the
+    /// environment's quota by the kernel).
+    tables: usize,
 }
 
 /// Access a user range must allow.
@@ -106,12 +109,28 @@ impl AddressSpace {
             mem.write_entry(pml4, 256 + i, *entry);
         }
         mem.write_entry(pdpt, 0, kernel.low_gigabyte);
-        Ok(AddressSpace { pml4, pdpt })
+        Ok(AddressSpace { pml4, pdpt, tables: 0 })
     }
 
     /// The physical address to load into CR3.
     pub fn root(&self) -> usize {
         self.pml4.address()
+    }
+
+    /// Page directories and tables this space has made for user mappings.
+    pub fn tables(&self) -> usize {
+        self.tables
+    }
+
+    /// How many tables mapping `va` would have to create.
+    fn missing_tables(&self, mem: &impl PhysMem, va: usize) -> usize {
+        let [_, i3, i2, _] = indices(va);
+        let pd = mem.read_entry(self.pdpt, i3);
+        if pd & bits::PRESENT == 0 {
+            return 2;
+        }
+        let pt = mem.read_entry(Page(((pd & bits::ADDRESS) as usize) / PAGE_SIZE), i2);
+        usize::from(pt & bits::PRESENT == 0)
     }
 
     /// The leaf entry for `va`, if every table on the way exists.
@@ -130,7 +149,7 @@ impl AddressSpace {
 
     /// The leaf entry for `va`, creating the tables on the way.
     fn leaf_or_create(
-        &self,
+        &mut self,
         pages: &mut PageOwnership,
         mem: &mut impl PhysMem,
         va: usize,
@@ -142,6 +161,7 @@ impl AddressSpace {
             if entry & bits::PRESENT == 0 {
                 let fresh = pages.alloc_kernel()?;
                 mem.zero(fresh);
+                self.tables += 1;
                 entry = fresh.address() as u64 | bits::PRESENT | bits::WRITABLE | bits::USER;
                 mem.write_entry(table, index, entry);
             }
@@ -151,19 +171,25 @@ impl AddressSpace {
     }
 
     /// Maps `page` at `va` for `env`, replacing any mapping there. `env` must hold read rights,
-    /// and write rights for a writable mapping.
+    /// and write rights for a writable mapping; at most `table_budget` new page tables may be
+    /// needed (else `QuotaExceeded`).
+    #[allow(clippy::too_many_arguments)] // reason: the syscall's three arguments plus the state it edits
     pub fn insert_pte(
-        &self,
+        &mut self,
         pages: &mut PageOwnership,
         mem: &mut impl PhysMem,
         env: EnvId,
         va: usize,
         page: Page,
         flags: PteFlags,
+        table_budget: usize,
     ) -> Result<(), Error> {
         check_user_page(va)?;
         let write = flags.contains(PteFlags::WRITE);
         pages.check_mapping(env, page, write)?;
+        if self.missing_tables(mem, va) > table_budget {
+            return Err(Error::QuotaExceeded);
+        }
         let (table, index) = self.leaf_or_create(pages, mem, va)?;
         pages.add_mapping(env, page, write)?;
         let old = mem.read_entry(table, index);
@@ -366,10 +392,10 @@ mod tests {
 
     #[test]
     fn map_translate_copy_and_unmap() {
-        let (mut pages, mut mem, space) = setup();
+        let (mut pages, mut mem, mut space) = setup();
         let page = pages.alloc(A, 100).unwrap();
         let va = USER_BASE + 5 * PAGE_SIZE;
-        space.insert_pte(&mut pages, &mut mem, A, va, page, PteFlags::WRITE).unwrap();
+        space.insert_pte(&mut pages, &mut mem, A, va, page, PteFlags::WRITE, usize::MAX).unwrap();
         assert_eq!(space.translate(&mem, va + 17, Access::Write), Some(page));
         assert_eq!(space.copy_to_user(&mut mem, va + 4093, b"hello"), Err(Error::BadAddress));
         space.copy_to_user(&mut mem, va + 10, b"hello").unwrap();
@@ -385,43 +411,57 @@ mod tests {
 
     #[test]
     fn mappings_need_rights_and_user_addresses() {
-        let (mut pages, mut mem, space) = setup();
+        let (mut pages, mut mem, mut space) = setup();
         let page = pages.alloc(B, 100).unwrap();
         let va = USER_BASE;
-        assert_eq!(space.insert_pte(&mut pages, &mut mem, A, va, page, PteFlags::empty()), Err(Error::NoRights));
+        assert_eq!(space.insert_pte(&mut pages, &mut mem, A, va, page, PteFlags::empty(), usize::MAX), Err(Error::NoRights));
         pages.grant(B, page, A, Rights::READ).unwrap();
-        assert_eq!(space.insert_pte(&mut pages, &mut mem, A, va, page, PteFlags::WRITE), Err(Error::NoRights));
-        space.insert_pte(&mut pages, &mut mem, A, va, page, PteFlags::empty()).unwrap();
+        assert_eq!(space.insert_pte(&mut pages, &mut mem, A, va, page, PteFlags::WRITE, usize::MAX), Err(Error::NoRights));
+        space.insert_pte(&mut pages, &mut mem, A, va, page, PteFlags::empty(), usize::MAX).unwrap();
         assert_eq!(space.translate(&mem, va, Access::Write), None);
         assert_eq!(space.copy_to_user(&mut mem, va, b"x"), Err(Error::BadAddress));
         let mine = pages.alloc(A, 100).unwrap();
         for bad in [0, 0x10_0000, USER_BASE - PAGE_SIZE, USER_TOP, 0xffff_8000_0000_0000] {
-            assert_eq!(space.insert_pte(&mut pages, &mut mem, A, bad, mine, PteFlags::WRITE), Err(Error::BadAddress));
+            assert_eq!(space.insert_pte(&mut pages, &mut mem, A, bad, mine, PteFlags::WRITE, usize::MAX), Err(Error::BadAddress));
         }
-        assert_eq!(space.insert_pte(&mut pages, &mut mem, A, va + 8, mine, PteFlags::WRITE), Err(Error::BadAlignment));
-        assert_eq!(space.insert_pte(&mut pages, &mut mem, A, va, Page(3), PteFlags::empty()), Err(Error::NoSuchPage));
+        assert_eq!(space.insert_pte(&mut pages, &mut mem, A, va + 8, mine, PteFlags::WRITE, usize::MAX), Err(Error::BadAlignment));
+        assert_eq!(space.insert_pte(&mut pages, &mut mem, A, va, Page(3), PteFlags::empty(), usize::MAX), Err(Error::NoSuchPage));
     }
 
     #[test]
     fn replacing_a_mapping_releases_the_old_one() {
-        let (mut pages, mut mem, space) = setup();
+        let (mut pages, mut mem, mut space) = setup();
         let first = pages.alloc(A, 100).unwrap();
         let second = pages.alloc(A, 100).unwrap();
-        space.insert_pte(&mut pages, &mut mem, A, USER_BASE, first, PteFlags::WRITE).unwrap();
-        space.insert_pte(&mut pages, &mut mem, A, USER_BASE, second, PteFlags::WRITE).unwrap();
+        space.insert_pte(&mut pages, &mut mem, A, USER_BASE, first, PteFlags::WRITE, usize::MAX).unwrap();
+        space.insert_pte(&mut pages, &mut mem, A, USER_BASE, second, PteFlags::WRITE, usize::MAX).unwrap();
         assert_eq!(mem.invalidated, [USER_BASE]);
         pages.free(A, first).unwrap();
         assert_eq!(pages.free(A, second), Err(Error::PageMapped));
     }
 
     #[test]
+    fn new_page_tables_need_budget() {
+        let (mut pages, mut mem, mut space) = setup();
+        let page = pages.alloc(A, 100).unwrap();
+        let far = USER_BASE + 0x4000_0000; // a new PDPT slot: needs a directory and a table
+        assert_eq!(space.insert_pte(&mut pages, &mut mem, A, far, page, PteFlags::empty(), 1), Err(Error::QuotaExceeded));
+        assert_eq!(space.tables(), 0, "a refused call creates nothing");
+        space.insert_pte(&mut pages, &mut mem, A, far, page, PteFlags::empty(), 2).unwrap();
+        assert_eq!(space.tables(), 2);
+        space.insert_pte(&mut pages, &mut mem, A, far + PAGE_SIZE, page, PteFlags::empty(), 0).unwrap();
+        space.insert_pte(&mut pages, &mut mem, A, far + 0x20_0000, page, PteFlags::empty(), 1).unwrap();
+        assert_eq!(space.tables(), 3);
+    }
+
+    #[test]
     fn destroy_returns_every_page() {
-        let (mut pages, mut mem, space) = setup();
+        let (mut pages, mut mem, mut space) = setup();
         let before = pages.free_count() + 2; // the PML4 and PDPT
         for i in 0..40 {
             let page = pages.alloc(A, 100).unwrap();
             let va = USER_BASE + i * 0x20_0000 + (i % 3) * 0x10_0000_0000;
-            space.insert_pte(&mut pages, &mut mem, A, va, page, PteFlags::WRITE).unwrap();
+            space.insert_pte(&mut pages, &mut mem, A, va, page, PteFlags::WRITE, usize::MAX).unwrap();
         }
         space.destroy(&mut pages, &mut mem, A);
         pages.release_env(A);

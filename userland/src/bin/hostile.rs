@@ -75,6 +75,7 @@ fn driver() -> i32 {
     mapping_attacks(&mut report);
     grant_and_free_attacks(&mut report);
     environment_attacks(&mut report);
+    nested_task_attack(&mut report);
     exhaustion_attack(&mut report);
     fatal_attacks(&mut report);
     read_only_grant_attack(&mut report);
@@ -172,6 +173,31 @@ fn environment_attacks(r: &mut Report) {
     r.expect_error("env_status of a made-up id", sys::env_status(EnvId(0xffff_ffff)), &[Error::NoSuchEnv]);
 }
 
+/// Sets RFLAGS.NT (allowed in ring 3) and makes a syscall: a kernel that returns with `iretq`
+/// while NT is still set would fault in ring 0.
+fn nested_task_attack(r: &mut Report) {
+    let id: usize;
+    // SAFETY: sets and clears NT around one syscall (env_id); NT has no effect in ring 3 code
+    // that does not execute iret, and rcx/r11 are declared clobbered.
+    unsafe {
+        core::arch::asm!(
+            "pushfq",
+            "or qword ptr [rsp], 0x4000",
+            "popfq",
+            "syscall",
+            "pushfq",
+            "and qword ptr [rsp], ~0x4000",
+            "popfq",
+            inlateout("rax") Syscall::EnvId as usize => _,
+            lateout("rdx") id,
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+    let ok = id == sys::env_id().0 as usize;
+    r.outcome("syscall with the nested-task flag set", ok, if ok { "kernel returned normally" } else { "wrong result" });
+}
+
 fn exhaustion_attack(r: &mut Report) {
     const BOUND: usize = 1 << 20;
     let mut pages = Vec::new();
@@ -213,7 +239,8 @@ fn wait_for(child: EnvId) -> Option<EnvStatus> {
 }
 
 fn fatal_attacks(r: &mut Report) {
-    const FATAL: [(&str, u32); 14] = [
+    const FATAL: [(&str, u32); 15] = [
+        ("x87-instruction", 7),
         ("read-kernel", 14),
         ("write-kernel", 14),
         ("read-kernel-upper-half", 14),
@@ -296,6 +323,7 @@ fn child(attack: &str, extra: &[&str]) -> i32 {
             "write-cr3" => core::arch::asm!("xor eax, eax", "mov cr3, rax", out("rax") _),
             "port-io" => core::arch::asm!("mov al, 0x11", "out 0xf4, al", out("al") _),
             "int3" => core::arch::asm!("int3"),
+            "x87-instruction" => core::arch::asm!("fld1", "fstp st(0)"),
             "int-0x80" => core::arch::asm!("int 0x80"),
             "read-only" => read_only_child(extra),
             "loop-forever" => loop { core::hint::spin_loop() },

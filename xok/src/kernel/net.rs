@@ -115,9 +115,16 @@ impl<M: Machine> Kernel<M> {
             return Err(Error::TooMany);
         }
         let ring = self.register_ring(caller, va, count, size)?;
-        let id = self.net.next_ring;
-        self.net.next_ring = self.net.next_ring.wrapping_add(1) & 0x7fff_ffff;
-        self.net.rings.insert(id, ring);
+        // Never reuse an id a ring or a filter still names: a filter left pointing at a deleted
+        // ring must not start delivering into someone else's new one.
+        let net = &mut self.net;
+        let in_use = |id: u32| net.rings.contains_key(&id) || net.dpf.ids().any(|f| net.dpf.payload(f) == Some(id));
+        let mut id = net.next_ring;
+        while in_use(id) {
+            id = id.wrapping_add(1) & 0x7fff_ffff;
+        }
+        net.next_ring = id.wrapping_add(1) & 0x7fff_ffff;
+        net.rings.insert(id, ring);
         Ok(id as usize)
     }
 

@@ -351,3 +351,17 @@ fn predicates_are_checked_and_their_pins_released() {
     k.destroy(env, EnvStatus::Exited(0), "");
     assert_eq!(k.pages.free_count(), free);
 }
+
+#[test]
+fn a_deleted_rings_id_is_not_reused_while_a_filter_names_it() {
+    let (mut k, nic) = with_nic(16);
+    let (first, ring) = env_with_ring(&mut k);
+    insert_filter(&mut k, first, &Filter::arp(), ring, 0).unwrap();
+    call(&mut k, first, Syscall::PktringDelring, [ring, 0, 0, 0, 0]).unwrap();
+    let (second, other) = env_with_ring(&mut k);
+    assert_ne!(other, ring);
+    // The orphaned filter's frames go nowhere (counted), not into the new ring.
+    receive(&mut k, &nic, &arp_request());
+    assert_eq!(k.net.unmatched, 1);
+    assert_eq!(peek(&k, second, DATA, 4), [0; 4]);
+}

@@ -191,6 +191,8 @@ fn quota_stops_exhaustion_and_others_still_allocate() {
         got += 1;
         assert!(got <= k.default_quota);
     }
+    // Its program image, stack and page tables count too.
+    assert!(got + 40 < k.default_quota, "{got} of {}", k.default_quota);
     assert_eq!(call(&mut k, hog, Syscall::PageAlloc, [0; 5]), Err(Error::QuotaExceeded));
     assert!(call(&mut k, other, Syscall::PageAlloc, [0; 5]).is_ok());
 }
@@ -212,4 +214,39 @@ fn only_parents_kill_and_status_survives_death() {
     assert_eq!(EnvStatus::from_word(word), Some(EnvStatus::Killed(KILLED_BY_PARENT)));
     assert_eq!(call(&mut k, parent, Syscall::EnvKill, [child.0 as usize, 0, 0, 0, 0]), Err(Error::NoSuchEnv));
     assert_eq!(call(&mut k, parent, Syscall::EnvStatus, [0xdead_beef_usize << 12, 0, 0, 0, 0]), Err(Error::NoSuchEnv));
+}
+
+#[test]
+fn allocated_pages_are_zeroed_even_when_reused() {
+    let mut k = kernel();
+    let a = k.spawn(None, "good", b"", false).unwrap();
+    let b = k.spawn(None, "good", b"", false).unwrap();
+    let page = call(&mut k, a, Syscall::PageAlloc, [0; 5]).unwrap();
+    k.machine.mem.write(Page(page), 0, b"secret");
+    call(&mut k, a, Syscall::PageFree, [page, 0, 0, 0, 0]).unwrap();
+    let again = call(&mut k, b, Syscall::PageAlloc, [0; 5]).unwrap();
+    assert_eq!(again, page, "the free list hands the same page back");
+    let mut bytes = [1u8; 6];
+    k.machine.mem.read(Page(again), 0, &mut bytes);
+    assert_eq!(bytes, [0; 6]);
+}
+
+#[test]
+fn page_tables_count_against_the_quota() {
+    let mut k = kernel();
+    k.default_quota = 200;
+    let a = k.spawn(None, "good", b"", false).unwrap();
+    let page = call(&mut k, a, Syscall::PageAlloc, [0; 5]).unwrap();
+    // One mapping per 1 GiB region costs two new tables each time.
+    let mut mapped = 0;
+    let result = loop {
+        let va = 0x10_0000_0000 + mapped * 0x4000_0000;
+        match call(&mut k, a, Syscall::InsertPte, [va, page, 0, 0, 0]) {
+            Ok(_) => mapped += 1,
+            Err(error) => break error,
+        }
+        assert!(mapped < 200, "tables are not charged");
+    };
+    assert_eq!(result, Error::QuotaExceeded);
+    assert_eq!(call(&mut k, a, Syscall::PageAlloc, [0; 5]), Err(Error::QuotaExceeded));
 }

@@ -81,6 +81,7 @@ unsafe fn c_string(address: u64) -> String {
 #[unsafe(no_mangle)]
 extern "C" fn kernel_main(start_info: u64) -> ! {
     serial::init();
+    trap::arm_stack_guard();
     crate::heap::init();
     gdt::init();
     idt::init();

@@ -59,7 +59,7 @@ pvh_start:
     or eax, 0x901           // SCE | LME | NXE
     wrmsr
     mov eax, cr0
-    or eax, 0x80010001      // PG | WP | PE
+    or eax, 0x80010005      // PG | WP | EM (x87/MMX fault: their state is not switched) | PE
     mov cr0, eax
 
     lgdt [boot_gdt_pointer]
@@ -95,6 +95,22 @@ boot_gdt_pointer:
 
 .section .bss
 .p2align 12
+// The kernel stack grows down towards a guard area the trap handler checks on every entry
+// (the identity map's 2 MiB pages leave no room for an unmapped guard page); the page tables
+// lie above the stacks, out of an overflow's way.
+.global stack_guard
+stack_guard:
+    .skip 4096
+.global boot_stack_bottom
+boot_stack_bottom:
+    .skip 262144
+.global boot_stack_top
+boot_stack_top:
+.global fault_stack_bottom
+fault_stack_bottom:
+    .skip 16384
+.global fault_stack_top
+fault_stack_top:
 .global boot_pml4
 boot_pml4:
     .skip 4096
@@ -104,13 +120,3 @@ boot_pdpt:
 .global boot_pd
 boot_pd:
     .skip 4096 * 4
-.global boot_stack_bottom
-boot_stack_bottom:
-    .skip 65536
-.global boot_stack_top
-boot_stack_top:
-.global fault_stack_bottom
-fault_stack_bottom:
-    .skip 16384
-.global fault_stack_top
-fault_stack_top:

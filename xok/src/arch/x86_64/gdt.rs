@@ -53,5 +53,9 @@ pub fn init() {
     }
     Star::write(user_code, user_data, kernel_code, kernel_data).expect("GDT order fits syscall/sysret");
     LStar::write(VirtAddr::new(syscall_entry as *const () as u64));
-    SFMask::write(RFlags::INTERRUPT_FLAG | RFlags::TRAP_FLAG | RFlags::DIRECTION_FLAG | RFlags::ALIGNMENT_CHECK);
+    // NT must be clear in the kernel: iretq with NT set faults in ring 0 (a user could set it
+    // with popf and then make any syscall).
+    SFMask::write(
+        RFlags::INTERRUPT_FLAG | RFlags::TRAP_FLAG | RFlags::DIRECTION_FLAG | RFlags::ALIGNMENT_CHECK | RFlags::NESTED_TASK,
+    );
 }

@@ -22,20 +22,33 @@ pub struct BareMachine {
     pub code: Option<CodeArena>,
     /// The compiled DPF trie: the structure generation it was made for, and where it runs.
     dpf_code: Option<(u64, CodeRange)>,
+    /// The generation last compiled (or tried) and when: compiles are rate-limited, and a
+    /// failed generation is not retried.
+    last_compile: Option<(u64, u64)>,
 }
+
+/// Shortest time between two compiles of the DPF trie; frames in between use the
+/// interpreter (a structural change per frame must not cost a compile per frame).
+const RECOMPILE_INTERVAL_NS: u64 = 200_000_000;
 
 impl BareMachine {
     /// A machine whose kernel page table is at `kernel_root`; the code arena comes later.
     pub fn new(kernel_root: u64) -> Self {
-        BareMachine { kernel_root, code: None, dpf_code: None }
+        BareMachine { kernel_root, code: None, dpf_code: None, last_compile: None }
     }
 
     /// Compiles `dpf`'s trie into the code window, replacing older code. Logs the cost.
     fn recompile(&mut self, dpf: &dpf::Dpf) -> Option<CodeRange> {
+        let start = timer::now_ns();
+        match self.last_compile {
+            Some((generation, _)) if generation == dpf.generation() => return None, // it failed
+            Some((_, at)) if start.saturating_sub(at) < RECOMPILE_INTERVAL_NS => return None,
+            _ => {}
+        }
+        self.last_compile = Some((dpf.generation(), start));
         if let Some((_, old)) = self.dpf_code.take() {
             self.code.as_mut()?.free(old);
         }
-        let start = timer::now_ns();
         let compiled = match dpf::compile(dpf, dpf::compile::OptLevel::Speed) {
             Ok(compiled) => compiled,
             Err(error) => {

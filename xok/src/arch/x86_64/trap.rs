@@ -24,6 +24,7 @@ unsafe extern "C" {
 /// interrupts taken in ring 0 (the idle loop and TSC calibration).
 #[unsafe(no_mangle)]
 extern "C" fn trap_handler(frame: &mut TrapFrame) {
+    check_stack_guard();
     if frame.from_user() {
         user_trap(frame);
     }
@@ -116,6 +117,33 @@ pub fn schedule() -> ! {
                 x86_64::instructions::interrupts::disable();
             }
         }
+    }
+}
+
+unsafe extern "C" {
+    static stack_guard: [u64; 512];
+}
+
+/// The guard pattern below the kernel stack; `boot::kernel_main` writes it.
+pub const STACK_GUARD_PATTERN: u64 = 0x5afe_57ac_6ead_beef;
+
+/// Ends the machine if the kernel stack has grown into its guard area.
+fn check_stack_guard() {
+    // SAFETY: stack_guard is a static area in .bss that only kernel_main writes (once, before
+    // interrupts are on); reading it is a plain load.
+    let intact = unsafe { core::ptr::read_volatile(&raw const stack_guard).iter().all(|w| *w == STACK_GUARD_PATTERN) };
+    if !intact {
+        kprintln!("KERNEL FAULT: kernel stack overflow (guard area overwritten)");
+        exit_qemu(EXIT_FAILURE);
+    }
+}
+
+/// Fills the guard area below the kernel stack.
+pub fn arm_stack_guard() {
+    let guard = (&raw const stack_guard) as *mut u64;
+    for i in 0..512 {
+        // SAFETY: the guard area is 512 u64s of .bss owned by this function at boot.
+        unsafe { guard.add(i).write_volatile(STACK_GUARD_PATTERN) };
     }
 }
 
