@@ -88,8 +88,18 @@ impl PhysMem for BareMachine {
 
     fn zero(&mut self, page: Page) {
         // SAFETY: the page lies in the identity map (page_ptr) and is owned by the caller's
-        // environment or the kernel; no Rust reference aliases it.
-        unsafe { page_ptr(page).write_bytes(0, PAGE_SIZE) }
+        // environment or the kernel; no Rust reference aliases it. `rep stosq` stores
+        // PAGE_SIZE / 8 zero words from rdi upwards (DF is clear in the kernel) -- one
+        // instruction, where a byte loop costs thousands under emulation.
+        unsafe {
+            core::arch::asm!(
+                "rep stosq",
+                inout("rdi") page_ptr(page) => _,
+                inout("rcx") PAGE_SIZE / 8 => _,
+                in("rax") 0u64,
+                options(nostack),
+            );
+        }
     }
 
     fn read(&self, page: Page, offset: usize, out: &mut [u8]) {
