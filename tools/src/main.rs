@@ -17,7 +17,8 @@ fn main() -> Result<()> {
         Some("run") => {
             let built = image::build(&out)?;
             let cmdline = args.get(1).map_or("init=hello", String::as_str);
-            let config = qemu::QemuConfig::new(built, cmdline);
+            // One e1000 on QEMU's user network, so the NIC drivers have something to find.
+            let config = qemu::QemuConfig::new(built, cmdline).arg("-netdev").arg("user,id=net0").arg("-device").arg("e1000,netdev=net0");
             eprintln!("booting xok ({} accelerator); the console follows", qemu::accelerator());
             let status = config.command().status()?;
             match status.code() {
