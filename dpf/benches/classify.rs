@@ -35,27 +35,10 @@ fn tcp_frame(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
     f
 }
 
-/// Median and fastest batch time per call of `f`, in nanoseconds.
-fn time_per_call(mut f: impl FnMut()) -> (f64, f64) {
-    let start = Instant::now();
-    let mut calibration = 0u64;
-    while start.elapsed() < Duration::from_millis(2) {
-        f();
-        calibration += 1;
-    }
-    let per_call = start.elapsed().as_secs_f64() / calibration as f64;
-    let iterations = ((0.001 / per_call) as u64).clamp(1, 10_000_000);
-    let mut samples: Vec<f64> = (0..BATCHES)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..iterations {
-                f();
-            }
-            t.elapsed().as_secs_f64() * 1e9 / iterations as f64
-        })
-        .collect();
-    samples.sort_by(f64::total_cmp);
-    (samples[BATCHES / 2], samples[0])
+/// Median and fastest batch time per call of `f`, in nanoseconds (batches of ~1 ms).
+fn time_per_call(f: impl FnMut()) -> (f64, f64) {
+    let t = xok_codegen::bench::time_per_call(BATCHES, 0.001, f);
+    (t.median, t.fastest)
 }
 
 struct Row {
@@ -324,10 +307,7 @@ fn write_reports(rows: &[Row]) {
         at(1_000).classify[3].iter().zip(&at(1_000).classify[0]).map(|(l, c)| l / c).fold(f64::INFINITY, f64::min);
     let max_change_ns = rows.iter().map(|r| r.insert_ns.max(r.delete_ns)).fold(0.0, f64::max);
     let recompiles: usize = rows.iter().map(|r| r.recompiles).sum();
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
-        .unwrap_or_else(|| "unknown".into());
+    let cpu = xok_codegen::bench::cpu_name().unwrap_or_else(|| "unknown".into());
 
     let mut json = String::new();
     let _ = writeln!(json, "{{");

@@ -9,20 +9,13 @@
 //! Builds without std, for the kernel. The output is position-independent bytes without
 //! relocations.
 
-use alloc::format;
-use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt;
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{
-    AbiParam, Block, BlockArg, Function, InstBuilder, JumpTableData, MemFlagsData, Signature, UserFuncName, Value,
-    types,
-};
-use cranelift_codegen::isa::{self, CallConv, OwnedTargetIsa};
-use cranelift_codegen::settings::{self, Configurable};
-use cranelift_codegen::control::ControlPlane;
-use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+use cranelift_codegen::ir::{AbiParam, Block, BlockArg, InstBuilder, JumpTableData, MemFlagsData, Signature, Value, types};
+use cranelift_codegen::isa::CallConv;
+use cranelift_frontend::{FunctionBuilder, Variable};
+pub use xok_codegen::{CompileError, OptLevel, target_isa};
 
 use crate::abi::{HASH_MULTIPLIER, RawOutput, context_field, node_field, table_field};
 use crate::filter::{AtomKey, Base, Filter, Width};
@@ -36,50 +29,6 @@ pub struct CompiledCode {
     pub bytes: Vec<u8>,
     /// The structure generation it was compiled for ([`Dpf::generation`]).
     pub generation: u64,
-}
-
-/// Why compilation failed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CompileError {
-    /// Cranelift has no x86-64 backend in this build, or refused a setting.
-    Isa(String),
-    /// Cranelift failed to verify or compile the function.
-    Codegen(String),
-    /// The code needs relocations, so it is not position-independent.
-    Relocations,
-}
-
-impl fmt::Display for CompileError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CompileError::Isa(e) => write!(f, "no usable x86-64 target: {e}"),
-            CompileError::Codegen(e) => write!(f, "code generation failed: {e}"),
-            CompileError::Relocations => f.write_str("the code needs relocations"),
-        }
-    }
-}
-
-/// How hard Cranelift optimizes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum OptLevel {
-    /// No optimization: fastest to compile (useful under emulation).
-    None,
-    /// Optimize for speed.
-    #[default]
-    Speed,
-}
-
-/// The x86-64 target the code is made for: baseline x86-64 (no CPU extensions), not PIC.
-pub fn target_isa(opt: OptLevel) -> Result<OwnedTargetIsa, CompileError> {
-    let mut flags = settings::builder();
-    let level = match opt {
-        OptLevel::None => "none",
-        OptLevel::Speed => "speed",
-    };
-    flags.set("opt_level", level).map_err(|e| CompileError::Isa(format!("{e}")))?;
-    flags.set("is_pic", "false").map_err(|e| CompileError::Isa(format!("{e}")))?;
-    let builder = isa::lookup_by_name("x86_64").map_err(|e| CompileError::Isa(format!("{e}")))?;
-    builder.finish(settings::Flags::new(flags)).map_err(|e| CompileError::Isa(format!("{e}")))
 }
 
 /// The signature `fn(ctx, frame, len) -> (owner, copies)` in the System V convention.
@@ -102,21 +51,8 @@ impl Dpf {
 
 /// Compiles the whole trie of `dpf` into one function.
 pub fn compile(dpf: &Dpf, opt: OptLevel) -> Result<CompiledCode, CompileError> {
-    let isa = target_isa(opt)?;
-    let mut func = Function::with_name_signature(UserFuncName::user(0, 0), signature());
-    let mut builder_context = FunctionBuilderContext::new();
-    {
-        let builder = FunctionBuilder::new(&mut func, &mut builder_context);
-        Emitter::emit(builder, dpf, isa.frontend_config());
-    }
-    let mut context = cranelift_codegen::Context::for_function(func);
-    let compiled = context
-        .compile(&*isa, &mut ControlPlane::default())
-        .map_err(|e| CompileError::Codegen(format!("{:?}", e.inner)))?;
-    if !compiled.buffer.relocs().is_empty() {
-        return Err(CompileError::Relocations);
-    }
-    Ok(CompiledCode { bytes: compiled.code_buffer().to_vec(), generation: dpf.generation() })
+    let bytes = xok_codegen::compile(opt, signature(), |builder, config| Emitter::emit(builder, dpf, config))?;
+    Ok(CompiledCode { bytes, generation: dpf.generation() })
 }
 
 /// Values that every block can use.
@@ -403,11 +339,7 @@ fn emit_load(b: &mut FunctionBuilder<'_>, key: &AtomKey, frame: Value, l4: Optio
 /// filter matches, else 0. This is the per-filter program of the benchmark's BPF-JIT-style
 /// linear baseline, not part of the demultiplexer. Its `generation` is 0, which no set has.
 pub fn compile_alone(filter: &Filter, opt: OptLevel) -> Result<CompiledCode, CompileError> {
-    let isa = target_isa(opt)?;
-    let mut func = Function::with_name_signature(UserFuncName::user(0, 1), signature());
-    let mut builder_context = FunctionBuilderContext::new();
-    {
-        let mut b = FunctionBuilder::new(&mut func, &mut builder_context);
+    let bytes = xok_codegen::compile(opt, signature(), |mut b, config| {
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
@@ -440,14 +372,7 @@ pub fn compile_alone(filter: &Filter, opt: OptLevel) -> Result<CompiledCode, Com
         let zero = b.ins().iconst(types::I64, 0);
         b.ins().return_(&[zero, zero]);
         b.seal_all_blocks();
-        b.finalize(isa.frontend_config());
-    }
-    let mut context = cranelift_codegen::Context::for_function(func);
-    let compiled = context
-        .compile(&*isa, &mut ControlPlane::default())
-        .map_err(|e| CompileError::Codegen(format!("{:?}", e.inner)))?;
-    if !compiled.buffer.relocs().is_empty() {
-        return Err(CompileError::Relocations);
-    }
-    Ok(CompiledCode { bytes: compiled.code_buffer().to_vec(), generation: 0 })
+        b.finalize(config);
+    })?;
+    Ok(CompiledCode { bytes, generation: 0 })
 }

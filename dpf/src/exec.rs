@@ -39,24 +39,18 @@ pub use jit::{JitCode, JitError, JitSet};
 
 #[cfg(feature = "jit")]
 mod jit {
-    use alloc::format;
-    use alloc::string::String;
-
-    use cranelift_jit::{JITBuilder, JITModule};
-    use cranelift_module::{Linkage, Module, default_libcall_names};
+    pub use xok_codegen::jit::JitError;
+    use xok_codegen::jit::Mapped;
 
     use super::{RawClassifyFn, call, entry_point};
     use crate::abi::{Context, RawOutput};
-    use crate::compile::{CompiledCode, OptLevel, signature, target_isa};
+    use crate::compile::{CompiledCode, signature};
     use crate::set::{Classification, Dpf};
-
-    /// Why compiled code could not be mapped.
-    #[derive(Clone, Debug, PartialEq, Eq)]
-    pub struct JitError(pub String);
 
     /// Compiled code mapped executable in this process (host only).
     pub struct JitCode {
-        module: Option<JITModule>,
+        /// Owns the memory `function` points into (freed when `self` drops).
+        _mapped: Mapped,
         function: RawClassifyFn,
         generation: u64,
     }
@@ -64,18 +58,11 @@ mod jit {
     impl JitCode {
         /// Copies `code` into executable memory.
         pub fn load(code: &CompiledCode) -> Result<JitCode, JitError> {
-            let isa = target_isa(OptLevel::Speed).map_err(|e| JitError(format!("{e}")))?;
-            let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
-            let id = module
-                .declare_function("dpf_classify", Linkage::Local, &signature())
-                .map_err(|e| JitError(format!("{e}")))?;
-            module.define_function_bytes(id, 64, &code.bytes, &[]).map_err(|e| JitError(format!("{e}")))?;
-            module.finalize_definitions().map_err(|e| JitError(format!("{e}")))?;
-            let entry = module.get_finalized_function(id);
-            // SAFETY: `entry` is the executable copy of `code.bytes`, owned by `module`, which
-            // lives as long as `self` and is freed only in `drop`.
-            let function = unsafe { entry_point(entry) };
-            Ok(JitCode { module: Some(module), function, generation: code.generation })
+            let mapped = Mapped::map([code.bytes.as_slice()], &signature(), 64)?;
+            // SAFETY: the entry is the executable copy of `code.bytes` (made with
+            // `signature()`), owned by `mapped`, which lives as long as `self`.
+            let function = unsafe { entry_point(mapped.entry(0)) };
+            Ok(JitCode { _mapped: mapped, function, generation: code.generation })
         }
 
         /// The structure generation the code was compiled for.
@@ -107,34 +94,25 @@ mod jit {
     /// benchmark's linear baseline runs one small program per filter, packed like a BPF JIT
     /// packs its programs.
     pub struct JitSet {
-        module: Option<JITModule>,
+        /// Owns the memory `functions` point into (freed when `self` drops).
+        _mapped: Mapped,
         functions: alloc::vec::Vec<(RawClassifyFn, u64)>,
     }
 
     impl JitSet {
         /// Copies every code into executable memory, one after the other.
         pub fn load(codes: &[CompiledCode]) -> Result<JitSet, JitError> {
-            let isa = target_isa(OptLevel::Speed).map_err(|e| JitError(format!("{e}")))?;
-            let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
-            let mut ids = alloc::vec::Vec::with_capacity(codes.len());
-            for (i, code) in codes.iter().enumerate() {
-                let id = module
-                    .declare_function(&format!("dpf_classify_{i}"), Linkage::Local, &signature())
-                    .map_err(|e| JitError(format!("{e}")))?;
-                module.define_function_bytes(id, 16, &code.bytes, &[]).map_err(|e| JitError(format!("{e}")))?;
-                ids.push((id, code.generation));
-            }
-            module.finalize_definitions().map_err(|e| JitError(format!("{e}")))?;
-            let functions = ids
-                .into_iter()
-                .map(|(id, generation)| {
-                    let entry = module.get_finalized_function(id);
-                    // SAFETY: `entry` is the executable copy of one of `codes`, owned by
-                    // `module`, which lives as long as `self` and is freed only in `drop`.
-                    (unsafe { entry_point(entry) }, generation)
+            let mapped = Mapped::map(codes.iter().map(|code| code.bytes.as_slice()), &signature(), 16)?;
+            let functions = codes
+                .iter()
+                .enumerate()
+                .map(|(i, code)| {
+                    // SAFETY: the entry is the executable copy of `codes[i]` (made with
+                    // `signature()`), owned by `mapped`, which lives as long as `self`.
+                    (unsafe { entry_point(mapped.entry(i)) }, code.generation)
                 })
                 .collect();
-            Ok(JitSet { module: Some(module), functions })
+            Ok(JitSet { _mapped: mapped, functions })
         }
 
         /// Number of functions.
@@ -176,26 +154,6 @@ mod jit {
             // SAFETY: as in `JitCode::classify_raw`: the function is mapped while `self`
             // lives, and `ctx` is the unmodified current context of a set of its generation.
             unsafe { call(*function, &ctx, frame) }
-        }
-    }
-
-    impl Drop for JitSet {
-        fn drop(&mut self) {
-            if let Some(module) = self.module.take() {
-                // SAFETY: the only pointers into the module's memory are in
-                // `self.functions`, which die with `self`.
-                unsafe { module.free_memory() };
-            }
-        }
-    }
-
-    impl Drop for JitCode {
-        fn drop(&mut self) {
-            if let Some(module) = self.module.take() {
-                // SAFETY: the only pointer into the module's memory is `self.function`, which
-                // dies with `self`.
-                unsafe { module.free_memory() };
-            }
         }
     }
 }

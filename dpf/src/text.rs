@@ -14,6 +14,8 @@
 use alloc::vec::Vec;
 use core::fmt;
 
+use xok_codegen::text::Cursor;
+
 use crate::filter::{Atom, AtomKey, Base, Filter, FilterError, Width};
 
 /// Why a text filter was refused.
@@ -48,53 +50,30 @@ impl fmt::Display for ParseError {
 }
 
 struct Parser<'a> {
-    text: &'a [u8],
-    pos: usize,
+    c: Cursor<'a>,
 }
 
 impl Parser<'_> {
-    fn skip_space(&mut self) {
-        while self.text.get(self.pos).is_some_and(|c| c.is_ascii_whitespace()) {
-            self.pos += 1;
-        }
-    }
-
-    fn eat(&mut self, token: &str) -> bool {
-        self.skip_space();
-        let end = self.pos + token.len();
-        if self.text.get(self.pos..end) == Some(token.as_bytes()) {
-            self.pos = end;
-            true
-        } else {
-            false
-        }
-    }
-
     fn expect(&mut self, token: &'static str) -> Result<(), ParseError> {
-        if self.eat(token) { Ok(()) } else { Err(self.syntax(token)) }
+        if self.c.eat(token) { Ok(()) } else { Err(self.syntax(token)) }
     }
 
     fn syntax(&self, expected: &'static str) -> ParseError {
-        ParseError::Syntax { position: self.pos, expected }
-    }
-
-    fn at_end(&mut self) -> bool {
-        self.skip_space();
-        self.pos >= self.text.len()
+        ParseError::Syntax { position: self.c.pos, expected }
     }
 
     /// A plain number (decimal or hex); `None` if no digit is here.
     fn plain_number(&mut self) -> Result<Option<u64>, ParseError> {
-        let start = self.pos;
+        let start = self.c.pos;
         let (radix, digits_start) =
-            if self.text.get(start..start + 2) == Some(b"0x") || self.text.get(start..start + 2) == Some(b"0X") {
+            if self.c.text.get(start..start + 2) == Some(b"0x") || self.c.text.get(start..start + 2) == Some(b"0X") {
                 (16, start + 2)
             } else {
                 (10, start)
             };
         let mut end = digits_start;
         let mut value: u64 = 0;
-        while let Some(d) = self.text.get(end).and_then(|c| char::from(*c).to_digit(radix)) {
+        while let Some(d) = self.c.text.get(end).and_then(|c| char::from(*c).to_digit(radix)) {
             value = value
                 .checked_mul(u64::from(radix))
                 .and_then(|v| v.checked_add(u64::from(d)))
@@ -105,16 +84,16 @@ impl Parser<'_> {
         if end == digits_start {
             return Ok(None);
         }
-        self.pos = end;
+        self.c.pos = end;
         Ok(Some(value))
     }
 
     /// A number or a dotted IPv4 address.
     fn number(&mut self) -> Result<(u64, usize), ParseError> {
-        self.skip_space();
-        let start = self.pos;
+        self.c.skip_space();
+        let start = self.c.pos;
         let first = self.plain_number()?.ok_or_else(|| self.syntax("a number"))?;
-        if self.text.get(self.pos) != Some(&b'.') {
+        if self.c.text.get(self.c.pos) != Some(&b'.') {
             return Ok((first, start));
         }
         let mut value = first;
@@ -122,11 +101,11 @@ impl Parser<'_> {
             return Err(ParseError::OutOfRange { position: start });
         }
         for _ in 0..3 {
-            if self.text.get(self.pos) != Some(&b'.') {
+            if self.c.text.get(self.c.pos) != Some(&b'.') {
                 return Err(self.syntax("'.' in an IPv4 address"));
             }
-            self.pos += 1;
-            let part_at = self.pos;
+            self.c.pos += 1;
+            let part_at = self.c.pos;
             let part = self.plain_number()?.ok_or_else(|| self.syntax("an address byte"))?;
             if part > 255 {
                 return Err(ParseError::OutOfRange { position: part_at });
@@ -137,9 +116,9 @@ impl Parser<'_> {
     }
 
     fn atom(&mut self) -> Result<Atom, ParseError> {
-        let base = if self.eat("frame") {
+        let base = if self.c.eat("frame") {
             Base::Frame
-        } else if self.eat("l4") {
+        } else if self.c.eat("l4") {
             Base::Ipv4Payload
         } else {
             return Err(self.syntax("'frame', 'l4' or 'all'"));
@@ -155,7 +134,7 @@ impl Parser<'_> {
             .ok_or(ParseError::Syntax { position: at, expected: "width 1, 2 or 4" })?;
         self.expect("]")?;
         let mut mask = width.full_mask();
-        if !self.eat("==") {
+        if !self.c.eat("==") {
             self.expect("&")?;
             let (m, at) = self.number()?;
             mask = u32::try_from(m).ok().filter(|m| m & !width.full_mask() == 0).ok_or(ParseError::OutOfRange { position: at })?;
@@ -169,9 +148,9 @@ impl Parser<'_> {
 
 /// Parses the text form of a filter.
 pub fn parse(text: &str) -> Result<Filter, ParseError> {
-    let mut p = Parser { text: text.as_bytes(), pos: 0 };
-    if p.eat("all") {
-        if !p.at_end() {
+    let mut p = Parser { c: Cursor::new(text) };
+    if p.c.eat("all") {
+        if !p.c.at_end() {
             return Err(p.syntax("end of filter after 'all'"));
         }
         return Ok(Filter::everything());
@@ -179,7 +158,7 @@ pub fn parse(text: &str) -> Result<Filter, ParseError> {
     let mut atoms = Vec::new();
     loop {
         atoms.push(p.atom()?);
-        if p.at_end() {
+        if p.c.at_end() {
             break;
         }
         p.expect("&&")?;

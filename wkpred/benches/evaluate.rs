@@ -7,7 +7,6 @@
 
 use std::fmt::Write as _;
 use std::hint::black_box;
-use std::time::{Duration, Instant};
 
 use wkpred::exec::JitPredicate;
 use wkpred::page::offset_in_page;
@@ -15,27 +14,9 @@ use wkpred::{OptLevel, Page, Predicate, compile_with, evaluate_pages, parse};
 
 const BATCHES: usize = 9;
 
-/// Median time per call of `f`, in nanoseconds.
-fn time_per_call(mut f: impl FnMut()) -> f64 {
-    let start = Instant::now();
-    let mut calibration = 0u64;
-    while start.elapsed() < Duration::from_millis(2) {
-        f();
-        calibration += 1;
-    }
-    let per_call = start.elapsed().as_secs_f64() / calibration as f64;
-    let iterations = ((0.005 / per_call) as u64).clamp(1, 10_000_000);
-    let mut samples: Vec<f64> = (0..BATCHES)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..iterations {
-                f();
-            }
-            t.elapsed().as_secs_f64() * 1e9 / iterations as f64
-        })
-        .collect();
-    samples.sort_by(f64::total_cmp);
-    samples[BATCHES / 2]
+/// Median time per call of `f`, in nanoseconds (batches of ~5 ms).
+fn time_per_call(f: impl FnMut()) -> f64 {
+    xok_codegen::bench::time_per_call(BATCHES, 0.005, f).median
 }
 
 /// `n` terms over 4 locations, cycling through widths and operators, all true on the
@@ -154,10 +135,7 @@ fn main() {
         black_box(compile_with(&max_terms, OptLevel::None).unwrap());
     }) / 1000.0;
 
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
-        .unwrap_or_else(|| "unknown CPU".into());
+    let cpu = xok_codegen::bench::cpu_name().unwrap_or_else(|| "unknown CPU".into());
 
     let mut md = String::new();
     writeln!(md, "# wkpred benchmark\n").unwrap();

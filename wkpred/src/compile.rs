@@ -10,19 +10,15 @@
 //! Builds without std, for the kernel. The output is position-independent bytes without
 //! relocations.
 
-use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{
-    AbiParam, Function, InstBuilder, MemFlagsData, Signature, Type, UserFuncName, Value, types,
-};
-use cranelift_codegen::isa::{self, CallConv, OwnedTargetIsa};
-use cranelift_codegen::settings::{self, Configurable};
-use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_codegen::ir::{AbiParam, InstBuilder, MemFlagsData, Signature, Type, Value, types};
+use cranelift_codegen::isa::CallConv;
+use cranelift_frontend::FunctionBuilder;
+pub use xok_codegen::{OptLevel, target_isa};
 
 use crate::predicate::{Op, Operand, PAGE_SIZE, Predicate, Width, Word};
 use crate::validate::{ValidationError, validate};
@@ -81,27 +77,14 @@ impl fmt::Display for CompileError {
 #[cfg(feature = "std")]
 impl std::error::Error for CompileError {}
 
-/// How hard Cranelift optimizes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum OptLevel {
-    /// No optimization: fastest to compile (useful under emulation).
-    None,
-    /// Optimize for speed.
-    #[default]
-    Speed,
-}
-
-/// The x86-64 target the code is made for: baseline x86-64 (no CPU extensions), not PIC.
-pub fn target_isa(opt: OptLevel) -> Result<OwnedTargetIsa, CompileError> {
-    let mut flags = settings::builder();
-    let level = match opt {
-        OptLevel::None => "none",
-        OptLevel::Speed => "speed",
-    };
-    flags.set("opt_level", level).map_err(|e| CompileError::Isa(format!("{e}")))?;
-    flags.set("is_pic", "false").map_err(|e| CompileError::Isa(format!("{e}")))?;
-    let builder = isa::lookup_by_name("x86_64").map_err(|e| CompileError::Isa(format!("{e}")))?;
-    builder.finish(settings::Flags::new(flags)).map_err(|e| CompileError::Isa(format!("{e}")))
+impl From<xok_codegen::CompileError> for CompileError {
+    fn from(e: xok_codegen::CompileError) -> CompileError {
+        match e {
+            xok_codegen::CompileError::Isa(e) => CompileError::Isa(e),
+            xok_codegen::CompileError::Codegen(e) => CompileError::Codegen(e),
+            xok_codegen::CompileError::Relocations => CompileError::Relocations,
+        }
+    }
 }
 
 /// The signature `fn(addresses: *const u64) -> u32` in the System V convention.
@@ -120,19 +103,9 @@ pub fn compile(predicate: &Predicate) -> Result<CompiledPredicate, CompileError>
 /// Compiles `predicate` at `opt` (validating it first).
 pub fn compile_with(predicate: &Predicate, opt: OptLevel) -> Result<CompiledPredicate, CompileError> {
     validate(predicate).map_err(CompileError::Invalid)?;
-    let isa = target_isa(opt)?;
-    let mut func = Function::with_name_signature(UserFuncName::user(0, 0), signature());
-    let mut builder_context = FunctionBuilderContext::new();
-    emit(FunctionBuilder::new(&mut func, &mut builder_context), predicate, isa.frontend_config());
-    let mut context = cranelift_codegen::Context::for_function(func);
-    let compiled = context
-        .compile(&*isa, &mut ControlPlane::default())
-        .map_err(|e| CompileError::Codegen(format!("{:?}", e.inner)))?;
-    if !compiled.buffer.relocs().is_empty() {
-        return Err(CompileError::Relocations);
-    }
+    let code = xok_codegen::compile(opt, signature(), |builder, config| emit(builder, predicate, config))?;
     let page_offsets = predicate.locations.iter().map(|a| (a % PAGE_SIZE) as u16).collect();
-    Ok(CompiledPredicate { code: compiled.code_buffer().to_vec(), page_offsets })
+    Ok(CompiledPredicate { code, page_offsets })
 }
 
 fn ir_type(width: Width) -> Type {

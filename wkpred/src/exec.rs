@@ -40,23 +40,18 @@ pub use jit::{JitError, JitPredicate};
 
 #[cfg(feature = "jit")]
 mod jit {
-    use alloc::format;
-    use alloc::string::String;
-    use cranelift_jit::{JITBuilder, JITModule};
-    use cranelift_module::{Linkage, Module, default_libcall_names};
+    pub use xok_codegen::jit::JitError;
+    use xok_codegen::jit::Mapped;
 
     use super::{RawPredicateFn, call, entry_point};
-    use crate::compile::{CompiledPredicate, OptLevel, signature, target_isa};
+    use crate::compile::{CompiledPredicate, signature};
     use crate::page::Page;
     use crate::predicate::MAX_LOCATIONS;
 
-    /// Why compiled code could not be mapped.
-    #[derive(Clone, Debug, PartialEq, Eq)]
-    pub struct JitError(pub String);
-
     /// A compiled predicate mapped executable in this process (host only).
     pub struct JitPredicate {
-        module: Option<JITModule>,
+        /// Owns the memory `function` points into (freed when `self` drops).
+        _mapped: Mapped,
         function: RawPredicateFn,
         compiled: CompiledPredicate,
     }
@@ -64,18 +59,11 @@ mod jit {
     impl JitPredicate {
         /// Copies `compiled`'s code into executable memory.
         pub fn load(compiled: &CompiledPredicate) -> Result<JitPredicate, JitError> {
-            let isa = target_isa(OptLevel::Speed).map_err(|e| JitError(format!("{e}")))?;
-            let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
-            let id = module
-                .declare_function("wk_predicate", Linkage::Local, &signature())
-                .map_err(|e| JitError(format!("{e}")))?;
-            module.define_function_bytes(id, 16, compiled.code(), &[]).map_err(|e| JitError(format!("{e}")))?;
-            module.finalize_definitions().map_err(|e| JitError(format!("{e}")))?;
-            let entry = module.get_finalized_function(id);
-            // SAFETY: `entry` is the executable copy of `compiled.code()`, owned by `module`,
-            // which lives as long as `self` and is freed only in `drop`.
-            let function = unsafe { entry_point(entry) };
-            Ok(JitPredicate { module: Some(module), function, compiled: compiled.clone() })
+            let mapped = Mapped::map([compiled.code()], &signature(), 16)?;
+            // SAFETY: the entry is the executable copy of `compiled.code()` (made with
+            // `signature()`), owned by `mapped`, which lives as long as `self`.
+            let function = unsafe { entry_point(mapped.entry(0)) };
+            Ok(JitPredicate { _mapped: mapped, function, compiled: compiled.clone() })
         }
 
         /// Evaluates the predicate with location `l` in `pages[l]` (at the location's
@@ -110,16 +98,6 @@ mod jit {
         /// The code this runs.
         pub fn compiled(&self) -> &CompiledPredicate {
             &self.compiled
-        }
-    }
-
-    impl Drop for JitPredicate {
-        fn drop(&mut self) {
-            if let Some(module) = self.module.take() {
-                // SAFETY: the only pointer into the module's memory is `self.function`, which
-                // dies with `self`.
-                unsafe { module.free_memory() };
-            }
         }
     }
 }

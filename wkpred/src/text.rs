@@ -23,6 +23,8 @@
 use alloc::vec::Vec;
 use core::fmt;
 
+use xok_codegen::text::Cursor;
+
 use crate::predicate::{Clause, Op, Operand, PAGE_SIZE, Predicate, Term, Width, Word};
 use crate::validate::{ValidationError, validate};
 
@@ -71,69 +73,46 @@ struct TypedWord {
 }
 
 struct Parser<'a> {
-    text: &'a [u8],
-    pos: usize,
+    c: Cursor<'a>,
 }
 
 impl Parser<'_> {
-    fn skip_space(&mut self) {
-        while self.text.get(self.pos).is_some_and(|c| c.is_ascii_whitespace()) {
-            self.pos += 1;
-        }
-    }
-
-    fn peek(&mut self) -> Option<u8> {
-        self.skip_space();
-        self.text.get(self.pos).copied()
-    }
-
-    /// Consumes `token` if the text continues with it.
-    fn eat(&mut self, token: &str) -> bool {
-        self.skip_space();
-        if self.text.get(self.pos..).is_some_and(|rest| rest.starts_with(token.as_bytes())) {
-            self.pos += token.len();
-            true
-        } else {
-            false
-        }
-    }
-
     fn expect(&mut self, token: &'static str) -> Result<(), ParseError> {
-        if self.eat(token) { Ok(()) } else { Err(self.error(token)) }
+        if self.c.eat(token) { Ok(()) } else { Err(self.error(token)) }
     }
 
     fn error(&self, expected: &'static str) -> ParseError {
-        ParseError::Syntax { position: self.pos, expected }
+        ParseError::Syntax { position: self.c.pos, expected }
     }
 
     /// A number as (negative, magnitude).
     fn number(&mut self) -> Result<(bool, u64, usize), ParseError> {
-        self.skip_space();
-        let start = self.pos;
-        let negative = self.eat("-");
-        self.skip_space();
-        let (radix, digits_start) = if self.text.get(self.pos..).is_some_and(|r| r.starts_with(b"0x")) {
-            (16, self.pos + 2)
+        self.c.skip_space();
+        let start = self.c.pos;
+        let negative = self.c.eat("-");
+        self.c.skip_space();
+        let (radix, digits_start) = if self.c.starts_with(b"0x") {
+            (16, self.c.pos + 2)
         } else {
-            (10, self.pos)
+            (10, self.c.pos)
         };
         let mut end = digits_start;
-        while self.text.get(end).is_some_and(|c| c.is_ascii_hexdigit() && (radix == 16 || c.is_ascii_digit())) {
+        while self.c.text.get(end).is_some_and(|c| c.is_ascii_hexdigit() && (radix == 16 || c.is_ascii_digit())) {
             end += 1;
         }
         if end == digits_start {
-            self.pos = digits_start;
+            self.c.pos = digits_start;
             return Err(self.error("a number"));
         }
         let mut value: u64 = 0;
-        for &c in &self.text[digits_start..end] {
+        for &c in &self.c.text[digits_start..end] {
             let digit = u64::from((c as char).to_digit(radix).unwrap_or(0));
             value = value
                 .checked_mul(u64::from(radix))
                 .and_then(|v| v.checked_add(digit))
                 .ok_or(ParseError::OutOfRange { position: start })?;
         }
-        self.pos = end;
+        self.c.pos = end;
         Ok((negative, value, start))
     }
 
@@ -148,7 +127,7 @@ impl Parser<'_> {
     fn word(&mut self) -> Result<TypedWord, ParseError> {
         self.expect("[")?;
         let location: u32 = self.unsigned()?;
-        let offset: u16 = if self.eat("+") { self.unsigned()? } else { 0 };
+        let offset: u16 = if self.c.eat("+") { self.unsigned()? } else { 0 };
         self.expect("]")?;
         self.expect(":")?;
         let types = [
@@ -163,7 +142,7 @@ impl Parser<'_> {
         ];
         for (name, width, signed) in types {
             // Longest names first is unnecessary: "u8" cannot prefix "u16" etc.
-            if self.eat(name) {
+            if self.c.eat(name) {
                 return Ok(TypedWord { word: Word::new(location, offset, width), signed });
             }
         }
@@ -187,7 +166,7 @@ impl Parser<'_> {
     fn term(&mut self) -> Result<Term, ParseError> {
         let left = self.word()?;
         let width = left.word.width;
-        let mask = if self.eat("&") {
+        let mask = if self.c.eat("&") {
             let (negative, mask, position) = self.number()?;
             if negative || !width.fits(mask) {
                 return Err(ParseError::OutOfRange { position });
@@ -208,7 +187,7 @@ impl Parser<'_> {
                     ("<", Op::Lt, Op::SignedLt),
                     (">", Op::Gt, Op::SignedGt),
                 ];
-                let found = ops.iter().find(|(token, _, _)| self.eat(token));
+                let found = ops.iter().find(|(token, _, _)| self.c.eat(token));
                 match found {
                     Some(&(_, unsigned, signed)) => {
                         if left.signed {
@@ -221,8 +200,8 @@ impl Parser<'_> {
                 }
             }
         };
-        let right = if self.peek() == Some(b'[') {
-            let position = self.pos;
+        let right = if self.c.peek() == Some(b'[') {
+            let position = self.c.pos;
             let right = self.word()?;
             if right.signed != left.signed {
                 return Err(ParseError::Syntax { position, expected: "a word of the same signedness" });
@@ -236,11 +215,11 @@ impl Parser<'_> {
 
     fn predicate(&mut self) -> Result<Predicate, ParseError> {
         let mut locations = None;
-        if self.eat("locations") {
+        if self.c.eat("locations") {
             let mut list = Vec::new();
             loop {
                 list.push(self.unsigned::<u64>()?);
-                if !self.eat(",") {
+                if !self.c.eat(",") {
                     break;
                 }
             }
@@ -248,22 +227,22 @@ impl Parser<'_> {
             locations = Some(list);
         }
         let mut clauses = Vec::new();
-        if !self.eat("false") {
+        if !self.c.eat("false") {
             loop {
                 let mut terms = Vec::new();
                 loop {
                     terms.push(self.term()?);
-                    if !self.eat("&&") {
+                    if !self.c.eat("&&") {
                         break;
                     }
                 }
                 clauses.push(Clause { terms });
-                if !self.eat("||") {
+                if !self.c.eat("||") {
                     break;
                 }
             }
         }
-        if self.peek().is_some() {
+        if self.c.peek().is_some() {
             return Err(self.error(if clauses.is_empty() { "the end" } else { "&&, || or the end" }));
         }
         let mut predicate = Predicate { locations: Vec::new(), clauses };
@@ -288,7 +267,7 @@ impl Parser<'_> {
 
 /// Parses the text form (and validates the result).
 pub fn parse(text: &str) -> Result<Predicate, ParseError> {
-    Parser { text: text.as_bytes(), pos: 0 }.predicate()
+    Parser { c: Cursor::new(text) }.predicate()
 }
 
 impl core::str::FromStr for Predicate {
