@@ -99,9 +99,9 @@ fn main() {
         let (rx, received, drops) = median_of(|| receive(model, 20_000), |r| r.0);
         println!("{model}: tx 60 B {tx60}/s (host saw {seen60}), tx 1514 B {tx1514}/s (host saw {seen1514}), rx {rx}/s ({received} received, {drops} dropped)");
         let _ = writeln!(table, "| {model} | {tx60} | {tx1514} | {rx} | {received} / {drops} |");
-        let _ = write!(
+        let _ = writeln!(
             json,
-            "    {{\"model\": \"{model}\", \"tx_60_fps\": {tx60}, \"tx_60_host_seen\": {seen60}, \"tx_1514_fps\": {tx1514}, \"tx_1514_host_seen\": {seen1514}, \"rx_fps\": {rx}, \"rx_received\": {received}, \"rx_dropped\": {drops}}}{}\n",
+            "    {{\"model\": \"{model}\", \"tx_60_fps\": {tx60}, \"tx_60_host_seen\": {seen60}, \"tx_1514_fps\": {tx1514}, \"tx_1514_host_seen\": {seen1514}, \"rx_fps\": {rx}, \"rx_received\": {received}, \"rx_dropped\": {drops}}}{}",
             if i == 0 { "," } else { "" }
         );
     }
@@ -111,7 +111,7 @@ fn main() {
         let (micros, bytes) = median_of(|| compile_time(count), |r| r.0);
         println!("dpf: {count} filters compiled in the kernel in {micros} us ({bytes} bytes)");
         let _ = writeln!(table, "| {count} | {micros} | {bytes} |");
-        let _ = write!(json, "    {{\"filters\": {count}, \"compile_us\": {micros}, \"code_bytes\": {bytes}}}{}\n", if i < 2 { "," } else { "" });
+        let _ = writeln!(json, "    {{\"filters\": {count}, \"compile_us\": {micros}, \"code_bytes\": {bytes}}}{}", if i < 2 { "," } else { "" });
     }
     json.push_str("  ]\n}\n");
     let docs = xok_tools::image::workspace_root().join("docs");

@@ -206,7 +206,7 @@ impl<M: Machine> Kernel<M> {
         if !(XMIT_MIN_FRAME..=XMIT_MAX_FRAME).contains(&total) || regions.iter().any(|(_, len)| *len == 0) {
             return Err(Error::BadLength);
         }
-        if counter % 8 != 0 {
+        if !counter.is_multiple_of(8) {
             return Err(Error::BadAlignment);
         }
         let env = self.envs.get(caller).ok_or(Error::NoSuchEnv)?;

@@ -52,7 +52,7 @@ impl PacketRing {
         entry_count: usize,
         entry_size: usize,
     ) -> Result<PacketRing, Error> {
-        if va % 8 != 0 || entry_size % 8 != 0 {
+        if !va.is_multiple_of(8) || !entry_size.is_multiple_of(8) {
             return Err(Error::BadAlignment);
         }
         if !(1..=RING_MAX_ENTRIES).contains(&entry_count) || !(RING_MIN_ENTRY..=RING_MAX_ENTRY).contains(&entry_size) {

@@ -173,7 +173,7 @@ fn crash_on_purpose(kind: &str) {
 /// heap, user memory and the writable alias of the code window cannot run.
 fn no_execute_outside_kernel_text() {
     let text_end = (&raw const __text_end) as u64;
-    let first_data_page = text_end.next_multiple_of(2 << 20) / (2 << 20);
+    let first_data_page = text_end.div_ceil(2 << 20);
     let directory = (&raw mut boot_pd) as *mut u64;
     for index in first_data_page as usize..2048 {
         // SAFETY: boot_pd holds 4 page directories (2048 entries) built by boot.s; setting NX
