@@ -92,6 +92,8 @@ fn a_kernel_fault_is_reported_and_fails_qemu() {
     for (kind, needle) in [
         ("page-fault", "xok: KERNEL FAULT: page fault (vector 14, error code 0x0) at rip"),
         ("panic", "xok: KERNEL PANIC: panicked at"),
+        ("write-text", "xok: KERNEL FAULT: page fault (vector 14, error code 0x3)"),
+        ("execute-data", "xok: KERNEL FAULT: page fault (vector 14, error code 0x11)"),
     ] {
         let guest = Guest::boot(&format!("xok.crash={kind} init=hello"), &[]).unwrap();
         let (status, output) = guest.wait_exit(Duration::from_secs(30)).unwrap();

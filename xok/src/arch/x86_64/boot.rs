@@ -59,6 +59,7 @@ const _: () = assert!(core::mem::size_of::<MemmapEntry>() == 24);
 unsafe extern "C" {
     static __kernel_start: u8;
     static __text_end: u8;
+    static __rodata_end: u8;
     static __kernel_end: u8;
     static boot_pml4: [u64; 512];
     static mut boot_pd: [u64; 2048];
@@ -118,7 +119,7 @@ extern "C" fn kernel_main(start_info: u64) -> ! {
 
     let kernel_image = (&raw const __kernel_start) as usize..(&raw const __kernel_end) as usize;
     let mut pages = physical_pages(&memmap, &[kernel_image.clone(), initrd_range]);
-    no_execute_outside_kernel_text();
+    write_xor_execute(&mut pages);
     let kernel_root = (&raw const boot_pml4) as u64;
     let mut machine = BareMachine::new(kernel_root);
     let (arena, code_entry) = CodeArena::new(&mut pages, &mut machine, Page(kernel_root as usize / PAGE_SIZE));
@@ -154,8 +155,9 @@ extern "C" fn kernel_main(start_info: u64) -> ! {
     trap::schedule()
 }
 
-/// `xok.crash=page-fault|panic` on the command line makes the kernel fail on purpose, so the
-/// tests can check that a kernel fault is reported clearly and ends QEMU with a failure status.
+/// `xok.crash=page-fault|panic|write-text|execute-data` on the command line makes the kernel
+/// fail on purpose, so the tests can check that a kernel fault is reported clearly and ends
+/// QEMU with a failure status, and that kernel text is not writable nor data executable.
 fn crash_on_purpose(kind: &str) {
     kprintln!("crashing on purpose (xok.crash={kind})");
     match kind {
@@ -165,20 +167,52 @@ fn crash_on_purpose(kind: &str) {
             core::ptr::read_volatile(0xffff_9000_dead_0000 as *const u64);
         },
         "panic" => panic!("xok.crash=panic"),
+        // SAFETY: not sound on purpose: kernel text is mapped read-only, so this write faults.
+        "write-text" => unsafe { core::ptr::write_volatile(kernel_main as *const () as *mut u8, 0xcc) },
+        "execute-data" => {
+            static RET: [u8; 1] = [0xc3];
+            let data = (&raw const RET) as usize;
+            // SAFETY: not sound on purpose: data pages are no-execute, so the call faults.
+            unsafe { core::mem::transmute::<usize, extern "C" fn()>(data)() }
+        }
         other => kprintln!("unknown xok.crash={other}; ignored"),
     }
 }
 
-/// Marks every 2 MiB page of the identity map that holds no kernel code no-execute, so data,
-/// heap, user memory and the writable alias of the code window cannot run.
-fn no_execute_outside_kernel_text() {
-    let text_end = (&raw const __text_end) as u64;
-    let first_data_page = text_end.div_ceil(2 << 20);
+/// Makes the identity map W^X: the 2 MiB pages that hold the kernel image are split into
+/// 4 KiB pages (text read-only and executable, read-only data read-only, everything else
+/// writable and no-execute), and every other 2 MiB page is marked no-execute. The page tables
+/// come from `pages`; the same directory serves every address space and the device window.
+fn write_xor_execute(pages: &mut PageOwnership) {
+    let text = (&raw const __kernel_start) as u64..(&raw const __text_end) as u64;
+    let read_only = (&raw const __text_end) as u64..(&raw const __rodata_end) as u64;
+    let image_end = (&raw const __kernel_end) as u64;
+    let huge = 2u64 << 20;
     let directory = (&raw mut boot_pd) as *mut u64;
-    for index in first_data_page as usize..2048 {
-        // SAFETY: boot_pd holds 4 page directories (2048 entries) built by boot.s; setting NX
-        // on entries past the kernel's text changes no mapping the kernel executes from.
-        unsafe { *directory.add(index) |= bits::NO_EXECUTE };
+    for index in 0..2048u64 {
+        let base = index * huge;
+        let entry = if base < image_end {
+            let table = pages.alloc_kernel().expect("page tables for the kernel image");
+            let pte = table.address() as *mut u64;
+            for slot in 0..512u64 {
+                let address = base + slot * 4096;
+                let mut flags = bits::PRESENT;
+                if !text.contains(&address) && !read_only.contains(&address) {
+                    flags |= bits::WRITABLE;
+                }
+                if !text.contains(&address) {
+                    flags |= bits::NO_EXECUTE;
+                }
+                // SAFETY: `table` is a fresh kernel page in the identity map; slot < 512.
+                unsafe { pte.add(slot as usize).write(address | flags) };
+            }
+            table.address() as u64 | bits::PRESENT | bits::WRITABLE
+        } else {
+            // SAFETY: index < 2048, inside the four page directories boot.s built.
+            unsafe { *directory.add(index as usize) | bits::NO_EXECUTE }
+        };
+        // SAFETY: as above; the new entry maps the same physical memory, with fewer rights.
+        unsafe { *directory.add(index as usize) = entry };
     }
     let (frame, flags) = x86_64::registers::control::Cr3::read();
     // SAFETY: reloading the same root flushes the stale translations.
