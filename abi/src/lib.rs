@@ -62,8 +62,9 @@ pub enum Syscall {
     NicInfo = 14,
     /// `pktring_setring(va, entry_count, entry_size) -> ring`: registers a ring of
     /// `entry_count` entries of `entry_size` bytes at `va` (see [`net::RingEntryHeader`]); the
-    /// caller must map every page writable. The pages stay pinned while the ring exists.
-    /// Errors: `BadAddress`, `BadAlignment`, `BadLength`, `TooMany`.
+    /// caller must map every page writable. The pages stay pinned while the ring exists; a ring
+    /// spans at most [`net::RING_MAX_BYTES`]. Errors: `BadAddress`, `BadAlignment`,
+    /// `BadLength`, `TooMany`, `NoMemory`.
     PktringSetring = 15,
     /// `pktring_modring(ring, va, entry_count, entry_size)`: replaces the ring's buffers (same
     /// checks as `pktring_setring`); delivery restarts at entry 0. Errors: as `setring`, and

@@ -81,6 +81,8 @@ pub const RING_MAX_ENTRIES: usize = 4096;
 pub const RING_MIN_ENTRY: usize = RING_HEADER_LEN + 14;
 /// Largest entry.
 pub const RING_MAX_ENTRY: usize = 16384;
+/// Most bytes one ring may span (the kernel keeps a page list per ring).
+pub const RING_MAX_BYTES: usize = 4 << 20;
 /// Most rings one environment may hold.
 pub const RINGS_PER_ENV: usize = 16;
 

@@ -10,7 +10,7 @@ use crate::ownership::{Page, PageOwnership};
 use crate::vm::{Access, AddressSpace, PhysMem};
 use alloc::vec::Vec;
 use xok_abi::layout::{PAGE_SIZE, is_user_range};
-use xok_abi::net::{RING_HEADER_LEN, RING_MAX_ENTRIES, RING_MAX_ENTRY, RING_MIN_ENTRY, RingEntryHeader};
+use xok_abi::net::{RING_HEADER_LEN, RING_MAX_BYTES, RING_MAX_ENTRIES, RING_MAX_ENTRY, RING_MIN_ENTRY, RingEntryHeader};
 use xok_abi::{EnvId, Error};
 
 /// What happened to a frame offered to a ring.
@@ -59,11 +59,15 @@ impl PacketRing {
             return Err(Error::BadLength);
         }
         let len = entry_count * entry_size;
+        if len > RING_MAX_BYTES {
+            return Err(Error::BadLength);
+        }
         if !is_user_range(va, len) {
             return Err(Error::BadAddress);
         }
         let first = va & !(PAGE_SIZE - 1);
         let mut backing = Vec::new();
+        backing.try_reserve_exact((va + len).div_ceil(PAGE_SIZE) - first / PAGE_SIZE).map_err(|_| Error::NoMemory)?;
         for page_va in (first..va + len).step_by(PAGE_SIZE) {
             backing.push(space.translate(mem, page_va, Access::Write).ok_or(Error::BadAddress)?);
         }
@@ -236,6 +240,7 @@ mod tests {
             (BASE, RING_MAX_ENTRIES + 1, 64, Error::BadLength),
             (BASE, 2, 16, Error::BadLength),
             (BASE, 2, RING_MAX_ENTRY + 8, Error::BadLength),
+            (BASE, RING_MAX_ENTRIES, RING_MAX_ENTRY, Error::BadLength), // over RING_MAX_BYTES
             (BASE, 2, 4096, Error::BadAddress), // the second page is not mapped
             (0x1000, 1, 64, Error::BadAddress),
             (usize::MAX & !7, 4, 64, Error::BadAddress),
