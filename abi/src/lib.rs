@@ -60,14 +60,16 @@ pub enum Syscall {
     /// `nic_info(nic) -> word`: the NIC's MAC address and link state, packed as [`NicInfo`].
     /// Errors: `NoSuchNic`.
     NicInfo = 14,
-    /// `pktring_setring(va, entry_count, entry_size) -> ring`: registers a ring of
+    /// `pktring_setring(va, entry_count, entry_size, counter_va) -> ring`: registers a ring of
     /// `entry_count` entries of `entry_size` bytes at `va` (see [`net::RingEntryHeader`]); the
-    /// caller must map every page writable. The pages stay pinned while the ring exists; a ring
+    /// caller must map every page writable. If `counter_va` is not 0, the kernel increments
+    /// the `u64` there (8-aligned, writable) after every stored frame. The pages stay pinned while the ring exists; a ring
     /// spans at most [`net::RING_MAX_BYTES`]. Errors: `BadAddress`, `BadAlignment`,
     /// `BadLength`, `TooMany`, `NoMemory`.
     PktringSetring = 15,
-    /// `pktring_modring(ring, va, entry_count, entry_size)`: replaces the ring's buffers (same
-    /// checks as `pktring_setring`); delivery restarts at entry 0. Errors: as `setring`, and
+    /// `pktring_modring(ring, va, entry_count, entry_size, counter_va)`: replaces the ring's
+    /// buffers and notification word (same checks as `pktring_setring`); delivery restarts at
+    /// entry 0. Errors: as `setring`, and
     /// `NoSuchRing`.
     PktringModring = 16,
     /// `pktring_delring(ring)`: unregisters the ring and unpins its pages; its filters stop

@@ -1,9 +1,12 @@
 //! A packet ring in the program's own memory, and the wakeup predicate that sleeps until a
-//! frame lands in it.
+//! frame lands in it: the kernel counts stored frames in one word, the ring counts consumed
+//! frames in another, and the predicate is "the two differ" -- installed once, any ring size.
 
 use alloc::alloc::{Layout, alloc_zeroed};
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering};
 use wkpred::{Clause, Op, Operand, Predicate, Term, Width, Word};
 use xok_abi::Error;
 use xok_abi::layout::PAGE_SIZE;
@@ -15,6 +18,10 @@ pub struct PacketRing {
     count: usize,
     size: usize,
     next: usize,
+    /// Frames the kernel has stored (it increments this word).
+    stored: Box<AtomicU64>,
+    /// Frames this program has handed back.
+    consumed: Box<AtomicU64>,
     /// The kernel's id for the ring.
     pub id: usize,
 }
@@ -38,8 +45,9 @@ impl PacketRing {
         let layout = Layout::from_size_align(bytes.max(1), PAGE_SIZE).map_err(|_| Error::BadLength)?;
         // SAFETY: the layout has a non-zero size.
         let base = NonNull::new(unsafe { alloc_zeroed(layout) }).ok_or(Error::NoMemory)?;
-        let id = crate::sys::pktring_setring(base.as_ptr() as usize, count, size)?;
-        Ok(PacketRing { base, count, size, next: 0, id })
+        let stored = Box::new(AtomicU64::new(0));
+        let id = crate::sys::pktring_setring(base.as_ptr() as usize, count, size, &stored)?;
+        Ok(PacketRing { base, count, size, next: 0, stored, consumed: Box::new(AtomicU64::new(0)), id })
     }
 
     fn owner_word(&self, index: usize) -> *mut u32 {
@@ -73,6 +81,7 @@ impl PacketRing {
         // SAFETY: the entry belongs to us until we write 0, which hands it back.
         unsafe { self.owner_word(self.next).write_volatile(0) };
         self.next = (self.next + 1) % self.count;
+        self.consumed.fetch_add(1, Ordering::Release);
     }
 
     /// Frames the kernel dropped because the next entry was still ours.
@@ -80,24 +89,17 @@ impl PacketRing {
         crate::sys::pktring_stats(self.id).unwrap_or(0)
     }
 
-    /// Most entries a ring may have for [`PacketRing::wakeup_clauses`]: one clause per entry,
-    /// leaving one of the predicate's clauses for a deadline.
-    pub const MAX_WATCHED: usize = wkpred::MAX_CLAUSES - 1;
-
-    /// Adds one clause per entry, "entry i holds a frame". The ring must have at most
-    /// [`PacketRing::MAX_WATCHED`] entries (else a frame could land in an unwatched entry);
-    /// larger rings are refused with `BadLength`.
-    pub fn wakeup_clauses(&self, predicate: &mut Predicate) -> Result<(), Error> {
-        if self.count > Self::MAX_WATCHED {
-            return Err(Error::BadLength);
-        }
-        for index in 0..self.count {
-            let address = self.owner_word(index) as u64;
+    /// Adds the clause "a frame is waiting": the kernel's stored count differs from this
+    /// ring's consumed count. (A dropped frame is not stored, so it wakes nobody.)
+    pub fn wakeup_clause(&self, predicate: &mut Predicate) {
+        let word = |predicate: &mut Predicate, counter: &AtomicU64| {
+            let address = counter.as_ptr() as u64;
             let location = location_of(predicate, address);
-            let word = Word { location, offset: (address % PAGE_SIZE as u64) as u16, width: Width::W32 };
-            predicate.clauses.push(Clause { terms: alloc::vec![Term { left: word, op: Op::Ne, right: Operand::Constant(0) }] });
-        }
-        Ok(())
+            Word { location, offset: (address % PAGE_SIZE as u64) as u16, width: Width::W64 }
+        };
+        let stored = word(predicate, &self.stored);
+        let consumed = word(predicate, &self.consumed);
+        predicate.clauses.push(Clause { terms: alloc::vec![Term { left: stored, op: Op::Ne, right: Operand::Word(consumed) }] });
     }
 }
 

@@ -127,9 +127,10 @@ pub fn nic_info(nic: usize) -> Result<xok_abi::net::NicInfo, Error> {
     xok_abi::net::NicInfo::from_word(word).ok_or(Error::NoSuchNic)
 }
 
-/// Registers a packet ring of `count` entries of `size` bytes at `va` (mapped writable).
-pub fn pktring_setring(va: usize, count: usize, size: usize) -> Result<usize, Error> {
-    call(Syscall::PktringSetring, [va, count, size, 0, 0])
+/// Registers a packet ring of `count` entries of `size` bytes at `va` (mapped writable); the
+/// kernel increments `counter` after every stored frame.
+pub fn pktring_setring(va: usize, count: usize, size: usize, counter: &core::sync::atomic::AtomicU64) -> Result<usize, Error> {
+    call(Syscall::PktringSetring, [va, count, size, counter.as_ptr() as usize, 0])
 }
 
 /// Unregisters a packet ring.

@@ -7,6 +7,7 @@
 
 use crate::env::{Env, EnvTable};
 use crate::initrd::Initrd;
+use crate::net::ring::RingGeometry;
 use crate::ownership::{Page, PageOwnership};
 use crate::program;
 use crate::trapframe::TrapFrame;
@@ -354,8 +355,14 @@ impl<M: Machine> Kernel<M> {
             Syscall::DpfDelete => self.sys_dpf_delete(caller, a[0]),
             Syscall::DpfRef => self.sys_dpf_ref(caller, a[0], a[1]),
             Syscall::NetXmit => self.sys_net_xmit(caller, a[0], a[1], a[2], a[3]),
-            Syscall::PktringSetring => self.sys_pktring_setring(caller, a[0], a[1], a[2]),
-            Syscall::PktringModring => self.sys_pktring_modring(caller, a[0], a[1], a[2], a[3]),
+            Syscall::PktringSetring => {
+                let geometry = RingGeometry { va: a[0], entry_count: a[1], entry_size: a[2], counter: a[3] };
+                self.sys_pktring_setring(caller, geometry)
+            }
+            Syscall::PktringModring => {
+                let geometry = RingGeometry { va: a[1], entry_count: a[2], entry_size: a[3], counter: a[4] };
+                self.sys_pktring_modring(caller, a[0], geometry)
+            }
             Syscall::PktringDelring => self.sys_pktring_delring(caller, a[0]),
             Syscall::PktringStats => self.sys_pktring_stats(caller, a[0]),
             Syscall::WkInstall => self.sys_wk_install(caller, a[0], a[1]),

@@ -13,7 +13,7 @@
 //! - `filters count=N`: installs N UDP-port filters (ports 20000..) on one ring and waits for
 //!   one frame to port 20000, so the kernel compiles the trie (it logs the compile time).
 //!
-//! `recv poll` yields between frames instead of sleeping on a predicate (any ring size).
+//! `recv poll` yields between frames instead of sleeping on a predicate.
 //! `recv quiet` prints no line per frame, only the summary with the receive rate; `flood
 //! size=B` sends B-byte frames (60..1514).
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -101,12 +101,11 @@ fn recv(options: &Options) -> i32 {
         return 1;
     }
     let deadline = sys::ticks() + options.number("seconds", 10) * TICK_HZ;
-    // `poll` yields instead of sleeping, so the ring may be larger than a predicate can watch
-    // (for measuring the receive ceiling).
+    // `poll` yields instead of sleeping (for measuring the receive ceiling without wakeups).
     let poll = options.flag("poll");
     if !poll {
         let mut predicate = wkpred::Predicate::default();
-        ring.wakeup_clauses(&mut predicate).expect("a ring small enough to watch");
+        ring.wakeup_clause(&mut predicate);
         deadline_clause(&mut predicate, deadline);
         install(&predicate).expect("wakeup predicate");
     }
@@ -268,7 +267,7 @@ fn filters(options: &Options) -> i32 {
     }
     let deadline = sys::ticks() + 30 * TICK_HZ;
     let mut predicate = wkpred::Predicate::default();
-    ring.wakeup_clauses(&mut predicate).expect("a ring small enough to watch");
+    ring.wakeup_clause(&mut predicate);
     deadline_clause(&mut predicate, deadline);
     install(&predicate).expect("wakeup predicate");
     println!("netprobe: {count} filters installed");

@@ -78,7 +78,7 @@ fn run(args: exos::Args) -> i32 {
             return 1;
         }
     };
-    let mut ring = PacketRing::new(15, 2048).expect("packet ring");
+    let mut ring = PacketRing::new(32, 2048).expect("packet ring");
     for filter in [Filter::arp(), Filter::icmp_to(ip)] {
         if let Err(error) = sys::dpf_insert(&filter.to_bytes(), ring.id, 0) {
             println!("rawecho: filter refused: {error}");
@@ -87,7 +87,7 @@ fn run(args: exos::Args) -> i32 {
     }
     let deadline = seconds.map(|s| sys::ticks() + s * TICK_HZ);
     let mut predicate = wkpred::Predicate::default();
-    ring.wakeup_clauses(&mut predicate).expect("a ring small enough to watch");
+    ring.wakeup_clause(&mut predicate);
     if let Some(deadline) = deadline {
         deadline_clause(&mut predicate, deadline);
     }

@@ -3,7 +3,7 @@
 
 use super::{Kernel, Machine};
 use crate::net::nic::{NicDriver, PhysSegment};
-use crate::net::ring::PacketRing;
+use crate::net::ring::{PacketRing, RingGeometry};
 use crate::net::xmit::{OutgoingFrame, TransmitQueues};
 use crate::ownership::{Page, PageOwnership};
 use crate::vm::Access;
@@ -105,16 +105,16 @@ impl<M: Machine> Kernel<M> {
         self.net.nics.get(nic).map(|n| n.info().to_word()).ok_or(Error::NoSuchNic)
     }
 
-    fn register_ring(&mut self, caller: EnvId, va: usize, count: usize, size: usize) -> Result<PacketRing, Error> {
+    fn register_ring(&mut self, caller: EnvId, geometry: RingGeometry) -> Result<PacketRing, Error> {
         let env = self.envs.get(caller).ok_or(Error::NoSuchEnv)?;
-        PacketRing::register(caller, &env.space, &mut self.pages, &self.machine, va, count, size)
+        PacketRing::register(caller, &env.space, &mut self.pages, &self.machine, geometry)
     }
 
-    pub(super) fn sys_pktring_setring(&mut self, caller: EnvId, va: usize, count: usize, size: usize) -> Result<usize, Error> {
+    pub(super) fn sys_pktring_setring(&mut self, caller: EnvId, geometry: RingGeometry) -> Result<usize, Error> {
         if self.net.rings.values().filter(|r| r.owner == caller).count() >= RINGS_PER_ENV {
             return Err(Error::TooMany);
         }
-        let ring = self.register_ring(caller, va, count, size)?;
+        let ring = self.register_ring(caller, geometry)?;
         // Never reuse an id a ring or a filter still names: a filter left pointing at a deleted
         // ring must not start delivering into someone else's new one.
         let net = &mut self.net;
@@ -128,9 +128,9 @@ impl<M: Machine> Kernel<M> {
         Ok(id as usize)
     }
 
-    pub(super) fn sys_pktring_modring(&mut self, caller: EnvId, ring: usize, va: usize, count: usize, size: usize) -> Result<usize, Error> {
+    pub(super) fn sys_pktring_modring(&mut self, caller: EnvId, ring: usize, geometry: RingGeometry) -> Result<usize, Error> {
         let id = self.net.ring_of(caller, ring)?;
-        let fresh = self.register_ring(caller, va, count, size)?;
+        let fresh = self.register_ring(caller, geometry)?;
         let old = self.net.rings.insert(id, fresh).expect("ring_of found it");
         old.release(&mut self.pages);
         Ok(0)

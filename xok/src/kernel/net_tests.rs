@@ -106,7 +106,7 @@ fn arp_request() -> Vec<u8> {
 fn env_with_ring(k: &mut Kernel<TestMachine>) -> (EnvId, usize) {
     let env = k.spawn(None, "good", b"", false).unwrap();
     map_data(k, env, 4);
-    let ring = call(k, env, Syscall::PktringSetring, [DATA, 4, 256, 0, 0]).unwrap();
+    let ring = call(k, env, Syscall::PktringSetring, [DATA, 4, 256, 0, 0]).unwrap(); // no counter
     (env, ring)
 }
 

@@ -5,6 +5,11 @@
 //! word is 0; it writes the frame (truncated to the entry), then the header, and the original
 //! length into the owner word last. Otherwise the frame is dropped and the ring's drop counter
 //! goes up. The ring's pages are pinned while it is registered.
+//!
+//! A ring may have a notification word: a `u64` in the owner's memory that the kernel
+//! increments after every stored frame. A program that also counts the frames it has consumed
+//! sleeps on the predicate "stored != consumed" -- one word-against-word term, installed once,
+//! whatever the ring's size.
 
 use crate::ownership::{Page, PageOwnership};
 use crate::vm::{Access, AddressSpace, PhysMem};
@@ -20,6 +25,19 @@ pub enum Delivery {
     Stored,
     /// The next entry was not free: dropped and counted.
     Dropped,
+}
+
+/// Where and how big a ring is, as `pktring_setring` gives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingGeometry {
+    /// User address of the first entry (8-aligned).
+    pub va: usize,
+    /// Number of entries.
+    pub entry_count: usize,
+    /// Bytes per entry (a multiple of 8).
+    pub entry_size: usize,
+    /// User address of the notification word (8-aligned), or 0 for none.
+    pub counter: usize,
 }
 
 /// A registered ring.
@@ -38,21 +56,22 @@ pub struct PacketRing {
     pub drops: u64,
     /// Frames stored.
     pub stored: u64,
+    /// The notification word: its page (pinned) and offset.
+    counter: Option<(Page, usize)>,
 }
 
 impl PacketRing {
     /// Checks the ring's geometry and the caller's mappings, pins the pages, and returns the
-    /// ring. Every byte must be mapped writable by `owner`.
+    /// ring. Every byte, and the notification word if any, must be mapped writable by `owner`.
     pub fn register(
         owner: EnvId,
         space: &AddressSpace,
         pages: &mut PageOwnership,
         mem: &impl PhysMem,
-        va: usize,
-        entry_count: usize,
-        entry_size: usize,
+        geometry: RingGeometry,
     ) -> Result<PacketRing, Error> {
-        if !va.is_multiple_of(8) || !entry_size.is_multiple_of(8) {
+        let RingGeometry { va, entry_count, entry_size, counter } = geometry;
+        if !va.is_multiple_of(8) || !entry_size.is_multiple_of(8) || !counter.is_multiple_of(8) {
             return Err(Error::BadAlignment);
         }
         if !(1..=RING_MAX_ENTRIES).contains(&entry_count) || !(RING_MIN_ENTRY..=RING_MAX_ENTRY).contains(&entry_size) {
@@ -71,15 +90,19 @@ impl PacketRing {
         for page_va in (first..va + len).step_by(PAGE_SIZE) {
             backing.push(space.translate(mem, page_va, Access::Write).ok_or(Error::BadAddress)?);
         }
-        for &page in &backing {
+        let counter = match counter {
+            0 => None,
+            va => Some((space.translate(mem, va, Access::Write).ok_or(Error::BadAddress)?, va % PAGE_SIZE)),
+        };
+        for &page in backing.iter().chain(counter.iter().map(|(page, _)| page)) {
             pages.pin(page).expect("a page mapped by an environment is in use");
         }
-        Ok(PacketRing { owner, pages: backing, start: va - first, entry_size, entry_count, next: 0, drops: 0, stored: 0 })
+        Ok(PacketRing { owner, pages: backing, start: va - first, entry_size, entry_count, next: 0, drops: 0, stored: 0, counter })
     }
 
     /// Unpins the ring's pages (the ring is being deleted or replaced).
     pub fn release(self, pages: &mut PageOwnership) {
-        for page in self.pages {
+        for page in self.pages.into_iter().chain(self.counter.map(|(page, _)| page)) {
             pages.unpin(page);
         }
     }
@@ -129,6 +152,11 @@ impl PacketRing {
         self.write(mem, offset, &original.to_le_bytes());
         self.next = (self.next + 1) % self.entry_count;
         self.stored += 1;
+        if let Some((page, offset)) = self.counter {
+            let mut word = [0u8; 8];
+            mem.read(page, offset, &mut word);
+            mem.write(page, offset, &u64::from_le_bytes(word).wrapping_add(1).to_le_bytes());
+        }
         Delivery::Stored
     }
 }
@@ -165,6 +193,10 @@ mod tests {
         Setup { pages, mem, space }
     }
 
+    fn geometry(va: usize, entry_count: usize, entry_size: usize) -> RingGeometry {
+        RingGeometry { va, entry_count, entry_size, counter: 0 }
+    }
+
     fn read(s: &Setup, va: usize, len: usize) -> Vec<u8> {
         let mut out = alloc::vec![0; len];
         s.space.copy_from_user(&s.mem, va, &mut out).unwrap();
@@ -178,7 +210,7 @@ mod tests {
     #[test]
     fn frames_fill_entries_in_order_and_the_owner_word_comes_last() {
         let mut s = setup(2, true);
-        let mut ring = PacketRing::register(A, &s.space, &mut s.pages, &s.mem, BASE, 4, 128).unwrap();
+        let mut ring = PacketRing::register(A, &s.space, &mut s.pages, &s.mem, geometry(BASE, 4, 128)).unwrap();
         assert_eq!(ring.deliver(&mut s.mem, &[0xab; 60], 1, 777), Delivery::Stored);
         assert_eq!(owner(&s, BASE), 60);
         let header = read(&s, BASE, RING_HEADER_LEN);
@@ -193,7 +225,7 @@ mod tests {
     #[test]
     fn long_frames_are_truncated_with_the_original_length_recorded() {
         let mut s = setup(1, true);
-        let mut ring = PacketRing::register(A, &s.space, &mut s.pages, &s.mem, BASE, 2, 64).unwrap();
+        let mut ring = PacketRing::register(A, &s.space, &mut s.pages, &s.mem, geometry(BASE, 2, 64)).unwrap();
         let frame: Vec<u8> = (0..200).map(|i| i as u8).collect();
         ring.deliver(&mut s.mem, &frame, 0, 0);
         assert_eq!(owner(&s, BASE), 200);
@@ -206,7 +238,7 @@ mod tests {
     #[test]
     fn a_busy_entry_drops_the_frame_and_counts_it() {
         let mut s = setup(1, true);
-        let mut ring = PacketRing::register(A, &s.space, &mut s.pages, &s.mem, BASE, 2, 64).unwrap();
+        let mut ring = PacketRing::register(A, &s.space, &mut s.pages, &s.mem, geometry(BASE, 2, 64)).unwrap();
         assert_eq!(ring.deliver(&mut s.mem, &[1; 20], 0, 0), Delivery::Stored);
         assert_eq!(ring.deliver(&mut s.mem, &[2; 20], 0, 0), Delivery::Stored);
         assert_eq!(ring.deliver(&mut s.mem, &[3; 20], 0, 0), Delivery::Dropped);
@@ -218,10 +250,34 @@ mod tests {
     }
 
     #[test]
+    fn the_notification_word_counts_stored_frames() {
+        let mut s = setup(2, true);
+        let counter = BASE + PAGE_SIZE + 8;
+        let free = s.pages.free_count();
+        let geometry = RingGeometry { counter, ..geometry(BASE, 2, 64) };
+        let mut ring = PacketRing::register(A, &s.space, &mut s.pages, &s.mem, geometry).unwrap();
+        ring.deliver(&mut s.mem, &[1; 20], 0, 0);
+        ring.deliver(&mut s.mem, &[2; 20], 0, 0);
+        ring.deliver(&mut s.mem, &[3; 20], 0, 0); // dropped: not counted
+        assert_eq!(read(&s, counter, 8), 2u64.to_le_bytes());
+        let unaligned = RingGeometry { counter: counter + 4, ..geometry };
+        assert_eq!(PacketRing::register(A, &s.space, &mut s.pages, &s.mem, unaligned).unwrap_err(), Error::BadAlignment);
+        let unmapped = RingGeometry { counter: BASE + 5 * PAGE_SIZE, ..geometry };
+        assert_eq!(PacketRing::register(A, &s.space, &mut s.pages, &s.mem, unmapped).unwrap_err(), Error::BadAddress);
+        ring.release(&mut s.pages);
+        assert_eq!(s.pages.free_count(), free);
+        for n in 0..2 {
+            let page = s.space.translate(&s.mem, BASE + n * PAGE_SIZE, Access::Read).unwrap();
+            s.space.remove_pte(&mut s.pages, &mut s.mem, A, BASE + n * PAGE_SIZE).unwrap();
+            s.pages.free(A, page).unwrap();
+        }
+    }
+
+    #[test]
     fn entries_may_straddle_pages() {
         let mut s = setup(3, true);
         let va = BASE + PAGE_SIZE - 40;
-        let mut ring = PacketRing::register(A, &s.space, &mut s.pages, &s.mem, va, 3, 1600).unwrap();
+        let mut ring = PacketRing::register(A, &s.space, &mut s.pages, &s.mem, geometry(va, 3, 1600)).unwrap();
         let frame: Vec<u8> = (0..1514).map(|i| (i * 7) as u8).collect();
         for _ in 0..3 {
             assert_eq!(ring.deliver(&mut s.mem, &frame, 0, 0), Delivery::Stored);
@@ -246,9 +302,9 @@ mod tests {
             (usize::MAX & !7, 4, 64, Error::BadAddress),
         ];
         for (va, count, size, error) in cases {
-            assert_eq!(PacketRing::register(A, &s.space, &mut s.pages, &s.mem, va, count, size).unwrap_err(), error);
+            assert_eq!(PacketRing::register(A, &s.space, &mut s.pages, &s.mem, geometry(va, count, size)).unwrap_err(), error);
         }
-        let ring = PacketRing::register(A, &s.space, &mut s.pages, &s.mem, BASE, 2, 64).unwrap();
+        let ring = PacketRing::register(A, &s.space, &mut s.pages, &s.mem, geometry(BASE, 2, 64)).unwrap();
         let page = s.space.translate(&s.mem, BASE, Access::Read).unwrap();
         s.space.remove_pte(&mut s.pages, &mut s.mem, A, BASE).unwrap();
         assert_eq!(s.pages.free(A, page), Err(Error::PagePinned), "the ring still uses it");
@@ -257,7 +313,7 @@ mod tests {
         assert_eq!(s.pages.free_count(), free + 1);
 
         let mut read_only = setup(1, false);
-        let result = PacketRing::register(A, &read_only.space, &mut read_only.pages, &read_only.mem, BASE, 2, 64);
+        let result = PacketRing::register(A, &read_only.space, &mut read_only.pages, &read_only.mem, geometry(BASE, 2, 64));
         assert_eq!(result.unwrap_err(), Error::BadAddress);
     }
 }
