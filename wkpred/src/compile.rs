@@ -10,7 +10,6 @@
 //! Builds without std, for the kernel. The output is position-independent bytes without
 //! relocations.
 
-use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -55,21 +54,15 @@ impl CompiledPredicate {
 pub enum CompileError {
     /// The predicate breaks a rule.
     Invalid(ValidationError),
-    /// Cranelift has no x86-64 backend in this build, or refused a setting.
-    Isa(String),
-    /// Cranelift failed to verify or compile the function.
-    Codegen(String),
-    /// The code needs relocations, so it is not position-independent.
-    Relocations,
+    /// Cranelift could not produce the code (see [`xok_codegen::CompileError`]).
+    Backend(xok_codegen::CompileError),
 }
 
 impl fmt::Display for CompileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CompileError::Invalid(e) => write!(f, "invalid predicate: {e}"),
-            CompileError::Isa(e) => write!(f, "no usable x86-64 target: {e}"),
-            CompileError::Codegen(e) => write!(f, "code generation failed: {e}"),
-            CompileError::Relocations => f.write_str("the code needs relocations"),
+            CompileError::Backend(e) => write!(f, "{e}"),
         }
     }
 }
@@ -78,12 +71,8 @@ impl fmt::Display for CompileError {
 impl std::error::Error for CompileError {}
 
 impl From<xok_codegen::CompileError> for CompileError {
-    fn from(e: xok_codegen::CompileError) -> CompileError {
-        match e {
-            xok_codegen::CompileError::Isa(e) => CompileError::Isa(e),
-            xok_codegen::CompileError::Codegen(e) => CompileError::Codegen(e),
-            xok_codegen::CompileError::Relocations => CompileError::Relocations,
-        }
+    fn from(error: xok_codegen::CompileError) -> Self {
+        CompileError::Backend(error)
     }
 }
 
