@@ -262,7 +262,9 @@ impl<M: Machine> Kernel<M> {
         None
     }
 
-    /// A timer interrupt: advances the tick counter and charges the running environment.
+    /// A timer interrupt: advances the tick counter, charges the running environment, and
+    /// polls every NIC (so a lost or unrouted NIC interrupt delays frames by one tick at most,
+    /// instead of stranding them).
     pub fn timer_tick(&mut self, interrupted: Option<EnvId>) {
         let mut word = [0u8; 8];
         self.machine.read(self.ticks_page, 0, &mut word);
@@ -270,6 +272,9 @@ impl<M: Machine> Kernel<M> {
         self.machine.write(self.ticks_page, 0, &ticks.to_le_bytes());
         if let Some(env) = interrupted.and_then(|id| self.envs.get_mut(id)) {
             env.cpu_ticks += 1;
+        }
+        for nic in 0..self.net.nics.len() {
+            self.poll_nic(nic);
         }
     }
 

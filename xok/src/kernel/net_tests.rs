@@ -365,3 +365,13 @@ fn a_deleted_rings_id_is_not_reused_while_a_filter_names_it() {
     assert_eq!(k.net.unmatched, 1);
     assert_eq!(peek(&k, second, DATA, 4), [0; 4]);
 }
+
+#[test]
+fn the_timer_polls_nics_whose_interrupts_are_lost() {
+    let (mut k, nic) = with_nic(16);
+    let (env, ring) = env_with_ring(&mut k);
+    insert_filter(&mut k, env, &Filter::arp(), ring, 0).unwrap();
+    nic.lock().unwrap().incoming.push(arp_request());
+    k.timer_tick(None);
+    assert_eq!(peek(&k, env, DATA, 1), [42]);
+}
