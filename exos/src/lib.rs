@@ -10,9 +10,11 @@ extern crate alloc;
 pub mod console;
 pub mod echo;
 pub mod heap;
+pub mod netdev;
 pub mod ring;
 pub mod rt;
 pub mod sys;
+pub mod xmit;
 
 pub use rt::Args;
 pub use xok_abi as abi;

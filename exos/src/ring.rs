@@ -122,6 +122,17 @@ pub fn deadline_clause(predicate: &mut Predicate, deadline: u64) {
     predicate.clauses.push(Clause { terms: alloc::vec![Term { left: word, op: Op::Ge, right: Operand::Constant(deadline) }] });
 }
 
+/// Adds the clause "the tick counter has reached the value in `deadline`": a deadline the
+/// program moves by storing into the word, without installing the predicate again.
+pub fn deadline_word_clause(predicate: &mut Predicate, deadline: &AtomicU64) {
+    let ticks = location_of(predicate, xok_abi::layout::TICKS_VA as u64);
+    let address = deadline.as_ptr() as u64;
+    let location = location_of(predicate, address);
+    let left = Word { location: ticks, offset: 0, width: Width::W64 };
+    let right = Word { location, offset: (address % PAGE_SIZE as u64) as u16, width: Width::W64 };
+    predicate.clauses.push(Clause { terms: alloc::vec![Term { left, op: Op::Ge, right: Operand::Word(right) }] });
+}
+
 /// Installs `predicate` as the caller's wakeup predicate.
 pub fn install(predicate: &Predicate) -> Result<(), Error> {
     let bytes: Vec<u8> = wkpred::encode(predicate).map_err(|_| Error::BadPredicate)?;

@@ -212,3 +212,31 @@ fn linux_ping_and_arping_reach_rawecho_from_a_namespace() {
         eprintln!("{model}: {}", ping.lines().last().unwrap_or_default());
     }
 }
+
+#[test]
+fn exos_smoltcp_udp_echo_over_rings_and_net_xmit() {
+    for model in MODELS {
+        let (guest, wire) = boot(model, "init=udpecho:count=2");
+        guest.wait_for("udpecho: 10.0.2.15 port 7 ready", Duration::from_secs(30)).unwrap();
+        for payload in [&b"first datagram"[..], b"second one"] {
+            wire.send(&udp_to_guest(7, payload)).unwrap();
+            // smoltcp asks for the peer's MAC first (once); answer, then expect the echo.
+            let echo = loop {
+                let frame = wire.receive(Duration::from_secs(10), |f| f.len() >= 42).expect("ARP request or echo");
+                if frame[12..14] == [8, 6] && frame[38..42] == PEER_IP {
+                    wire.send(&arp_reply(PEER_MAC, PEER_IP, GUEST_MAC, GUEST_IP)).unwrap();
+                    continue;
+                }
+                if frame[12..14] == [8, 0] && frame[23] == 17 {
+                    break frame;
+                }
+            };
+            assert_eq!(&echo[..6], &PEER_MAC, "{model}");
+            assert_eq!(&echo[34..38], &[0, 7, 0x0f, 0xa0], "{model}: from port 7 to port 4000");
+            assert_eq!(&echo[42..42 + payload.len()], payload, "{model}");
+        }
+        let (status, output) = guest.wait_exit(Duration::from_secs(30)).unwrap();
+        assert_eq!(status, EXIT_SUCCESS, "{output}");
+        assert!(output.contains("udpecho: echoed 2 datagrams"), "{model}: {output}");
+    }
+}

@@ -232,14 +232,26 @@ impl<M: Machine> Kernel<M> {
             )),
             _ => self.log(format_args!("env {:08x} ({}) killed: {why}", id.0, env.name)),
         }
-        if self.envs.alive() == 0 {
-            let (free, boot) = (self.pages.free_count(), self.boot_free_pages);
-            let (filters, rings, frames) = (self.net.dpf.len(), self.net.rings.len(), self.net.frames_pending());
-            let unmatched = self.net.unmatched;
-            self.log(format_args!(
-                "all environments have ended; free pages {free} (at boot {boot}); filters {filters}, rings {rings}, frames pending {frames}, unmatched frames {unmatched}"
-            ));
+    }
+
+    /// When the last environment has ended: lets the NICs finish the frames they hold (so
+    /// their pages come back), then logs what is left -- which should be nothing.
+    pub fn final_report(&mut self) {
+        for _ in 0..10_000 {
+            if self.net.frames_pending() == 0 {
+                break;
+            }
+            for nic in 0..self.net.nics.len() {
+                self.poll_nic(nic);
+            }
+            core::hint::spin_loop();
         }
+        let (free, boot) = (self.pages.free_count(), self.boot_free_pages);
+        let (filters, rings, frames) = (self.net.dpf.len(), self.net.rings.len(), self.net.frames_pending());
+        let unmatched = self.net.unmatched;
+        self.log(format_args!(
+            "all environments have ended; free pages {free} (at boot {boot}); filters {filters}, rings {rings}, frames pending {frames}, unmatched frames {unmatched}"
+        ));
     }
 
     /// The environment to run next, round-robin after the current one. A sleeping

@@ -8,49 +8,12 @@
 
 extern crate alloc;
 
-use core::sync::atomic::{AtomicU64, Ordering};
 use dpf::Filter;
 use exos::abi::layout::TICK_HZ;
-use exos::abi::net::GatherSegment;
 use exos::ring::{PacketRing, deadline_clause, install};
 use exos::{println, sys};
 
 exos::entry!(run);
-
-/// Transmit buffers; each is free while its counter is 0.
-const TX_BUFFERS: usize = 8;
-
-struct Transmitter {
-    nic: usize,
-    buffers: [[u8; 1536]; TX_BUFFERS],
-    counters: [AtomicU64; TX_BUFFERS],
-}
-
-impl Transmitter {
-    fn send(&mut self, frame: &[u8]) -> bool {
-        for _ in 0..1000 {
-            for i in 0..TX_BUFFERS {
-                if self.counters[i].load(Ordering::Acquire) != 0 {
-                    continue;
-                }
-                let len = frame.len().min(self.buffers[i].len());
-                self.buffers[i][..len].copy_from_slice(&frame[..len]);
-                self.counters[i].store(1, Ordering::Release);
-                let segment = [GatherSegment { addr: self.buffers[i].as_ptr() as u64, len: len as u64 }];
-                return match sys::net_xmit(self.nic, &segment, &self.counters[i]) {
-                    Ok(()) => true,
-                    Err(error) => {
-                        self.counters[i].store(0, Ordering::Release);
-                        println!("rawecho: net_xmit failed: {error}");
-                        false
-                    }
-                };
-            }
-            sys::env_yield();
-        }
-        false
-    }
-}
 
 fn parse_ip(text: &str) -> Option<[u8; 4]> {
     let mut out = [0u8; 4];
@@ -92,7 +55,7 @@ fn run(args: exos::Args) -> i32 {
         deadline_clause(&mut predicate, deadline);
     }
     install(&predicate).expect("wakeup predicate");
-    let mut tx = alloc::boxed::Box::new(Transmitter { nic, buffers: [[0; 1536]; TX_BUFFERS], counters: Default::default() });
+    let mut tx = exos::xmit::TxPool::new(nic);
     let m = info.mac;
     println!(
         "rawecho: nic {nic} ({:?}) mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} ip {}.{}.{}.{} ready",
@@ -102,10 +65,11 @@ fn run(args: exos::Args) -> i32 {
     loop {
         while let Some(frame) = ring.peek() {
             received += 1;
-            if let Some(reply) = exos::echo::reply(frame.frame, info.mac, ip)
-                && tx.send(&reply)
-            {
-                answered += 1;
+            if let Some(reply) = exos::echo::reply(frame.frame, info.mac, ip) {
+                match tx.send(&reply) {
+                    Ok(()) => answered += 1,
+                    Err(error) => println!("rawecho: net_xmit failed: {error}"),
+                }
             }
             ring.release();
         }

@@ -127,7 +127,9 @@ fn exit_returns_every_page() {
     assert_eq!(k.syscall(id), Next::Schedule);
     assert_eq!(k.pages.free_count(), free);
     assert_eq!(k.envs.status(id), Some(EnvStatus::Exited(3)));
-    assert!(String::from_utf8_lossy(&k.machine.console).contains("all environments have ended"));
+    k.final_report();
+    let console = String::from_utf8_lossy(&k.machine.console).into_owned();
+    assert!(console.contains(&alloc::format!("all environments have ended; free pages {free} (at boot")), "{console}");
 }
 
 #[test]

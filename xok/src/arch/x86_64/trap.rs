@@ -105,6 +105,7 @@ pub fn schedule() -> ! {
             let mut guard = KERNEL.lock();
             let kernel = guard.as_mut().expect("booted");
             if kernel.envs.alive() == 0 {
+                kernel.final_report();
                 kprintln!("halting: nothing left to run");
                 exit_qemu(EXIT_SUCCESS);
             }

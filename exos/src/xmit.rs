@@ -1,0 +1,59 @@
+//! A pool of transmit buffers for `net_xmit`: each buffer is free while its completion counter
+//! is 0; sending sets it to 1 and the kernel decrements it when the NIC is done.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+use xok_abi::Error;
+use xok_abi::net::{GatherSegment, XMIT_MAX_FRAME};
+
+/// Frames that may be in flight at once.
+pub const TX_BUFFERS: usize = 16;
+
+/// Transmit buffers for one NIC.
+pub struct TxPool {
+    nic: usize,
+    buffers: Vec<[u8; XMIT_MAX_FRAME]>,
+    counters: Box<[AtomicU64; TX_BUFFERS]>,
+}
+
+impl TxPool {
+    /// A pool sending on `nic`.
+    pub fn new(nic: usize) -> TxPool {
+        TxPool {
+            nic,
+            buffers: alloc::vec![[0; XMIT_MAX_FRAME]; TX_BUFFERS],
+            counters: Box::new(core::array::from_fn(|_| AtomicU64::new(0))),
+        }
+    }
+
+    /// A buffer the NIC is done with, if any.
+    pub fn free_buffer(&self) -> Option<usize> {
+        (0..TX_BUFFERS).find(|&i| self.counters[i].load(Ordering::Acquire) == 0)
+    }
+
+    /// Lets `fill` write a frame of `len` bytes (at most 1 514) into free buffer `index`, then
+    /// sends it. Returns what `fill` returned, and whether the kernel took the frame.
+    pub fn send_with<R>(&mut self, index: usize, len: usize, fill: impl FnOnce(&mut [u8]) -> R) -> (R, Result<(), Error>) {
+        let len = len.min(XMIT_MAX_FRAME);
+        let result = fill(&mut self.buffers[index][..len]);
+        self.counters[index].store(1, Ordering::Release);
+        let segment = [GatherSegment { addr: self.buffers[index].as_ptr() as u64, len: len as u64 }];
+        let sent = crate::sys::net_xmit(self.nic, &segment, &self.counters[index]);
+        if sent.is_err() {
+            self.counters[index].store(0, Ordering::Release);
+        }
+        (result, sent)
+    }
+
+    /// Sends a copy of `frame`, waiting (yielding) for a free buffer; bounded.
+    pub fn send(&mut self, frame: &[u8]) -> Result<(), Error> {
+        for _ in 0..10_000 {
+            if let Some(index) = self.free_buffer() {
+                return self.send_with(index, frame.len(), |buffer| buffer.copy_from_slice(&frame[..buffer.len()])).1;
+            }
+            crate::sys::env_yield();
+        }
+        Err(Error::QueueFull)
+    }
+}

@@ -1,0 +1,96 @@
+//! A UDP echo server (port 7 by default) on exos's smoltcp stack: the frames come from a packet
+//! ring through `exos::netdev::RingDevice`, and the program sleeps on a wakeup predicate (a
+//! frame stored, or smoltcp's next timer) between polls.
+//!
+//! Arguments: `ip=A.B.C.D` (default 10.0.2.15/24), `port=P`, `nic=N`, `count=K` (exit after
+//! echoing K datagrams; default: run forever).
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+extern crate alloc;
+
+use alloc::vec;
+use dpf::Filter;
+use exos::abi::layout::TICK_HZ;
+use exos::netdev::RingDevice;
+use core::sync::atomic::{AtomicU64, Ordering};
+use exos::ring::{PacketRing, deadline_word_clause, install};
+use exos::{println, sys};
+use smoltcp::iface::{Config, Interface, SocketSet};
+use smoltcp::socket::udp;
+use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, Ipv4Address};
+
+exos::entry!(run);
+
+fn now() -> Instant {
+    Instant::from_micros((sys::time() / 1000) as i64)
+}
+
+fn run(args: exos::Args) -> i32 {
+    let (mut ip, mut port, mut nic, mut count) = ([10, 0, 2, 15], 7u16, 0usize, u64::MAX);
+    for word in args.iter() {
+        match word.split_once('=') {
+            Some(("ip", v)) => {
+                let parts: alloc::vec::Vec<u8> = v.split('.').filter_map(|p| p.parse().ok()).collect();
+                if let [a, b, c, d] = parts[..] {
+                    ip = [a, b, c, d];
+                }
+            }
+            Some(("port", v)) => port = v.parse().unwrap_or(port),
+            Some(("nic", v)) => nic = v.parse().unwrap_or(nic),
+            Some(("count", v)) => count = v.parse().unwrap_or(count),
+            _ => println!("udpecho: ignoring argument {word}"),
+        }
+    }
+    let Ok(info) = sys::nic_info(nic) else {
+        println!("udpecho: no nic {nic}");
+        return 1;
+    };
+    let ring = PacketRing::new(64, 2048).expect("packet ring");
+    for filter in [Filter::arp(), Filter::icmp_to(ip), Filter::udp_port(port)] {
+        if let Err(error) = sys::dpf_insert(&filter.to_bytes(), ring.id, 0) {
+            println!("udpecho: filter refused: {error}");
+            return 1;
+        }
+    }
+    let mut device = RingDevice::new(ring, nic);
+    let mut config = Config::new(EthernetAddress(info.mac).into());
+    config.random_seed = sys::time();
+    let mut iface = Interface::new(config, &mut device, now());
+    iface.update_ip_addrs(|addrs| {
+        let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(Ipv4Address::from_octets(ip)), 24));
+    });
+    let socket = udp::Socket::new(
+        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 16], vec![0; 16 * 1536]),
+        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 16], vec![0; 16 * 1536]),
+    );
+    let mut sockets = SocketSet::new(vec![]);
+    let handle = sockets.add(socket);
+    sockets.get_mut::<udp::Socket>(handle).bind(port).expect("bind");
+    println!("udpecho: {}.{}.{}.{} port {port} ready", ip[0], ip[1], ip[2], ip[3]);
+    // One predicate for the whole run: a frame stored, or the tick counter reaching `wake_at`,
+    // which the loop moves to smoltcp's next timer before each sleep.
+    let wake_at = alloc::boxed::Box::new(AtomicU64::new(0));
+    let mut predicate = wkpred::Predicate::default();
+    device.ring.wakeup_clause(&mut predicate);
+    deadline_word_clause(&mut predicate, &wake_at);
+    install(&predicate).expect("wakeup predicate");
+    let mut echoed = 0u64;
+    let mut buffer = [0u8; 1536];
+    while echoed < count {
+        iface.poll(now(), &mut device, &mut sockets);
+        let socket = sockets.get_mut::<udp::Socket>(handle);
+        while let Ok((len, meta)) = socket.recv_slice(&mut buffer) {
+            if socket.send_slice(&buffer[..len], meta.endpoint).is_ok() {
+                echoed += 1;
+            }
+        }
+        iface.poll(now(), &mut device, &mut sockets);
+        // Sleep until a frame is stored or smoltcp's next timer (ARP retries, ...), at most 1 s.
+        let delay_ms = iface.poll_delay(now(), &sockets).map_or(1000, |d| d.total_millis().min(1000));
+        wake_at.store(sys::ticks() + delay_ms * TICK_HZ / 1000 + 1, Ordering::Release);
+        sys::wk_sleep();
+    }
+    println!("udpecho: echoed {echoed} datagrams");
+    0
+}
