@@ -29,20 +29,27 @@ pub enum Syscall {
     /// `env_exit(status)`: ends the caller, releasing everything it holds. Does not return.
     EnvExit = 4,
     /// `env_spawn(path_ptr, path_len, args_ptr, args_len, flags) -> EnvId`: starts the initrd
-    /// program `path` as a child with the NUL-separated words `args`; `flags` may hold
-    /// [`SPAWN_PRIVILEGED`], which only a privileged caller may pass. Errors: `BadAddress`,
-    /// `BadLength`, `NotFound`, `BadProgram`, `TooManyEnvs`, `NoMemory`, `QuotaExceeded`,
-    /// `BadFlags`, `NotPermitted`.
+    /// program `path` as a child with the NUL-separated words `args`. `flags` (see
+    /// [`spawn_flags`]) may hold [`SPAWN_PRIVILEGED`], which only a privileged caller may pass,
+    /// and the child's share of the caller's available resources and CPU tickets (the child's
+    /// quota is carved out of the caller's and given back when the child's account closes:
+    /// `docs/kernel.md`, "Quotas"). Errors: `BadAddress`, `BadLength`, `NotFound`,
+    /// `BadProgram`, `TooManyEnvs`, `NoMemory`, `QuotaExceeded`, `BadFlags`, `NotPermitted`.
     EnvSpawn = 5,
-    /// `env_kill(env)`: ends a child of the caller. Errors: `NoSuchEnv`, `NotPermitted`.
+    /// `env_kill(env) -> environments ended`: ends `env` and every live descendant of it;
+    /// the caller must be a strict ancestor of `env` (its parent, or the parent of an ended
+    /// environment that `env` descends from). `env` itself may have ended already: its
+    /// orphans are still ended. Errors: `NoSuchEnv`, `NotPermitted`.
     EnvKill = 6,
     /// `env_status(env) -> EnvStatus word` (see [`EnvStatus`]). Errors: `NoSuchEnv`.
     EnvStatus = 7,
     /// `page_alloc() -> page number`: a free physical page; the caller holds read and write
-    /// rights. Errors: `NoMemory`, `QuotaExceeded`.
+    /// rights, charged to the caller until the page is free again. Errors: `NoMemory`,
+    /// `QuotaExceeded`.
     PageAlloc = 8,
     /// `page_grant(page, env, rights)`: gives `env` the same or lesser rights than the caller
-    /// holds. Errors: `NoSuchPage`, `NoRights`, `NoSuchEnv`, `BadFlags`.
+    /// holds. A new holder entry is charged to the caller's heap quota. Errors: `NoSuchPage`,
+    /// `NoRights`, `NoSuchEnv`, `BadFlags`, `QuotaExceeded`.
     PageGrant = 9,
     /// `page_free(page)`: drops every right the caller holds on the page; the page returns to the
     /// free list once nobody holds a right and no pin remains. Errors: `NoSuchPage`, `NoRights`,
@@ -50,7 +57,7 @@ pub enum Syscall {
     PageFree = 10,
     /// `insert_pte(va, page, flags)`: maps `page` at `va` in the caller's page table, replacing
     /// any earlier mapping. Errors: `BadAddress`, `BadAlignment`, `NoSuchPage`, `NoRights`,
-    /// `BadFlags`, `NoMemory`.
+    /// `BadFlags`, `NoMemory`, `QuotaExceeded` (a new page table would pass the page quota).
     InsertPte = 11,
     /// `remove_pte(va)`: unmaps the page at `va`. Errors: `BadAddress`, `BadAlignment`,
     /// `NotMapped`.
@@ -64,8 +71,9 @@ pub enum Syscall {
     /// `entry_count` entries of `entry_size` bytes at `va` (see [`net::RingEntryHeader`]); the
     /// caller must map every page writable. If `counter_va` is not 0, the kernel increments
     /// the `u64` there (8-aligned, writable) after every stored frame. The pages stay pinned while the ring exists; a ring
-    /// spans at most [`net::RING_MAX_BYTES`]. Errors: `BadAddress`, `BadAlignment`,
-    /// `BadLength`, `TooMany`, `NoMemory`.
+    /// spans at most [`net::RING_MAX_BYTES`]; its page list is charged to the caller's heap
+    /// quota. Errors: `BadAddress`, `BadAlignment`, `BadLength`, `TooMany`, `NoMemory`,
+    /// `QuotaExceeded`.
     PktringSetring = 15,
     /// `pktring_modring(ring, va, entry_count, entry_size, counter_va)`: replaces the ring's
     /// buffers and notification word (same checks as `pktring_setring`); delivery restarts at
@@ -77,21 +85,27 @@ pub enum Syscall {
     PktringDelring = 17,
     /// `dpf_insert(filter_ptr, filter_len, ring, flags) -> filter id`: installs a filter (the
     /// byte encoding of `dpf::Filter`, see `docs/dpf.md`) that delivers into `ring`. Errors: `BadAddress`,
-    /// `BadLength`, `BadFilter`, `NoSuchRing`, `FilterOverlap`, `NotPermitted` (copy filters need
-    /// privilege), `TooMany`.
+    /// `BadLength`, `BadFilter`, `NoSuchRing`, `FilterOverlap`, `NotPermitted` (copy and
+    /// fallback filters, and exclusive filters that take a whole protocol -- everything, all
+    /// IPv4, all ARP, all TCP or UDP without a port -- need privilege), `TooMany` (no copy
+    /// slot or dispatch group left anywhere), `QuotaExceeded` (the caller's filter, shape or
+    /// heap quota).
     DpfInsert = 18,
     /// `dpf_delete(filter)`: drops the caller's reference. Errors: `NoSuchFilter`.
     DpfDelete = 19,
-    /// `dpf_ref(filter, env)`: gives `env` a reference to a filter the caller holds. Errors:
-    /// `NoSuchFilter`, `NoSuchEnv`.
+    /// `dpf_ref(filter, env)`: gives `env` a reference to a filter the caller holds (charged
+    /// to the caller's heap quota). Errors: `NoSuchFilter`, `NoSuchEnv`, `QuotaExceeded`.
     DpfRef = 20,
     /// `net_xmit(nic, gather_ptr, gather_count, counter_va)`: queues one frame gathered from
     /// `gather_count` [`net::GatherSegment`]s (readable by the caller); when the NIC is done the
     /// kernel decrements the `u64` at `counter_va` (writable by the caller). Errors:
-    /// `NoSuchNic`, `BadAddress`, `BadLength`, `QueueFull`, `LinkDown`.
+    /// `NoSuchNic`, `BadAddress`, `BadLength`, `QueueFull`, `LinkDown`, `QuotaExceeded` (the
+    /// queued frame is charged to the caller's heap quota until the NIC is done).
     NetXmit = 21,
     /// `wk_install(pred_ptr, pred_len)`: sets the caller's wakeup predicate (the `wkpred`
-    /// encoding); length 0 removes it. Errors: `BadAddress`, `BadLength`, `BadPredicate`.
+    /// encoding); length 0 removes it. The predicate is compiled on the caller's time with
+    /// interrupts enabled and charged to its heap quota. Errors: `BadAddress`, `BadLength`,
+    /// `BadPredicate`, `QuotaExceeded`.
     WkInstall = 22,
     /// `wk_sleep()`: sleeps until the installed predicate is true (at once if it already is,
     /// or if none is installed). Never fails.
@@ -100,10 +114,71 @@ pub enum Syscall {
     /// free. `ring = usize::MAX` asks for the frames that matched no filter at all. Errors:
     /// `NoSuchRing`.
     PktringStats = 24,
+    /// `kernel_stats(stat) -> value`: one of the kernel's counters, named by [`Stat`] (for
+    /// tests, tools and programs that size themselves to their quota). Errors: `BadFlags`.
+    KernelStats = 25,
 }
 
 /// Number of defined syscalls; numbers at or above it are refused with `NoSuchCall`.
-pub const SYSCALL_COUNT: usize = 25;
+pub const SYSCALL_COUNT: usize = 26;
+
+/// What `kernel_stats` reports.
+#[repr(usize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stat {
+    /// Free physical pages.
+    FreePages = 0,
+    /// Kernel heap bytes in use.
+    HeapUsed = 1,
+    /// Most kernel heap bytes ever in use at once.
+    HeapPeak = 2,
+    /// Kernel heap size in bytes.
+    HeapSize = 3,
+    /// Kernel heap bytes charged to all accounts.
+    HeapCharged = 4,
+    /// Installed DPF filters.
+    Filters = 5,
+    /// Live DPF dispatch groups (filter shapes).
+    Shapes = 6,
+    /// Live environments.
+    Envs = 7,
+    /// Accounts of ended environments that something still charges.
+    Zombies = 8,
+    /// Pages the caller may still take (page_alloc, page tables).
+    MyPages = 9,
+    /// Kernel heap bytes the caller may still be charged.
+    MyHeap = 10,
+    /// Environments the caller may still spawn (itself not counted).
+    MyEnvs = 11,
+    /// DPF shapes the caller may still create.
+    MyShapes = 12,
+    /// DPF filters the caller may still install.
+    MyFilters = 13,
+    /// The caller's CPU tickets.
+    MyTickets = 14,
+    /// Timer ticks the kernel missed because interrupts were off too long.
+    LostTicks = 15,
+    /// The longest stretch the kernel ran with interrupts off, in nanoseconds.
+    MaxInterruptsOffNs = 16,
+    /// The generation of the compiled DPF code is behind the filter set (frames are
+    /// interpreted until it is rebuilt): 1 or 0.
+    DpfCodeStale = 17,
+}
+
+/// Number of defined stats.
+pub const STAT_COUNT: usize = 18;
+
+impl Stat {
+    /// The stat with number `n`, if there is one.
+    pub fn from_number(n: usize) -> Option<Stat> {
+        use Stat::*;
+        const ALL: [Stat; STAT_COUNT] = [
+            FreePages, HeapUsed, HeapPeak, HeapSize, HeapCharged, Filters, Shapes, Envs, Zombies, MyPages,
+            MyHeap, MyEnvs, MyShapes, MyFilters, MyTickets, LostTicks, MaxInterruptsOffNs, DpfCodeStale,
+        ];
+        ALL.get(n).copied()
+    }
+}
 
 impl Syscall {
     /// The syscall with number `n`, if there is one.
@@ -113,7 +188,7 @@ impl Syscall {
             ConsoleWrite, Time, EnvId, EnvYield, EnvExit, EnvSpawn, EnvKill, EnvStatus, PageAlloc,
             PageGrant, PageFree, InsertPte, RemovePte, PageStats, NicInfo, PktringSetring,
             PktringModring, PktringDelring, DpfInsert, DpfDelete, DpfRef, NetXmit, WkInstall, WkSleep,
-            PktringStats,
+            PktringStats, KernelStats,
         ];
         ALL.get(n).copied()
     }
@@ -138,11 +213,13 @@ pub enum Error {
     NoRights = 6,
     /// No free physical memory is left.
     NoMemory = 7,
-    /// The caller has reached its page quota.
+    /// The call would take the caller past its quota (pages, kernel heap, environments,
+    /// filters or filter shapes).
     QuotaExceeded = 8,
     /// No live environment has this id.
     NoSuchEnv = 9,
-    /// The caller may not do this to that environment (only parents may kill their children).
+    /// The caller may not do this (only ancestors may kill an environment; privileged filters
+    /// and spawns need privilege).
     NotPermitted = 10,
     /// Flags or rights with undefined bits, or an empty rights set.
     BadFlags = 11,
@@ -205,7 +282,7 @@ impl Error {
             Error::NoSuchPage => "no such page",
             Error::NoRights => "no rights",
             Error::NoMemory => "out of memory",
-            Error::QuotaExceeded => "page quota exceeded",
+            Error::QuotaExceeded => "quota exceeded",
             Error::NoSuchEnv => "no such environment",
             Error::NotPermitted => "not permitted",
             Error::BadFlags => "bad flags",
@@ -320,6 +397,29 @@ impl EnvStatus {
 /// `env_spawn` flag: the child is privileged (may install copy and fallback filters and pass
 /// privilege on). init is privileged.
 pub const SPAWN_PRIVILEGED: usize = 1;
+/// Where the child's share sits in the `env_spawn` flags.
+pub const SPAWN_SHARE_SHIFT: u32 = 8;
+/// A whole share: the child gets everything the parent has available.
+pub const SPAWN_SHARE_WHOLE: usize = 256;
+/// The share a child gets when the flags name none (0): half of what is available.
+pub const SPAWN_DEFAULT_SHARE: usize = 128;
+
+/// The `env_spawn` flags word: privilege and the child's share of the caller's available
+/// resources and CPU tickets in 1/[`SPAWN_SHARE_WHOLE`]ths (0 = [`SPAWN_DEFAULT_SHARE`]).
+pub const fn spawn_flags(privileged: bool, share: usize) -> usize {
+    (privileged as usize) | (share << SPAWN_SHARE_SHIFT)
+}
+
+/// Splits an `env_spawn` flags word into (privileged, share); `None` if undefined bits are
+/// set or the share is over a whole.
+pub const fn parse_spawn_flags(flags: usize) -> Option<(bool, usize)> {
+    let share = flags >> SPAWN_SHARE_SHIFT;
+    let other = flags & ((1 << SPAWN_SHARE_SHIFT) - 1) & !SPAWN_PRIVILEGED;
+    if other != 0 || share > SPAWN_SHARE_WHOLE {
+        return None;
+    }
+    Some((flags & SPAWN_PRIVILEGED != 0, share))
+}
 
 /// Longest `console_write` in bytes.
 pub const CONSOLE_WRITE_MAX: usize = 4096;
@@ -347,6 +447,18 @@ mod tests {
             assert_eq!(Error::from_code(code).unwrap() as usize, code);
         }
         assert_eq!(Error::from_code(ERROR_COUNT + 1), None);
+    }
+
+    #[test]
+    fn stats_and_spawn_flags_round_trip() {
+        for n in 0..STAT_COUNT {
+            assert_eq!(Stat::from_number(n).unwrap() as usize, n);
+        }
+        assert_eq!(Stat::from_number(STAT_COUNT), None);
+        assert_eq!(parse_spawn_flags(spawn_flags(true, 64)), Some((true, 64)));
+        assert_eq!(parse_spawn_flags(spawn_flags(false, 0)), Some((false, 0)));
+        assert_eq!(parse_spawn_flags(spawn_flags(false, 257)), None);
+        assert_eq!(parse_spawn_flags(2), None);
     }
 
     #[test]

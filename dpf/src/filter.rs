@@ -254,6 +254,38 @@ impl Filter {
         FilterBuilder::new().ethertype(ETHERTYPE_ARP).build_known()
     }
 
+    /// ARP frames whose target protocol address is `ip` (requests for `ip`, replies to it).
+    pub fn arp_for(ip: [u8; 4]) -> Filter {
+        FilterBuilder::new()
+            .ethertype(ETHERTYPE_ARP)
+            .atom(Atom::new(Base::Frame, ARP_TARGET_IP_OFFSET, Width::W4, u32::from_be_bytes(ip)))
+            .build_known()
+    }
+
+    /// Whether the filter claims a whole protocol: it names no ethertype, or it is ARP without
+    /// a target address, IPv4 without a protocol, TCP or UDP without a destination port, or
+    /// another IPv4 protocol without a destination address. Owning such frames exclusively
+    /// locks everyone else out of that protocol, so the kernel requires privilege for it.
+    pub fn is_broad(&self) -> bool {
+        let value = |base: Base, offset: u16, width: Width| {
+            self.atoms
+                .iter()
+                .find(|a| a.key.base == base && a.key.offset == offset && a.key.width == width && a.key.mask == width.full_mask())
+                .map(|a| a.value)
+        };
+        let named = |base: Base, offset: u16, width: Width| value(base, offset, width).is_some();
+        match value(Base::Frame, 12, Width::W2).map(|v| v as u16) {
+            None => true,
+            Some(ETHERTYPE_ARP) => !named(Base::Frame, ARP_TARGET_IP_OFFSET, Width::W4),
+            Some(ETHERTYPE_IPV4) => match value(Base::Frame, 23, Width::W1).map(|v| v as u8) {
+                None => true,
+                Some(IP_PROTOCOL_TCP | IP_PROTOCOL_UDP) => !named(Base::Ipv4Payload, 2, Width::W2),
+                Some(_) => !named(Base::Frame, 30, Width::W4),
+            },
+            Some(_) => false,
+        }
+    }
+
     /// Every IPv4 frame (a catch-all).
     pub fn ipv4() -> Filter {
         FilterBuilder::new().ethertype(ETHERTYPE_IPV4).build_known()
@@ -296,6 +328,9 @@ impl Filter {
             .build_known()
     }
 }
+
+/// Offset of the target protocol address in an Ethernet ARP frame for IPv4.
+pub const ARP_TARGET_IP_OFFSET: u16 = 38;
 
 /// Ethertype of IPv4.
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
@@ -381,5 +416,32 @@ impl FilterBuilder {
         // The presets never repeat a key or contradict themselves; an empty filter is the
         // harmless answer should that ever change.
         self.build().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_protocols_are_broad_and_demultiplexing_filters_are_not() {
+        let ip = [10, 0, 2, 15];
+        for broad in [Filter::everything(), Filter::arp(), Filter::ipv4(), FilterBuilder::new().ip_protocol(IP_PROTOCOL_TCP).build_known()] {
+            assert!(broad.is_broad(), "{broad:?}");
+        }
+        let icmp_any = FilterBuilder::new().ip_protocol(IP_PROTOCOL_ICMP).build_known();
+        assert!(icmp_any.is_broad());
+        let masked_port = FilterBuilder::new()
+            .ip_protocol(IP_PROTOCOL_UDP)
+            .atom(Atom::masked(Base::Ipv4Payload, 2, Width::W2, 0, 0))
+            .build();
+        if let Ok(f) = masked_port {
+            assert!(f.is_broad(), "a port atom with an empty mask names no port");
+        }
+        for narrow in [Filter::arp_for(ip), Filter::icmp_to(ip), Filter::udp_port(7), Filter::tcp_listen(ip, 80), Filter::tcp_connection(ip, 80, [10, 0, 2, 2], 5000)] {
+            assert!(!narrow.is_broad(), "{narrow:?}");
+        }
+        let custom = FilterBuilder::new().ethertype(0x88b5).build_known();
+        assert!(!custom.is_broad(), "a private ethertype is not IPv4 or ARP");
     }
 }

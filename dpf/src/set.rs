@@ -242,6 +242,11 @@ impl Dpf {
         self.generation
     }
 
+    /// Number of live dispatch groups (at most [`MAX_GROUPS`]).
+    pub fn group_count(&self) -> usize {
+        self.trie.group_count()
+    }
+
     pub(crate) fn trie(&self) -> &Trie {
         &self.trie
     }
@@ -380,9 +385,9 @@ impl Dpf {
         Ok(Inserted { id: FilterId { slot, generation: s.generation }, needs_recompile: placed.structural })
     }
 
-    /// Whether placing `filter` would make a new group (an estimate is enough: it only
-    /// guards [`MAX_GROUPS`]).
-    fn needs_group(&self, filter: &Filter) -> bool {
+    /// Whether inserting `filter` would make a new dispatch group (a new shape at some node;
+    /// an insert makes at most one).
+    pub fn needs_group(&self, filter: &Filter) -> bool {
         self.trie.would_make_group(filter.atoms())
     }
 

@@ -102,8 +102,13 @@ impl FlatTable {
     }
 
     fn grow(&mut self) {
+        self.resize(self.capacity * 2);
+    }
+
+    /// Rehashes into `capacity` slots (a power of two that holds every key at load <= 1/4).
+    fn resize(&mut self, capacity: usize) {
         let old = core::mem::take(&mut self.words);
-        self.capacity *= 2;
+        self.capacity = capacity;
         self.words = vec![0; self.capacity * self.stride()];
         for slot in old.chunks_exact(self.stride()) {
             if let Some((tag, key)) = slot.split_first()
@@ -138,6 +143,11 @@ impl FlatTable {
         }
         self.words[hole * s..(hole + 1) * s].fill(0);
         self.len -= 1;
+        // Give memory back once the table is mostly empty (so tables emptied by deletes do
+        // not keep their peak size), leaving room to grow again before the next shrink.
+        if self.capacity > MIN_CAPACITY && self.len * 16 <= self.capacity {
+            self.resize((self.capacity / 4).max(MIN_CAPACITY));
+        }
         Some(node)
     }
 
@@ -178,5 +188,19 @@ mod tests {
         let mut all: Vec<_> = table.iter().map(|(k, v)| ([k[0], k[1]], v)).collect();
         all.sort();
         assert_eq!(all, model.into_iter().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn an_emptied_table_shrinks() {
+        let mut table = FlatTable::new(1, 3);
+        for k in 0..10_000u32 {
+            table.insert(&[k], k);
+        }
+        let peak = table.capacity;
+        for k in 0..10_000u32 {
+            assert_eq!(table.remove(&[k]), Some(k));
+        }
+        assert!(table.capacity <= 16, "capacity {} after peak {peak}", table.capacity);
+        assert_eq!(table.get(&[5]), None);
     }
 }

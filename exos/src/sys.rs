@@ -1,6 +1,6 @@
 //! Syscall stubs: one function per call of the xok interface (see `xok_abi::Syscall`).
 
-use xok_abi::{EnvId, EnvStatus, Error, PteFlags, Rights, Syscall};
+use xok_abi::{EnvId, EnvStatus, Error, PteFlags, Rights, Stat, Syscall};
 
 /// Issues syscall `number` with raw arguments; returns xok's `(rax, rdx)` status and value.
 /// Memory safety holds whatever the arguments: the kernel checks every pointer. (Only
@@ -67,15 +67,21 @@ pub fn env_spawn(path: &str, args: &[u8]) -> Result<EnvId, Error> {
     env_spawn_with(path, args, 0)
 }
 
-/// `env_spawn` with flags (`xok_abi::SPAWN_PRIVILEGED`).
+/// `env_spawn` with a flags word (`xok_abi::spawn_flags`: privilege and the child's share of
+/// the caller's resources).
 pub fn env_spawn_with(path: &str, args: &[u8], flags: usize) -> Result<EnvId, Error> {
     let a = [path.as_ptr() as usize, path.len(), args.as_ptr() as usize, args.len(), flags];
     call(Syscall::EnvSpawn, a).map(|id| EnvId(id as u32))
 }
 
-/// Ends a child environment.
-pub fn env_kill(env: EnvId) -> Result<(), Error> {
-    call(Syscall::EnvKill, [env.0 as usize, 0, 0, 0, 0]).map(drop)
+/// Ends a descendant environment and every live descendant of it; returns how many ended.
+pub fn env_kill(env: EnvId) -> Result<usize, Error> {
+    call(Syscall::EnvKill, [env.0 as usize, 0, 0, 0, 0])
+}
+
+/// One of the kernel's counters (see `xok_abi::Stat`).
+pub fn kernel_stat(stat: Stat) -> usize {
+    call(Syscall::KernelStats, [stat as usize, 0, 0, 0, 0]).unwrap_or(0)
 }
 
 /// What became of an environment.

@@ -55,7 +55,7 @@ fn hostile_is_contained_while_worker_finishes() {
         "killed: device not available",
         "killed: general protection fault",
         "(write, not present)",
-        "killed: by its parent",
+        "killed: by its ancestor",
     ] {
         assert!(output.contains(needle), "missing kernel log {needle:?}:\n{output}");
     }

@@ -29,14 +29,16 @@ pub struct Env {
     pub space: AddressSpace,
     /// Its registers while it is not running.
     pub frame: TrapFrame,
-    /// Most pages it may hold rights on.
-    pub quota: usize,
     /// May install copy and fallback filters and spawn privileged children.
     pub privileged: bool,
     /// Its wakeup predicate, if installed.
     pub wakeup: Option<crate::wk::Wakeup>,
     /// Waiting in `wk_sleep` for its predicate.
     pub sleeping: bool,
+    /// Its stride-scheduling pass (`kernel::sched`).
+    pub pass: u64,
+    /// Queued for a predicate check.
+    pub checking: bool,
     /// Timer ticks that found it running.
     pub cpu_ticks: u64,
     /// Times it was given the CPU.
@@ -162,10 +164,11 @@ mod tests {
             name: "t".to_string(),
             space: AddressSpace::new(pages, mem, &kernel).unwrap(),
             frame: TrapFrame::default(),
-            quota: 10,
             privileged: false,
             wakeup: None,
             sleeping: false,
+            pass: 0,
+            checking: false,
             cpu_ticks: 0,
             runs: 0,
         }

@@ -5,7 +5,8 @@
 //! whichever environment [`Kernel::pick_next`] names. Host tests drive the same code with a
 //! fake machine.
 
-use crate::env::{Env, EnvTable};
+use crate::account::{Accounts, Resources, cost};
+use crate::env::{Env, EnvTable, MAX_ENVS};
 use crate::initrd::Initrd;
 use crate::net::ring::RingGeometry;
 use crate::ownership::{Page, PageOwnership};
@@ -16,9 +17,29 @@ use alloc::string::{String, ToString};
 use core::fmt::Write;
 use xok_abi::layout::{ARGS_VA, PAGE_SIZE, STACK_PAGES, STACK_TOP, TICKS_VA};
 use xok_abi::{
-    ARGS_MAX, CONSOLE_WRITE_MAX, EnvId, EnvStatus, Error, KILLED_BY_PARENT, PATH_MAX, PteFlags, Rights,
-    SPAWN_PRIVILEGED, Syscall,
+    ARGS_MAX, CONSOLE_WRITE_MAX, EnvId, EnvStatus, Error, KILLED_BY_PARENT, PATH_MAX, PteFlags, Rights, Stat,
+    Syscall, parse_spawn_flags,
 };
+
+/// How the kernel heap is used (the bare metal's allocator; a fixed size in host tests).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeapUse {
+    /// Bytes in use.
+    pub used: usize,
+    /// Most bytes ever in use at once.
+    pub peak: usize,
+    /// Size of the heap.
+    pub size: usize,
+}
+
+/// How long interrupts were held off.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InterruptStats {
+    /// Timer ticks missed since boot (the clock says more ticks were due than arrived).
+    pub lost_ticks: u64,
+    /// The longest stretch with interrupts off, in nanoseconds.
+    pub max_off_ns: u64,
+}
 
 /// What the kernel needs from the hardware besides physical memory.
 pub trait Machine: PhysMem {
@@ -28,14 +49,23 @@ pub trait Machine: PhysMem {
     fn now_ns(&self) -> u64;
     /// Loads the kernel's own page table, so an environment's tables can be freed safely.
     fn use_kernel_page_table(&mut self);
-    /// Evaluates an installed wakeup predicate (native code on the bare metal, loaded on first
-    /// use and remembered in `wakeup.code`; the interpreter in host tests).
+    /// Evaluates an installed wakeup predicate: its native code once compiled (loaded on
+    /// first use and remembered in `wakeup.code`), the interpreter until then.
     fn wake_check(&mut self, wakeup: &mut crate::wk::Wakeup) -> bool;
     /// Frees the native code of a wakeup predicate that is going away.
     fn release_code(&mut self, handle: u64);
-    /// Classifies a frame against the installed filters (compiled code on the bare metal,
-    /// recompiled when the filter set's structure changed; the interpreter in host tests).
+    /// Classifies a frame against the installed filters: the loaded code if it was compiled
+    /// for the set's current structure, the interpreter otherwise. Never compiles.
     fn classify(&mut self, dpf: &dpf::Dpf, frame: &[u8]) -> dpf::Classification;
+    /// Replaces the classifier code with `code` (compiled by a [`jobs::Job`]). Returns
+    /// whether it was loaded (the code window may be full: frames are then interpreted).
+    fn load_classifier(&mut self, code: &dpf::compile::CompiledCode) -> bool;
+    /// The structure generation the loaded classifier code was compiled for.
+    fn classifier_generation(&self) -> Option<u64>;
+    /// The kernel heap's use.
+    fn heap_use(&self) -> HeapUse;
+    /// Lost ticks and the longest interrupts-off stretch.
+    fn interrupt_stats(&self) -> InterruptStats;
 }
 
 /// The holder of kernel-provided pages that every environment may read (the tick counter);
@@ -61,12 +91,16 @@ pub struct Kernel<M: Machine> {
     pub envs: EnvTable,
     /// The environment on the CPU (or last on it).
     pub current: Option<EnvId>,
-    /// Pages each new environment may hold.
-    pub default_quota: usize,
+    /// The quota tree.
+    pub accounts: Accounts,
     /// Free pages before the first environment started.
     pub boot_free_pages: usize,
     /// Rings, filters and send queues.
     pub net: net::Network,
+    /// Who runs next.
+    pub sched: sched::Scheduler,
+    /// Compiles waiting to run outside the kernel's critical section.
+    pub jobs: jobs::JobQueue,
     /// The tick-counter page, held read-only by every environment.
     ticks_page: Page,
     kernel_mappings: KernelMappings,
@@ -99,18 +133,39 @@ impl<M: Machine> Kernel<M> {
         net.zero_page = Some(pages.alloc_kernel().expect("a page for padding short frames"));
         machine.zero(net.zero_page.expect("just set"));
         let free = pages.free_count();
+        let heap = machine.heap_use();
+        // Half of the heap left after boot may be charged; the other half covers the kernel's
+        // own transient use (compiles), container slack and fragmentation.
+        let root = Resources {
+            pages: free,
+            heap: heap.size.saturating_sub(heap.used) / 2,
+            envs: MAX_ENVS - 1,
+            shapes: dpf::MAX_GROUPS,
+            filters: net::MAX_FILTERS,
+        };
         Kernel {
             pages,
             machine,
             envs: EnvTable::new(),
             current: None,
-            default_quota: free / 4,
+            accounts: Accounts::new(root),
             boot_free_pages: free,
             net,
+            sched: sched::Scheduler::default(),
+            jobs: jobs::JobQueue::default(),
             ticks_page,
             kernel_mappings,
             initrd,
         }
+    }
+
+    /// Boot is over (the drivers have taken their pages and heap): what is free now is what
+    /// the root of the quota tree gives away.
+    pub fn finish_boot(&mut self) {
+        self.boot_free_pages = self.pages.free_count();
+        let heap = self.machine.heap_use();
+        self.accounts.root.pages = self.boot_free_pages;
+        self.accounts.root.heap = heap.size.saturating_sub(heap.used) / 2;
     }
 
     /// Writes a kernel log line (`xok: ...`).
@@ -121,8 +176,9 @@ impl<M: Machine> Kernel<M> {
         let _ = console.write_str("\n");
     }
 
-    /// Starts `path` with the NUL-separated words `args` as a child of `parent`.
-    pub fn spawn(&mut self, parent: Option<EnvId>, path: &str, args: &[u8], privileged: bool) -> Result<EnvId, Error> {
+    /// Starts `path` with the NUL-separated words `args` as a child of `parent`, with `share`
+    /// (1/`SPAWN_SHARE_WHOLE`ths, 0 for the default) of the parent's available resources.
+    pub fn spawn(&mut self, parent: Option<EnvId>, path: &str, args: &[u8], privileged: bool, share: usize) -> Result<EnvId, Error> {
         if args.len() > ARGS_MAX {
             return Err(Error::BadLength);
         }
@@ -135,13 +191,24 @@ impl<M: Machine> Kernel<M> {
             }
         };
         let id = self.envs.reserve_id().ok_or(Error::TooManyEnvs)?;
-        let mut space = AddressSpace::new(&mut self.pages, &mut self.machine, &self.kernel_mappings)?;
-        let quota = self.default_quota;
-        if let Err(error) = self.load(id, &mut space, &program, file.data, args, quota) {
-            space.destroy(&mut self.pages, &mut self.machine, id);
-            self.pages.release_env(id);
-            return Err(error);
-        }
+        let parent_external = parent.map_or(Resources::ZERO, |p| self.external(p, self.live_tables(p)));
+        self.accounts.open(parent, id, crate::account::share_of(share), parent_external)?;
+        let loaded = self.new_space(id).and_then(|mut space| match self.load(id, &mut space, &program, file.data, args) {
+            Ok(()) => Ok(space),
+            Err(error) => {
+                space.destroy(&mut self.pages, &mut self.machine, id);
+                Err(error)
+            }
+        });
+        let space = match loaded {
+            Ok(space) => space,
+            Err(error) => {
+                self.pages.release_env(id);
+                self.accounts.close(id);
+                self.reap();
+                return Err(error);
+            }
+        };
         let name: String = path.trim_start_matches('/').chars().take(32).collect();
         self.log(format_args!("env {:08x} ({name}) started", id.0));
         let frame = TrapFrame::new_user(program.entry, STACK_TOP, ARGS_VA);
@@ -151,26 +218,81 @@ impl<M: Machine> Kernel<M> {
             name,
             space,
             frame,
-            quota,
             privileged,
             wakeup: None,
             sleeping: false,
+            pass: 0,
+            checking: false,
             cpu_ticks: 0,
             runs: 0,
         });
+        self.sched_add(id);
         Ok(id)
     }
 
-    /// What `id` may still take of its `quota`: pages charged to it and its page tables count.
-    fn budget(&self, id: EnvId, space: &AddressSpace, quota: usize) -> usize {
-        quota.saturating_sub(self.pages.charged_to(id) + space.tables())
+    /// A fresh address space for `id`, if its quota has room for the two top-level tables.
+    fn new_space(&mut self, id: EnvId) -> Result<AddressSpace, Error> {
+        if self.page_budget(id, 0) < SPACE_ROOT_PAGES {
+            return Err(Error::QuotaExceeded);
+        }
+        AddressSpace::new(&mut self.pages, &mut self.machine, &self.kernel_mappings)
+    }
+
+    /// Page tables (with the two top-level ones) of live environment `id`; 0 once it ended.
+    fn live_tables(&self, id: EnvId) -> usize {
+        self.envs.get(id).map_or(0, |env| env.space.tables() + SPACE_ROOT_PAGES)
+    }
+
+    /// What `id`'s objects use that the accounts do not record themselves: pages charged in
+    /// the ownership vectors plus `tables` page tables, and holder entries of its grants.
+    fn external(&self, id: EnvId, tables: usize) -> Resources {
+        Resources {
+            pages: self.pages.charged_to(id) + tables,
+            heap: self.pages.holders_paid_by(id) * cost::HOLDER,
+            ..Resources::ZERO
+        }
+    }
+
+    /// What `id` may still take, with `tables` page tables of its own.
+    fn available(&self, id: EnvId, tables: usize) -> Resources {
+        self.accounts.available(Some(id), self.external(id, tables))
+    }
+
+    /// Pages `id` may still take, with `tables` page tables of its own.
+    fn page_budget(&self, id: EnvId, tables: usize) -> usize {
+        self.available(id, tables).pages
+    }
+
+    /// Charges kernel objects to `id`'s account (`QuotaExceeded` if they do not fit).
+    pub(crate) fn charge(&mut self, id: EnvId, amount: Resources) -> Result<(), Error> {
+        let external = self.external(id, self.live_tables(id));
+        self.accounts.charge(id, amount, external)
+    }
+
+    /// Returns a charge: the object is gone. Closes accounts this was the last charge of.
+    pub(crate) fn credit(&mut self, id: EnvId, amount: Resources) {
+        self.accounts.credit(id, amount);
+        self.reap();
+    }
+
+    /// Closes the accounts of ended environments that nothing is charged to any more.
+    pub(crate) fn reap(&mut self) {
+        let pages = &self.pages;
+        self.accounts.reap(|id| Resources {
+            pages: pages.charged_to(id),
+            heap: pages.holders_paid_by(id) * cost::HOLDER,
+            ..Resources::ZERO
+        });
     }
 
     /// Maps a fresh zeroed page of `id`'s at `va` and returns it.
-    fn map_fresh(&mut self, id: EnvId, space: &mut AddressSpace, va: usize, flags: PteFlags, quota: usize) -> Result<Page, Error> {
-        let page = self.pages.alloc(id, quota.saturating_sub(space.tables()))?;
+    fn map_fresh(&mut self, id: EnvId, space: &mut AddressSpace, va: usize, flags: PteFlags) -> Result<Page, Error> {
+        if self.page_budget(id, space.tables() + SPACE_ROOT_PAGES) == 0 {
+            return Err(Error::QuotaExceeded);
+        }
+        let page = self.pages.alloc(id, usize::MAX)?;
         self.machine.zero(page);
-        let budget = self.budget(id, space, quota);
+        let budget = self.page_budget(id, space.tables() + SPACE_ROOT_PAGES);
         space.insert_pte(&mut self.pages, &mut self.machine, id, va, page, flags, budget)?;
         Ok(page)
     }
@@ -182,7 +304,6 @@ impl<M: Machine> Kernel<M> {
         program: &program::Program,
         file: &[u8],
         args: &[u8],
-        quota: usize,
     ) -> Result<(), Error> {
         for segment in &program.segments {
             let mut flags = PteFlags::empty();
@@ -195,7 +316,7 @@ impl<M: Machine> Kernel<M> {
             let file_start = segment.va;
             let file_end = segment.va + segment.file.len();
             for va in segment.pages().step_by(PAGE_SIZE) {
-                let page = self.map_fresh(id, space, va, flags, quota)?;
+                let page = self.map_fresh(id, space, va, flags)?;
                 let from = va.max(file_start);
                 let to = (va + PAGE_SIZE).min(file_end);
                 if from < to {
@@ -205,25 +326,30 @@ impl<M: Machine> Kernel<M> {
             }
         }
         for n in 1..=STACK_PAGES {
-            self.map_fresh(id, space, STACK_TOP - n * PAGE_SIZE, PteFlags::WRITE, quota)?;
+            self.map_fresh(id, space, STACK_TOP - n * PAGE_SIZE, PteFlags::WRITE)?;
         }
-        let page = self.map_fresh(id, space, ARGS_VA, PteFlags::empty(), quota)?;
+        let page = self.map_fresh(id, space, ARGS_VA, PteFlags::empty())?;
         self.machine.write(page, 0, &(args.len() as u64).to_le_bytes());
         self.machine.write(page, 8, args);
         self.pages.grant(KERNEL_HOLDER, self.ticks_page, id, Rights::READ)?;
-        let budget = self.budget(id, space, quota);
+        let budget = self.page_budget(id, space.tables() + SPACE_ROOT_PAGES);
         space.insert_pte(&mut self.pages, &mut self.machine, id, TICKS_VA, self.ticks_page, PteFlags::empty(), budget)?;
         Ok(())
     }
 
-    /// Ends environment `id`, releasing every page right and mapping it held.
+    /// Ends environment `id`, releasing every page right and mapping it held. Its account
+    /// stays open while something it caused still costs (see `account.rs`).
     pub fn destroy(&mut self, id: EnvId, status: EnvStatus, why: &str) {
         let Some(mut env) = self.envs.remove(id, status) else { return };
+        self.sched_remove(id);
+        self.jobs.forget_env(id);
         self.machine.use_kernel_page_table();
-        self.drop_wakeup(env.wakeup.take());
+        self.drop_wakeup(id, env.wakeup.take());
         self.release_network(id);
         env.space.destroy(&mut self.pages, &mut self.machine, id);
         self.pages.release_env(id);
+        self.accounts.close(id);
+        self.reap();
         let usage = (env.cpu_ticks, env.runs);
         match status {
             EnvStatus::Exited(code) => self.log(format_args!(
@@ -246,59 +372,39 @@ impl<M: Machine> Kernel<M> {
             }
             core::hint::spin_loop();
         }
+        self.reap();
         let (free, boot) = (self.pages.free_count(), self.boot_free_pages);
         let (filters, rings, frames) = (self.net.dpf.len(), self.net.rings.len(), self.net.frames_pending());
-        let unmatched = self.net.unmatched;
+        let (unmatched, shapes) = (self.net.unmatched, self.net.dpf.group_count());
+        let (accounts, charged) = (self.accounts.len(), self.accounts.heap_charged());
+        let heap = self.machine.heap_use();
+        let irq = self.machine.interrupt_stats();
         self.log(format_args!(
-            "all environments have ended; free pages {free} (at boot {boot}); filters {filters}, rings {rings}, frames pending {frames}, unmatched frames {unmatched}"
+            "all environments have ended; free pages {free} (at boot {boot}); filters {filters}, shapes {shapes}, rings {rings}, frames pending {frames}, unmatched frames {unmatched}; accounts {accounts}, heap charged {charged}"
+        ));
+        self.log(format_args!(
+            "heap used {} of {} bytes (peak {}); interrupts off at most {} us; lost ticks {}",
+            heap.used,
+            heap.size,
+            heap.peak,
+            irq.max_off_ns / 1000,
+            irq.lost_ticks
         ));
     }
 
-    /// The environment to run next, round-robin after the current one. A sleeping
-    /// environment is a candidate only once its wakeup predicate holds.
-    pub fn pick_next(&mut self) -> Option<EnvId> {
-        let candidates: alloc::vec::Vec<EnvId> = self.envs.round_robin(self.current).collect();
-        for id in candidates {
-            let env = self.envs.get_mut(id).expect("round_robin yields live environments");
-            if env.sleeping {
-                let awake = env.wakeup.as_mut().is_none_or(|wakeup| self.machine.wake_check(wakeup));
-                if !awake {
-                    continue;
-                }
-                env.sleeping = false;
-            }
-            env.runs += 1;
-            self.current = Some(id);
-            return Some(id);
-        }
-        None
-    }
-
-    /// A timer interrupt: advances the tick counter, charges the running environment, and
-    /// polls every NIC (so a lost or unrouted NIC interrupt delays frames by one tick at most,
-    /// instead of stranding them).
-    pub fn timer_tick(&mut self, interrupted: Option<EnvId>) {
-        let mut word = [0u8; 8];
-        self.machine.read(self.ticks_page, 0, &mut word);
-        let ticks = u64::from_le_bytes(word) + 1;
-        self.machine.write(self.ticks_page, 0, &ticks.to_le_bytes());
-        if let Some(env) = interrupted.and_then(|id| self.envs.get_mut(id)) {
-            env.cpu_ticks += 1;
-        }
-        for nic in 0..self.net.nics.len() {
-            self.poll_nic(nic);
-        }
-    }
-
-    fn drop_wakeup(&mut self, wakeup: Option<crate::wk::Wakeup>) {
+    fn drop_wakeup(&mut self, owner: EnvId, wakeup: Option<crate::wk::Wakeup>) {
         if let Some(wakeup) = wakeup {
             if let Some(handle) = wakeup.code {
                 self.machine.release_code(handle);
             }
+            let charge = wakeup.charge();
             wakeup.release(&mut self.pages);
+            self.credit(owner, Resources::heap(charge));
         }
     }
 
+    /// Installs a predicate (interpreted at first) and queues its compile, which runs on the
+    /// caller's time with interrupts enabled before the caller resumes.
     fn sys_wk_install(&mut self, caller: EnvId, ptr: usize, len: usize) -> Result<usize, Error> {
         let mut buffer = alloc::vec![0u8; wkpred::MAX_ENCODED_LEN];
         let len = self.copy_in(caller, ptr, len, &mut buffer)?.len();
@@ -306,11 +412,19 @@ impl<M: Machine> Kernel<M> {
             None
         } else {
             let env = self.envs.get(caller).ok_or(Error::NoSuchEnv)?;
-            Some(crate::wk::Wakeup::install(&env.space, &mut self.pages, &self.machine, &buffer[..len])?)
+            let wakeup = crate::wk::Wakeup::decode(&env.space, &self.machine, &buffer[..len])?;
+            self.charge(caller, Resources::heap(wakeup.charge()))?;
+            Some(wakeup.pin(&mut self.pages))
         };
         let env = self.envs.get_mut(caller).ok_or(Error::NoSuchEnv)?;
         let old = core::mem::replace(&mut env.wakeup, fresh);
-        self.drop_wakeup(old);
+        self.drop_wakeup(caller, old);
+        if let Some(predicate) = self.envs.get(caller).and_then(|env| env.wakeup.as_ref()).map(|w| w.predicate.clone()) {
+            let serial = self.jobs.push_predicate(caller, predicate);
+            if let Some(wakeup) = self.envs.get_mut(caller).and_then(|env| env.wakeup.as_mut()) {
+                wakeup.serial = serial;
+            }
+        }
         Ok(0)
     }
 
@@ -323,11 +437,7 @@ impl<M: Machine> Kernel<M> {
         let (result, next) = match Syscall::from_number(number) {
             None => (Err(Error::NoSuchCall), Next::Resume),
             Some(Syscall::EnvYield) => (Ok(0), Next::Schedule),
-            Some(Syscall::WkSleep) => {
-                let env = self.envs.get_mut(caller).expect("checked above");
-                env.sleeping = env.wakeup.is_some();
-                (Ok(0), Next::Schedule)
-            }
+            Some(Syscall::WkSleep) => (Ok(0), self.sleep(caller)),
             Some(Syscall::EnvExit) => {
                 self.destroy(caller, EnvStatus::Exited(args[0] as u32), "");
                 return Next::Schedule;
@@ -351,16 +461,13 @@ impl<M: Machine> Kernel<M> {
             Syscall::EnvSpawn => self.sys_env_spawn(caller, a[0], a[1], a[2], a[3], a[4]),
             Syscall::EnvKill => self.sys_env_kill(caller, a[0]),
             Syscall::EnvStatus => self.sys_env_status(a[0]),
-            Syscall::PageAlloc => {
-                let env = self.envs.get(caller).ok_or(Error::NoSuchEnv)?;
-                let page = self.pages.alloc(caller, env.quota.saturating_sub(env.space.tables()))?;
-                // Pages come back from other environments, page tables and rings: never hand
-                // out old contents.
-                self.machine.zero(page);
-                Ok(page.0)
-            }
+            Syscall::PageAlloc => self.sys_page_alloc(caller),
             Syscall::PageGrant => self.sys_page_grant(caller, a[0], a[1], a[2]),
-            Syscall::PageFree => self.pages.free(caller, Page(a[0])).map(|()| 0),
+            Syscall::PageFree => {
+                self.pages.free(caller, Page(a[0]))?;
+                self.reap();
+                Ok(0)
+            }
             Syscall::InsertPte => self.sys_insert_pte(caller, a[0], a[1], a[2]),
             Syscall::RemovePte => {
                 let env = self.envs.get(caller).ok_or(Error::NoSuchEnv)?;
@@ -383,6 +490,7 @@ impl<M: Machine> Kernel<M> {
             Syscall::PktringDelring => self.sys_pktring_delring(caller, a[0]),
             Syscall::PktringStats => self.sys_pktring_stats(caller, a[0]),
             Syscall::WkInstall => self.sys_wk_install(caller, a[0], a[1]),
+            Syscall::KernelStats => self.sys_kernel_stats(caller, a[0]),
             Syscall::EnvYield | Syscall::EnvExit | Syscall::WkSleep => unreachable!("handled in syscall()"),
         }
     }
@@ -403,29 +511,75 @@ impl<M: Machine> Kernel<M> {
     }
 
     fn sys_env_spawn(&mut self, caller: EnvId, path: usize, path_len: usize, args: usize, args_len: usize, flags: usize) -> Result<usize, Error> {
-        let privileged = match flags {
-            0 => false,
-            SPAWN_PRIVILEGED if self.envs.get(caller).is_some_and(|env| env.privileged) => true,
-            SPAWN_PRIVILEGED => return Err(Error::NotPermitted),
-            _ => return Err(Error::BadFlags),
-        };
+        let (privileged, share) = parse_spawn_flags(flags).ok_or(Error::BadFlags)?;
+        if privileged && !self.envs.get(caller).is_some_and(|env| env.privileged) {
+            return Err(Error::NotPermitted);
+        }
         let mut path_buffer = [0u8; PATH_MAX];
         let path_len = self.copy_in(caller, path, path_len, &mut path_buffer)?.len();
         let mut args_buffer = [0u8; ARGS_MAX];
         let args_len = self.copy_in(caller, args, args_len, &mut args_buffer)?.len();
         let path = core::str::from_utf8(&path_buffer[..path_len]).map_err(|_| Error::NotFound)?.to_string();
-        self.spawn(Some(caller), &path, &args_buffer[..args_len], privileged).map(|id| id.0 as usize)
+        self.spawn(Some(caller), &path, &args_buffer[..args_len], privileged, share).map(|id| id.0 as usize)
     }
 
+    /// Ends `target` and its live descendants, deepest first; the caller must be a strict
+    /// ancestor (zombie accounts keep the line unbroken, so orphans stay reachable).
     fn sys_env_kill(&mut self, caller: EnvId, target: usize) -> Result<usize, Error> {
         let target = EnvId(u32::try_from(target).map_err(|_| Error::NoSuchEnv)?);
-        let env = self.envs.get(target).ok_or(Error::NoSuchEnv)?;
-        if env.parent != Some(caller) {
+        if self.envs.get(target).is_none() && self.accounts.get(target).is_none() {
+            return Err(Error::NoSuchEnv);
+        }
+        if !self.accounts.is_ancestor(caller, target) {
             return Err(Error::NotPermitted);
         }
-        let why = alloc::format!("by its parent {:08x}", caller.0);
-        self.destroy(target, EnvStatus::Killed(KILLED_BY_PARENT), &why);
-        Ok(0)
+        let mut victims = self.accounts.live_descendants(target);
+        if self.envs.get(target).is_some() {
+            victims.push(target);
+        }
+        let why = alloc::format!("by its ancestor {:08x}", caller.0);
+        for &victim in &victims {
+            self.destroy(victim, EnvStatus::Killed(KILLED_BY_PARENT), &why);
+        }
+        Ok(victims.len())
+    }
+
+    fn sys_page_alloc(&mut self, caller: EnvId) -> Result<usize, Error> {
+        if self.page_budget(caller, self.live_tables(caller)) == 0 {
+            return Err(Error::QuotaExceeded);
+        }
+        let page = self.pages.alloc(caller, usize::MAX)?;
+        // Pages come back from other environments, page tables and rings: never hand out
+        // old contents.
+        self.machine.zero(page);
+        Ok(page.0)
+    }
+
+    fn sys_kernel_stats(&self, caller: EnvId, stat: usize) -> Result<usize, Error> {
+        let stat = Stat::from_number(stat).ok_or(Error::BadFlags)?;
+        let mine = self.available(caller, self.live_tables(caller));
+        let heap = self.machine.heap_use();
+        let irq = self.machine.interrupt_stats();
+        Ok(match stat {
+            Stat::FreePages => self.pages.free_count(),
+            Stat::HeapUsed => heap.used,
+            Stat::HeapPeak => heap.peak,
+            Stat::HeapSize => heap.size,
+            Stat::HeapCharged => self.accounts.heap_charged(),
+            Stat::Filters => self.net.dpf.len(),
+            Stat::Shapes => self.net.dpf.group_count(),
+            Stat::Envs => self.envs.alive(),
+            Stat::Zombies => self.accounts.zombies(),
+            Stat::MyPages => mine.pages,
+            Stat::MyHeap => mine.heap,
+            Stat::MyEnvs => mine.envs,
+            Stat::MyShapes => mine.shapes,
+            Stat::MyFilters => mine.filters,
+            Stat::MyTickets => self.accounts.tickets(caller) as usize,
+            Stat::LostTicks => irq.lost_ticks as usize,
+            Stat::MaxInterruptsOffNs => irq.max_off_ns as usize,
+            Stat::DpfCodeStale => usize::from(self.machine.classifier_generation() != Some(self.net.dpf.generation())),
+        })
     }
 
     fn sys_env_status(&self, target: usize) -> Result<usize, Error> {
@@ -439,19 +593,28 @@ impl<M: Machine> Kernel<M> {
         if self.envs.get(to).is_none() {
             return Err(Error::NoSuchEnv);
         }
-        self.pages.grant(caller, Page(page), to, rights).map(|()| 0)
+        let page = Page(page);
+        if !self.pages.holds(to, page) && self.available(caller, self.live_tables(caller)).heap < cost::HOLDER {
+            return Err(Error::QuotaExceeded);
+        }
+        self.pages.grant(caller, page, to, rights).map(|()| 0)
     }
 
     fn sys_insert_pte(&mut self, caller: EnvId, va: usize, page: usize, flags: usize) -> Result<usize, Error> {
         let flags = PteFlags::from_bits(flags as u64).ok_or(Error::BadFlags)?;
-        let env = self.envs.get(caller).ok_or(Error::NoSuchEnv)?;
-        let budget = self.budget(caller, &env.space, env.quota);
+        let budget = self.page_budget(caller, self.live_tables(caller));
         let env = self.envs.get_mut(caller).ok_or(Error::NoSuchEnv)?;
         env.space.insert_pte(&mut self.pages, &mut self.machine, caller, va, Page(page), flags, budget).map(|()| 0)
     }
 }
 
+/// The two top-level page-table pages every address space has (PML4 and PDPT), counted
+/// against its page quota.
+const SPACE_ROOT_PAGES: usize = 2;
+
+pub mod jobs;
 mod net;
+pub mod sched;
 #[cfg(test)]
 mod net_tests;
 #[cfg(test)]

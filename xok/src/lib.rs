@@ -7,6 +7,7 @@
 
 extern crate alloc;
 
+pub mod account;
 pub mod ownership;
 pub mod vm;
 pub mod wk;

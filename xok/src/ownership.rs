@@ -8,7 +8,10 @@
 //!
 //! Quotas: a page is charged to the environment that allocated it until the page is free again,
 //! whoever holds it by then. Grants therefore cost the receiver nothing (nobody can fill another
-//! environment's quota), and giving pages away does not let the allocator exceed its own.
+//! environment's quota), and giving pages away does not let the allocator exceed its own. A
+//! holder entry made by a grant is kernel memory too: it is counted against the granter
+//! ([`PageOwnership::holders_paid_by`]) until the entry goes. Both counts outlive the
+//! environment (its account stays open until they reach zero: `account.rs`).
 
 use alloc::vec::Vec;
 use hashbrown::HashMap;
@@ -32,6 +35,9 @@ struct Holder {
     rights: Rights,
     /// How many of this environment's page-table entries map the page.
     mappings: u32,
+    /// Who pays for this entry: the granter that made it (`None` for the allocator's own
+    /// entry, which the page's charge covers).
+    payer: Option<EnvId>,
 }
 
 /// What a physical page is used for.
@@ -53,6 +59,8 @@ pub struct PageOwnership {
     free: Vec<Page>,
     /// Pages in use charged to each environment (for quotas).
     charged: HashMap<EnvId, usize>,
+    /// Holder entries made by each environment's grants (for quotas).
+    holders_paid: HashMap<EnvId, usize>,
 }
 
 impl PageOwnership {
@@ -60,7 +68,7 @@ impl PageOwnership {
     pub fn new(count: usize) -> Self {
         let mut pages = Vec::with_capacity(count);
         pages.resize(count, PageState::Reserved);
-        PageOwnership { pages, free: Vec::new(), charged: HashMap::new() }
+        PageOwnership { pages, free: Vec::new(), charged: HashMap::new(), holders_paid: HashMap::new() }
     }
 
     /// Hands a reserved page to the allocator (boot-time only).
@@ -81,6 +89,24 @@ impl PageOwnership {
         self.charged.get(&env).copied().unwrap_or(0)
     }
 
+    /// Number of holder entries that `env`'s grants made and that still exist.
+    pub fn holders_paid_by(&self, env: EnvId) -> usize {
+        self.holders_paid.get(&env).copied().unwrap_or(0)
+    }
+
+    /// Whether `env` holds any right on `page`.
+    pub fn holds(&self, env: EnvId, page: Page) -> bool {
+        !self.rights(env, page).is_empty()
+    }
+
+    /// Whether an environment other than `env` may write `page` (holds the write right).
+    pub fn other_writer(&self, env: EnvId, page: Page) -> bool {
+        match self.pages.get(page.0) {
+            Some(PageState::InUse { holders, .. }) => holders.iter().any(|h| h.env != env && h.rights.contains(Rights::WRITE)),
+            _ => false,
+        }
+    }
+
     /// Allocates a page for `env` with read and write rights, unless `env` already has `quota`
     /// pages charged to it.
     pub fn alloc(&mut self, env: EnvId, quota: usize) -> Result<Page, Error> {
@@ -88,7 +114,7 @@ impl PageOwnership {
             return Err(Error::QuotaExceeded);
         }
         let page = self.free.pop().ok_or(Error::NoMemory)?;
-        let holder = Holder { env, rights: Rights::READ | Rights::WRITE, mappings: 0 };
+        let holder = Holder { env, rights: Rights::READ | Rights::WRITE, mappings: 0, payer: None };
         self.pages[page.0] = PageState::InUse { holders: alloc::vec![holder], pins: 0, charged_to: env };
         *self.charged.entry(env).or_insert(0) += 1;
         Ok(page)
@@ -122,7 +148,8 @@ impl PageOwnership {
         }
     }
 
-    /// Gives `to` the rights `rights` on `page`, which `from` must hold (all of them).
+    /// Gives `to` the rights `rights` on `page`, which `from` must hold (all of them). A new
+    /// holder entry is counted against `from` (see [`PageOwnership::holders_paid_by`]).
     pub fn grant(&mut self, from: EnvId, page: Page, to: EnvId, rights: Rights) -> Result<(), Error> {
         if rights.is_empty() {
             return Err(Error::BadFlags);
@@ -134,7 +161,11 @@ impl PageOwnership {
         }
         match holders.iter_mut().find(|h| h.env == to) {
             Some(existing) => existing.rights |= rights,
-            None => holders.push(Holder { env: to, rights, mappings: 0 }),
+            None => {
+                holders.try_reserve(1).map_err(|_| Error::NoMemory)?;
+                holders.push(Holder { env: to, rights, mappings: 0, payer: Some(from) });
+                *self.holders_paid.entry(from).or_insert(0) += 1;
+            }
         }
         Ok(())
     }
@@ -153,7 +184,9 @@ impl PageOwnership {
         if *pins > 0 && holders.len() == 1 {
             return Err(Error::PagePinned);
         }
-        holders.swap_remove(index);
+        let removed = holders.swap_remove(index);
+        shrink_if_sparse(holders);
+        self.unpay(removed.payer);
         self.release_if_unused(page);
         Ok(())
     }
@@ -224,12 +257,25 @@ impl PageOwnership {
                 && let Some(at) = holders.iter().position(|h| h.env == env)
             {
                 debug_assert_eq!(holders[at].mappings, 0, "released page still mapped");
-                holders.swap_remove(at);
+                let removed = holders.swap_remove(at);
+                shrink_if_sparse(holders);
                 released += 1;
+                self.unpay(removed.payer);
                 self.release_if_unused(Page(index));
             }
         }
         released
+    }
+
+    fn unpay(&mut self, payer: Option<EnvId>) {
+        if let Some(payer) = payer
+            && let Some(count) = self.holders_paid.get_mut(&payer)
+        {
+            *count -= 1;
+            if *count == 0 {
+                self.holders_paid.remove(&payer);
+            }
+        }
     }
 
     fn holders_mut(&mut self, page: Page) -> Result<&mut Vec<Holder>, Error> {
@@ -254,6 +300,14 @@ impl PageOwnership {
                 }
             }
         }
+    }
+}
+
+/// Gives back a holder list's spare capacity once it is mostly empty, so entries that were
+/// paid for and removed leave no memory behind.
+fn shrink_if_sparse(holders: &mut Vec<Holder>) {
+    if holders.capacity() > 4 && holders.len() * 4 <= holders.capacity() {
+        holders.shrink_to(holders.len() * 2);
     }
 }
 
@@ -409,6 +463,22 @@ mod tests {
         pages.alloc(B, 1).unwrap();
         pages.free(B, page).unwrap();
         assert_eq!(pages.alloc(A, 2).map(|_| ()), Ok(()), "freed at last: the charge is gone");
+    }
+
+    #[test]
+    fn holder_entries_are_paid_by_the_granter_until_they_go() {
+        let mut pages = table(2);
+        let page = pages.alloc(A, 100).unwrap();
+        pages.grant(A, page, B, Rights::READ).unwrap();
+        pages.grant(B, page, C, Rights::READ).unwrap();
+        pages.grant(A, page, C, Rights::READ).unwrap();
+        assert_eq!((pages.holders_paid_by(A), pages.holders_paid_by(B)), (1, 1), "a repeated grant makes no entry");
+        assert!(pages.other_writer(B, page));
+        assert!(!pages.other_writer(A, page));
+        pages.free(C, page).unwrap();
+        assert_eq!(pages.holders_paid_by(B), 0);
+        pages.release_env(B);
+        assert_eq!(pages.holders_paid_by(A), 0);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Wakeup predicates in the kernel: installing one (decode, check the caller may read every
-//! word, pin those pages, compile) and evaluating it.
+//! word, pin those pages) and evaluating it. Compiling happens later, outside the kernel's
+//! critical section (`kernel::jobs`); until then the predicate is interpreted.
 
 use crate::ownership::{Page, PageOwnership};
 use crate::vm::{Access, AddressSpace, PhysMem};
@@ -13,8 +14,10 @@ use xok_abi::Error;
 pub struct Wakeup {
     /// The predicate, for the interpreter.
     pub predicate: Predicate,
-    /// Its native code.
-    pub compiled: CompiledPredicate,
+    /// Its native code, once compiled.
+    pub compiled: Option<CompiledPredicate>,
+    /// The install this is (matches the compile job's serial).
+    pub serial: u64,
     /// Each location's kernel (identity-mapped physical) address.
     pub addresses: Vec<u64>,
     /// The pages it reads, pinned while installed.
@@ -23,15 +26,13 @@ pub struct Wakeup {
     pub code: Option<u64>,
 }
 
+/// Code bytes a predicate of `terms` terms compiles to at most (for the heap charge).
+const CODE_BYTES_PER_TERM: usize = 96;
+
 impl Wakeup {
-    /// Decodes, checks and compiles `bytes`, pinning the pages it reads (each must be mapped
-    /// readable in `space`).
-    pub fn install(
-        space: &AddressSpace,
-        pages: &mut PageOwnership,
-        mem: &impl PhysMem,
-        bytes: &[u8],
-    ) -> Result<Wakeup, Error> {
+    /// Decodes and checks `bytes`: every page it reads must be mapped readable in `space`.
+    /// Nothing is pinned yet ([`Wakeup::pin`]).
+    pub fn decode(space: &AddressSpace, mem: &impl PhysMem, bytes: &[u8]) -> Result<Wakeup, Error> {
         let predicate = wkpred::decode(bytes).map_err(|_| Error::BadPredicate)?;
         let mut pins = Vec::new();
         let addresses = wkpred::resolve(&predicate, |user_page| {
@@ -40,11 +41,27 @@ impl Wakeup {
             Ok::<u64, ()>(page.address() as u64)
         })
         .map_err(|_| Error::BadPredicate)?;
-        let compiled = wkpred::compile(&predicate).map_err(|_| Error::BadPredicate)?;
-        for &page in &pins {
+        Ok(Wakeup { predicate, compiled: None, serial: 0, addresses, pins, code: None })
+    }
+
+    /// Pins the pages it reads, for as long as it is installed.
+    pub fn pin(self, pages: &mut PageOwnership) -> Wakeup {
+        for &page in &self.pins {
             pages.pin(page).expect("a mapped page is in use");
         }
-        Ok(Wakeup { predicate, compiled, addresses, pins, code: None })
+        self
+    }
+
+    /// The kernel heap bytes charged for it: its record, terms, addresses and code (which is
+    /// held twice: compiled bytes and the loaded copy).
+    pub fn charge(&self) -> usize {
+        let terms = self.predicate.term_count() + self.addresses.len();
+        crate::account::cost::PREDICATE + terms * (crate::account::cost::PREDICATE_WORD + 2 * CODE_BYTES_PER_TERM)
+    }
+
+    /// The physical pages it reads.
+    pub fn watched_pages(&self) -> &[Page] {
+        &self.pins
     }
 
     /// Unpins the pages (the predicate is replaced, removed, or its environment ended).

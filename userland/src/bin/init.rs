@@ -1,30 +1,58 @@
 //! The first program. It starts what the kernel command line names: `init=prog[:arg...],...`
-//! (for example `init=hello:a:b,worker`), reports each child's id, and exits.
+//! (for example `init=hello:a:b,worker`), reports each child's id, and stays alive as the
+//! root of the process tree until every environment it started (and every orphan of theirs)
+//! has ended, so that some live ancestor can always end any program.
+//!
+//! Each program gets an equal share of init's resources and CPU tickets: the kernel carves a
+//! child's quota out of its parent's (`docs/kernel.md`, "Quotas"), so programs started by
+//! init are isolated from one another, whatever they spawn.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 extern crate alloc;
 
 use alloc::vec::Vec;
-use exos::println;
+use core::sync::atomic::{AtomicU64, Ordering};
+use exos::abi::{SPAWN_SHARE_WHOLE, Stat, spawn_flags};
+use exos::ring::{deadline_word_clause, install};
+use exos::{println, sys};
 
 exos::entry!(run);
+
+/// How often init looks whether it is the last environment (ticks of 10 ms).
+const CHECK_TICKS: u64 = 5;
 
 fn run(args: exos::Args) -> i32 {
     let Some(list) = args.iter().find_map(|word| word.strip_prefix("init=")) else {
         println!("init: no init= on the kernel command line; nothing to start");
         return 0;
     };
+    // The predicate first: it is charged to init's quota, which the children then share.
+    let wake_at = AtomicU64::new(0);
+    let mut predicate = wkpred::Predicate::default();
+    deadline_word_clause(&mut predicate, &wake_at);
+    let can_sleep = install(&predicate).is_ok();
+    let specs: Vec<&str> = list.split(',').filter(|s| !s.is_empty()).collect();
     let mut failures = 0;
-    for spec in list.split(',').filter(|s| !s.is_empty()) {
+    for (n, spec) in specs.iter().enumerate() {
         let mut parts = spec.split(':');
         let program = parts.next().unwrap_or_default();
         let words: Vec<&str> = parts.collect();
-        match exos::sys::env_spawn(program, &exos::Args::encode(&words)) {
+        // An equal part of what is left for each program still to start.
+        let share = SPAWN_SHARE_WHOLE / (specs.len() - n);
+        match sys::env_spawn_with(program, &exos::Args::encode(&words), spawn_flags(false, share)) {
             Ok(id) => println!("init: started {program} as env {:08x}", id.0),
             Err(error) => {
                 println!("init: cannot start {program}: {error}");
                 failures += 1;
             }
+        }
+    }
+    while sys::kernel_stat(Stat::Envs) > 1 {
+        if can_sleep {
+            wake_at.store(sys::ticks() + CHECK_TICKS, Ordering::Release);
+            sys::wk_sleep();
+        } else {
+            sys::env_yield();
         }
     }
     failures

@@ -42,7 +42,7 @@ fn run(args: exos::Args) -> i32 {
         }
     };
     let mut ring = PacketRing::new(32, 2048).expect("packet ring");
-    for filter in [Filter::arp(), Filter::icmp_to(ip)] {
+    for filter in [Filter::arp_for(ip), Filter::icmp_to(ip)] {
         if let Err(error) = sys::dpf_insert(&filter.to_bytes(), ring.id, 0) {
             println!("rawecho: filter refused: {error}");
             return 1;

@@ -47,7 +47,7 @@ fn run(args: exos::Args) -> i32 {
         return 1;
     };
     let ring = PacketRing::new(64, 2048).expect("packet ring");
-    for filter in [Filter::arp(), Filter::icmp_to(ip), Filter::udp_port(port)] {
+    for filter in [Filter::arp_for(ip), Filter::icmp_to(ip), Filter::udp_port(port)] {
         if let Err(error) = sys::dpf_insert(&filter.to_bytes(), ring.id, 0) {
             println!("udpecho: filter refused: {error}");
             return 1;

@@ -2,6 +2,7 @@
 //! and what happens when a NIC interrupts.
 
 use super::{Kernel, Machine};
+use crate::account::{Resources, cost};
 use crate::net::nic::{NicDriver, PhysSegment};
 use crate::net::ring::{PacketRing, RingGeometry};
 use crate::net::xmit::{OutgoingFrame, TransmitQueues};
@@ -9,6 +10,7 @@ use crate::ownership::{Page, PageOwnership};
 use crate::vm::Access;
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use dpf::{Dpf, Filter, FilterAccessError, FilterClass, FilterId, InsertError, InsertOptions};
 use xok_abi::layout::PAGE_SIZE;
@@ -20,6 +22,20 @@ use xok_abi::{EnvId, Error};
 /// Ethernet's minimum frame without FCS; shorter frames are padded from a zero page.
 pub const MIN_WIRE_FRAME: usize = 60;
 
+/// The most filters installed at once, all environments together (the root's filter quota;
+/// each one is also charged [`cost::FILTER`] heap bytes).
+pub const MAX_FILTERS: usize = 1 << 18;
+
+/// Who pays for an installed filter: the inserter (the filter, and its shape if it made
+/// one) and, for each extra holder, whoever gave it the reference.
+#[derive(Debug)]
+struct FilterCharge {
+    payer: EnvId,
+    charge: Resources,
+    /// (holder, payer) of each `dpf_ref`.
+    refs: Vec<(EnvId, EnvId)>,
+}
+
 /// The kernel's network state.
 pub struct Network {
     /// The NICs, numbered by position.
@@ -27,8 +43,11 @@ pub struct Network {
     /// Registered packet rings by id.
     pub rings: BTreeMap<u32, PacketRing>,
     next_ring: u32,
-    /// All installed filters.
-    pub dpf: Dpf,
+    /// All installed filters. Shared with a classifier compile running outside the kernel's
+    /// critical section (`kernel::jobs`); changes clone it only while such a compile runs.
+    pub dpf: Arc<Dpf>,
+    /// What each installed filter costs whom, by id.
+    filter_charges: BTreeMap<u64, FilterCharge>,
     /// Frames waiting for each NIC.
     queues: Vec<TransmitQueues>,
     /// Frames on a NIC, by token.
@@ -46,7 +65,8 @@ impl Default for Network {
             nics: Vec::new(),
             rings: BTreeMap::new(),
             next_ring: 0,
-            dpf: Dpf::new(),
+            dpf: Arc::new(Dpf::new()),
+            filter_charges: BTreeMap::new(),
             queues: Vec::new(),
             in_flight: BTreeMap::new(),
             next_token: 1,
@@ -86,18 +106,61 @@ fn unpin_all(pages: &mut PageOwnership, pins: &[Page]) {
 impl<M: Machine> Kernel<M> {
     /// Drops everything `env` held in the network: rings (unpinning their pages), filters, and
     /// frames still waiting to be sent. Frames already on a NIC finish and are released then.
+    /// Every charge goes back; dispatch groups left empty are freed.
     pub(super) fn release_network(&mut self, env: EnvId) {
         let ids: Vec<u32> = self.net.rings.iter().filter(|(_, r)| r.owner == env).map(|(id, _)| *id).collect();
         for id in ids {
             if let Some(ring) = self.net.rings.remove(&id) {
-                ring.release(&mut self.pages);
+                self.release_ring(ring);
             }
         }
-        self.net.dpf.release_principal(env.0);
+        let held: Vec<FilterId> = self.net.dpf.ids().filter(|id| self.net.dpf.holds(*id, env.0)).collect();
+        for id in held {
+            let _ = self.drop_filter_hold(id, env);
+        }
+        self.compact_filters(env);
         for queue in 0..self.net.queues.len() {
             for frame in self.net.queues[queue].remove_env(env) {
                 unpin_all(&mut self.pages, &frame.pins);
+                self.credit(frame.env, Resources::heap(frame.heap_charge()));
             }
+        }
+    }
+
+    fn release_ring(&mut self, ring: PacketRing) {
+        let (owner, charge) = (ring.owner, ring.heap_charge());
+        ring.release(&mut self.pages);
+        self.credit(owner, Resources::heap(charge));
+    }
+
+    /// Drops `holder`'s hold on filter `id`, crediting whoever paid for it.
+    fn drop_filter_hold(&mut self, id: FilterId, holder: EnvId) -> Result<(), FilterAccessError> {
+        let removed = Arc::make_mut(&mut self.net.dpf).delete(id, holder.0)?;
+        let key = id.to_u64();
+        if removed {
+            if let Some(record) = self.net.filter_charges.remove(&key) {
+                self.credit(record.payer, record.charge);
+                for (_, payer) in record.refs {
+                    self.credit(payer, Resources::heap(cost::FILTER_REF));
+                }
+            }
+        } else if let Some(record) = self.net.filter_charges.get_mut(&key)
+            && let Some(at) = record.refs.iter().position(|(h, _)| *h == holder)
+        {
+            let (_, payer) = record.refs.swap_remove(at);
+            self.credit(payer, Resources::heap(cost::FILTER_REF));
+        }
+        Ok(())
+    }
+
+    /// Frees dispatch groups that deletes left empty, so no exit leaves the filter set poorer.
+    /// The new structure is compiled later, on `cause`'s account (`kernel::jobs`).
+    fn compact_filters(&mut self, cause: EnvId) {
+        if self.net.dpf.group_count() == 0 && self.net.dpf.is_empty() {
+            return;
+        }
+        if Arc::make_mut(&mut self.net.dpf).compact() {
+            self.jobs.classifier_cause = Some(cause);
         }
     }
 
@@ -105,9 +168,15 @@ impl<M: Machine> Kernel<M> {
         self.net.nics.get(nic).map(|n| n.info().to_word()).ok_or(Error::NoSuchNic)
     }
 
+    /// Registers a ring and charges its page list to the caller.
     fn register_ring(&mut self, caller: EnvId, geometry: RingGeometry) -> Result<PacketRing, Error> {
         let env = self.envs.get(caller).ok_or(Error::NoSuchEnv)?;
-        PacketRing::register(caller, &env.space, &mut self.pages, &self.machine, geometry)
+        let ring = PacketRing::register(caller, &env.space, &mut self.pages, &self.machine, geometry)?;
+        if let Err(error) = self.charge(caller, Resources::heap(ring.heap_charge())) {
+            ring.release(&mut self.pages);
+            return Err(error);
+        }
+        Ok(ring)
     }
 
     pub(super) fn sys_pktring_setring(&mut self, caller: EnvId, geometry: RingGeometry) -> Result<usize, Error> {
@@ -132,14 +201,14 @@ impl<M: Machine> Kernel<M> {
         let id = self.net.ring_of(caller, ring)?;
         let fresh = self.register_ring(caller, geometry)?;
         let old = self.net.rings.insert(id, fresh).expect("ring_of found it");
-        old.release(&mut self.pages);
+        self.release_ring(old);
         Ok(0)
     }
 
     pub(super) fn sys_pktring_delring(&mut self, caller: EnvId, ring: usize) -> Result<usize, Error> {
         let id = self.net.ring_of(caller, ring)?;
         let old = self.net.rings.remove(&id).expect("ring_of found it");
-        old.release(&mut self.pages);
+        self.release_ring(old);
         Ok(0)
     }
 
@@ -163,18 +232,38 @@ impl<M: Machine> Kernel<M> {
             _ => return Err(Error::BadFlags),
         };
         let privileged = self.envs.get(caller).is_some_and(|env| env.privileged);
-        let options = InsertOptions { class, privileged };
-        match self.net.dpf.insert_with(&filter, options, caller.0, ring) {
-            Ok(inserted) => Ok(inserted.id.to_u64() as usize),
-            Err(InsertError::Overlap { .. }) => Err(Error::FilterOverlap),
-            Err(InsertError::NotPrivileged) => Err(Error::NotPermitted),
-            Err(InsertError::TooManyCopyFilters | InsertError::TooManyShapes | InsertError::TooManyFilters) => Err(Error::TooMany),
+        if class == FilterClass::Exclusive && filter.is_broad() && !privileged {
+            return Err(Error::NotPermitted);
         }
+        let shape = usize::from(self.net.dpf.needs_group(&filter));
+        let charge = Resources { heap: cost::FILTER + shape * cost::SHAPE, filters: 1, shapes: shape, ..Resources::ZERO };
+        self.charge(caller, charge)?;
+        let options = InsertOptions { class, privileged };
+        let result = Arc::make_mut(&mut self.net.dpf).insert_with(&filter, options, caller.0, ring);
+        let inserted = match result {
+            Ok(inserted) => inserted,
+            Err(error) => {
+                self.credit(caller, charge);
+                return Err(match error {
+                    InsertError::Overlap { .. } => Error::FilterOverlap,
+                    InsertError::NotPrivileged => Error::NotPermitted,
+                    InsertError::TooManyCopyFilters | InsertError::TooManyShapes | InsertError::TooManyFilters => Error::TooMany,
+                });
+            }
+        };
+        if inserted.needs_recompile {
+            self.jobs.classifier_cause = Some(caller);
+        }
+        let key = inserted.id.to_u64();
+        self.net.filter_charges.insert(key, FilterCharge { payer: caller, charge, refs: Vec::new() });
+        Ok(key as usize)
     }
 
     pub(super) fn sys_dpf_delete(&mut self, caller: EnvId, filter: usize) -> Result<usize, Error> {
         let id = FilterId::from_u64(filter as u64);
-        self.net.dpf.delete(id, caller.0).map(|_| 0).map_err(|_| Error::NoSuchFilter)
+        self.drop_filter_hold(id, caller).map_err(|_| Error::NoSuchFilter)?;
+        self.compact_filters(caller);
+        Ok(0)
     }
 
     pub(super) fn sys_dpf_ref(&mut self, caller: EnvId, filter: usize, env: usize) -> Result<usize, Error> {
@@ -182,9 +271,25 @@ impl<M: Machine> Kernel<M> {
         if self.envs.get(to).is_none() {
             return Err(Error::NoSuchEnv);
         }
-        match self.net.dpf.reference(FilterId::from_u64(filter as u64), caller.0, to.0) {
-            Ok(()) | Err(FilterAccessError::AlreadyHeld) => Ok(0),
-            Err(_) => Err(Error::NoSuchFilter),
+        let id = FilterId::from_u64(filter as u64);
+        if !self.net.dpf.holds(id, caller.0) {
+            return Err(Error::NoSuchFilter);
+        }
+        if self.net.dpf.holds(id, to.0) {
+            return Ok(0);
+        }
+        self.charge(caller, Resources::heap(cost::FILTER_REF))?;
+        match Arc::make_mut(&mut self.net.dpf).reference(id, caller.0, to.0) {
+            Ok(()) => {
+                if let Some(record) = self.net.filter_charges.get_mut(&id.to_u64()) {
+                    record.refs.push((to, caller));
+                }
+                Ok(0)
+            }
+            Err(_) => {
+                self.credit(caller, Resources::heap(cost::FILTER_REF));
+                Err(Error::NoSuchFilter)
+            }
         }
     }
 
@@ -239,10 +344,11 @@ impl<M: Machine> Kernel<M> {
             .filter(|page| Some(*page) != self.net.zero_page)
             .collect();
         pins.push(counter_page);
-        for &page in &pins {
+        let frame = OutgoingFrame { env: caller, segments, counter: (counter_page, counter % PAGE_SIZE), pins };
+        self.charge(caller, Resources::heap(frame.heap_charge()))?;
+        for &page in &frame.pins {
             self.pages.pin(page).expect("pages mapped by the caller are in use");
         }
-        let frame = OutgoingFrame { env: caller, segments, counter: (counter_page, counter % PAGE_SIZE), pins };
         self.net.queues[nic].push(frame);
         self.pump_transmit(nic);
         Ok(0)
@@ -272,6 +378,8 @@ impl<M: Machine> Kernel<M> {
         let value = u64::from_le_bytes(word).wrapping_sub(1);
         self.machine.write(page, offset, &value.to_le_bytes());
         unpin_all(&mut self.pages, &frame.pins);
+        self.credit(frame.env, Resources::heap(frame.heap_charge()));
+        self.notify(frame.env);
     }
 
     /// Handles an interrupt on line `irq`: receives and demultiplexes every waiting frame,
@@ -290,7 +398,11 @@ impl<M: Machine> Kernel<M> {
         let now = self.machine.now_ns();
         let Network { nics, rings, dpf, unmatched, .. } = &mut self.net;
         let machine = &mut self.machine;
-        nics[n].rx_poll(&mut |frame| deliver(machine, dpf, rings, unmatched, n as u32, now, frame));
+        let mut woken: Vec<EnvId> = Vec::new();
+        nics[n].rx_poll(&mut |frame| deliver(machine, dpf, rings, unmatched, &mut woken, n as u32, now, frame));
+        for env in woken {
+            self.notify(env);
+        }
         let mut done = Vec::new();
         self.net.nics[n].tx_reclaim(&mut |token| done.push(token));
         for token in done {
@@ -301,11 +413,13 @@ impl<M: Machine> Kernel<M> {
 }
 
 /// Demultiplexes one received frame into the rings of its owner filter and copy filters.
+#[allow(clippy::too_many_arguments)] // reason: the disjoint parts of `Network` it needs
 fn deliver(
     machine: &mut impl Machine,
     dpf: &Dpf,
     rings: &mut BTreeMap<u32, PacketRing>,
     unmatched: &mut u64,
+    woken: &mut Vec<EnvId>,
     nic: u32,
     now: u64,
     frame: &[u8],
@@ -318,6 +432,9 @@ fn deliver(
         if let Some(ring) = rings.get_mut(&ring) {
             ring.deliver(machine, frame, nic, now);
             stored = true;
+            if !woken.contains(&ring.owner) {
+                woken.push(ring.owner);
+            }
         }
     }
     if !stored {

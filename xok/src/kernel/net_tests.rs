@@ -104,7 +104,7 @@ fn arp_request() -> Vec<u8> {
 
 /// An environment with 4 data pages and a 4-entry ring at DATA.
 fn env_with_ring(k: &mut Kernel<TestMachine>) -> (EnvId, usize) {
-    let env = k.spawn(None, "good", b"", false).unwrap();
+    let env = k.spawn(None, "good", b"", false, 0).unwrap();
     map_data(k, env, 4);
     let ring = call(k, env, Syscall::PktringSetring, [DATA, 4, 256, 0, 0]).unwrap(); // no counter
     (env, ring)
@@ -119,7 +119,7 @@ fn receive(k: &mut Kernel<TestMachine>, state: &Arc<Mutex<FakeNicState>>, frame:
 fn filters_deliver_into_the_owners_ring_and_unmatched_frames_are_counted() {
     let (mut k, nic) = with_nic(16);
     let (env, ring) = env_with_ring(&mut k);
-    insert_filter(&mut k, env, &Filter::arp(), ring, 0).unwrap();
+    insert_filter(&mut k, env, &Filter::arp_for([0; 4]), ring, 0).unwrap();
     receive(&mut k, &nic, &arp_request());
     let owner = u32::from_le_bytes(peek(&k, env, DATA, 4).try_into().unwrap());
     assert_eq!(owner, 42);
@@ -136,11 +136,14 @@ fn overlapping_filters_are_refused_and_copy_filters_need_privilege() {
     let (mut k, nic) = with_nic(16);
     let (first, ring1) = env_with_ring(&mut k);
     let (second, ring2) = env_with_ring(&mut k);
-    insert_filter(&mut k, first, &Filter::arp(), ring1, 0).unwrap();
-    assert_eq!(insert_filter(&mut k, second, &Filter::arp(), ring2, 0), Err(Error::FilterOverlap));
+    insert_filter(&mut k, first, &Filter::arp_for([0; 4]), ring1, 0).unwrap();
+    assert_eq!(insert_filter(&mut k, second, &Filter::arp_for([0; 4]), ring2, 0), Err(Error::FilterOverlap));
     assert_eq!(insert_filter(&mut k, second, &Filter::everything(), ring2, DPF_COPY), Err(Error::NotPermitted));
-    assert_eq!(insert_filter(&mut k, second, &Filter::arp(), ring1, 0), Err(Error::NoSuchRing), "another env's ring");
-    assert_eq!(insert_filter(&mut k, second, &Filter::arp(), ring2, 7), Err(Error::BadFlags));
+    for broad in [Filter::everything(), Filter::ipv4(), Filter::arp()] {
+        assert_eq!(insert_filter(&mut k, second, &broad, ring2, 0), Err(Error::NotPermitted), "{broad:?} needs privilege");
+    }
+    assert_eq!(insert_filter(&mut k, second, &Filter::arp_for([0; 4]), ring1, 0), Err(Error::NoSuchRing), "another env's ring");
+    assert_eq!(insert_filter(&mut k, second, &Filter::arp_for([0; 4]), ring2, 7), Err(Error::BadFlags));
     poke(&mut k, second, DATA + 3 * PAGE_SIZE, &[1, 9, 9, 9]);
     assert_eq!(call(&mut k, second, Syscall::DpfInsert, [DATA + 3 * PAGE_SIZE, 4, ring2, 0, 0]), Err(Error::BadFilter));
     assert_eq!(call(&mut k, second, Syscall::DpfInsert, [0x10_0000, 13, ring2, 0, 0]), Err(Error::BadAddress));
@@ -268,7 +271,7 @@ fn an_exiting_program_leaves_no_pins_filters_or_frames() {
     let (mut k, nic) = with_nic(2);
     let free = k.pages.free_count();
     let (env, ring) = env_with_ring(&mut k);
-    insert_filter(&mut k, env, &Filter::arp(), ring, 0).unwrap();
+    insert_filter(&mut k, env, &Filter::arp_for([0; 4]), ring, 0).unwrap();
     let gather_va = DATA + 3 * PAGE_SIZE;
     let mut gather = Vec::new();
     gather.extend_from_slice(&(DATA as u64).to_le_bytes());
@@ -306,7 +309,7 @@ fn install(k: &mut Kernel<TestMachine>, env: EnvId, text: &str) -> Result<usize,
 fn a_sleeper_wakes_when_a_frame_lands_in_its_ring() {
     let (mut k, nic) = with_nic(16);
     let (env, ring) = env_with_ring(&mut k);
-    insert_filter(&mut k, env, &Filter::arp(), ring, 0).unwrap();
+    insert_filter(&mut k, env, &Filter::arp_for([0; 4]), ring, 0).unwrap();
     install(&mut k, env, &alloc::format!("locations {DATA:#x}; [0]:u32 != 0")).unwrap();
     call(&mut k, env, Syscall::WkSleep, [0; 5]).unwrap();
     assert!(k.envs.get(env).unwrap().sleeping);
@@ -356,7 +359,7 @@ fn predicates_are_checked_and_their_pins_released() {
 fn a_deleted_rings_id_is_not_reused_while_a_filter_names_it() {
     let (mut k, nic) = with_nic(16);
     let (first, ring) = env_with_ring(&mut k);
-    insert_filter(&mut k, first, &Filter::arp(), ring, 0).unwrap();
+    insert_filter(&mut k, first, &Filter::arp_for([0; 4]), ring, 0).unwrap();
     call(&mut k, first, Syscall::PktringDelring, [ring, 0, 0, 0, 0]).unwrap();
     let (second, other) = env_with_ring(&mut k);
     assert_ne!(other, ring);
@@ -370,7 +373,7 @@ fn a_deleted_rings_id_is_not_reused_while_a_filter_names_it() {
 fn the_timer_polls_nics_whose_interrupts_are_lost() {
     let (mut k, nic) = with_nic(16);
     let (env, ring) = env_with_ring(&mut k);
-    insert_filter(&mut k, env, &Filter::arp(), ring, 0).unwrap();
+    insert_filter(&mut k, env, &Filter::arp_for([0; 4]), ring, 0).unwrap();
     nic.lock().unwrap().incoming.push(arp_request());
     k.timer_tick(None);
     assert_eq!(peek(&k, env, DATA, 1), [42]);

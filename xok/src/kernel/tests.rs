@@ -12,6 +12,10 @@ use xok_abi::layout::{USER_BASE, USER_TOP};
 pub(super) struct TestMachine {
     pub(super) mem: FakeMem,
     pub(super) console: Vec<u8>,
+    /// The generation of the last classifier code "loaded".
+    pub(super) classifier: Option<u64>,
+    /// The clock (nanoseconds), moved by tests.
+    pub(super) now: u64,
 }
 
 impl PhysMem for TestMachine {
@@ -40,7 +44,7 @@ impl Machine for TestMachine {
         self.console.extend_from_slice(bytes);
     }
     fn now_ns(&self) -> u64 {
-        42
+        self.now
     }
     fn use_kernel_page_table(&mut self) {}
     fn wake_check(&mut self, wakeup: &mut crate::wk::Wakeup) -> bool {
@@ -49,6 +53,19 @@ impl Machine for TestMachine {
     fn release_code(&mut self, _handle: u64) {}
     fn classify(&mut self, dpf: &dpf::Dpf, frame: &[u8]) -> dpf::Classification {
         dpf.classify_interpreted(frame)
+    }
+    fn load_classifier(&mut self, code: &dpf::compile::CompiledCode) -> bool {
+        self.classifier = Some(code.generation);
+        true
+    }
+    fn classifier_generation(&self) -> Option<u64> {
+        self.classifier
+    }
+    fn heap_use(&self) -> HeapUse {
+        HeapUse { used: 0, peak: 0, size: 64 << 20 }
+    }
+    fn interrupt_stats(&self) -> InterruptStats {
+        InterruptStats::default()
     }
 }
 
@@ -87,7 +104,7 @@ fn call_raw(k: &mut Kernel<TestMachine>, env: EnvId, number: usize, args: [usize
 #[test]
 fn spawn_loads_segments_stack_and_arguments() {
     let mut k = kernel();
-    let id = k.spawn(None, "good", b"one\0two", false).unwrap();
+    let id = k.spawn(None, "good", b"one\0two", false, 0).unwrap();
     let env = k.envs.get(id).unwrap();
     assert_eq!(env.frame.rip, USER_BASE as u64);
     let mut data = [0u8; 4];
@@ -108,9 +125,9 @@ fn spawn_loads_segments_stack_and_arguments() {
 fn spawn_refuses_missing_and_bad_programs() {
     let mut k = kernel();
     let free = k.pages.free_count();
-    assert_eq!(k.spawn(None, "missing", b"", false), Err(Error::NotFound));
-    assert_eq!(k.spawn(None, "junk", b"", false), Err(Error::BadProgram));
-    assert_eq!(k.spawn(None, "good", &[0; ARGS_MAX + 1], false), Err(Error::BadLength));
+    assert_eq!(k.spawn(None, "missing", b"", false, 0), Err(Error::NotFound));
+    assert_eq!(k.spawn(None, "junk", b"", false, 0), Err(Error::BadProgram));
+    assert_eq!(k.spawn(None, "good", &[0; ARGS_MAX + 1], false, 0), Err(Error::BadLength));
     assert_eq!(k.pages.free_count(), free);
 }
 
@@ -118,7 +135,7 @@ fn spawn_refuses_missing_and_bad_programs() {
 fn exit_returns_every_page() {
     let mut k = kernel();
     let free = k.pages.free_count();
-    let id = k.spawn(None, "good", b"", false).unwrap();
+    let id = k.spawn(None, "good", b"", false, 0).unwrap();
     let page = call(&mut k, id, Syscall::PageAlloc, [0; 5]).unwrap();
     call(&mut k, id, Syscall::InsertPte, [0x20_0000_0000, page, PteFlags::WRITE.bits() as usize, 0, 0]).unwrap();
     assert!(k.pages.free_count() < free);
@@ -135,7 +152,7 @@ fn exit_returns_every_page() {
 #[test]
 fn every_pointer_argument_is_checked() {
     let mut k = kernel();
-    let id = k.spawn(None, "good", b"", false).unwrap();
+    let id = k.spawn(None, "good", b"", false, 0).unwrap();
     let bad_pointers = [0, 8, 0x10_0000, USER_BASE - 1, USER_TOP - 2, 0xffff_8000_0000_0000, usize::MAX - 3, 0x30_0000_0000];
     for ptr in bad_pointers {
         assert_eq!(call(&mut k, id, Syscall::ConsoleWrite, [ptr, 4, 0, 0, 0]), Err(Error::BadAddress), "{ptr:#x}");
@@ -155,8 +172,8 @@ fn every_pointer_argument_is_checked() {
 #[test]
 fn memory_calls_check_rights_flags_and_addresses() {
     let mut k = kernel();
-    let a = k.spawn(None, "good", b"", false).unwrap();
-    let b = k.spawn(None, "good", b"", false).unwrap();
+    let a = k.spawn(None, "good", b"", false, 0).unwrap();
+    let b = k.spawn(None, "good", b"", false, 0).unwrap();
     let page = call(&mut k, a, Syscall::PageAlloc, [0; 5]).unwrap();
     let va = 0x20_0000_0000;
     // b holds nothing yet.
@@ -186,15 +203,16 @@ fn memory_calls_check_rights_flags_and_addresses() {
 #[test]
 fn quota_stops_exhaustion_and_others_still_allocate() {
     let mut k = kernel();
-    let hog = k.spawn(None, "good", b"", false).unwrap();
-    let other = k.spawn(None, "good", b"", false).unwrap();
+    let hog = k.spawn(None, "good", b"", false, 0).unwrap();
+    let other = k.spawn(None, "good", b"", false, 0).unwrap();
+    let limit = k.accounts.get(hog).unwrap().limit.pages;
     let mut got = 0;
     while call(&mut k, hog, Syscall::PageAlloc, [0; 5]).is_ok() {
         got += 1;
-        assert!(got <= k.default_quota);
+        assert!(got <= limit);
     }
     // Its program image, stack and page tables count too.
-    assert!(got + 40 < k.default_quota, "{got} of {}", k.default_quota);
+    assert!(got + 10 < limit, "{got} of {limit}");
     assert_eq!(call(&mut k, hog, Syscall::PageAlloc, [0; 5]), Err(Error::QuotaExceeded));
     assert!(call(&mut k, other, Syscall::PageAlloc, [0; 5]).is_ok());
 }
@@ -202,8 +220,8 @@ fn quota_stops_exhaustion_and_others_still_allocate() {
 #[test]
 fn only_parents_kill_and_status_survives_death() {
     let mut k = kernel();
-    let parent = k.spawn(None, "good", b"", false).unwrap();
-    let stranger = k.spawn(None, "good", b"", false).unwrap();
+    let parent = k.spawn(None, "good", b"", false, 0).unwrap();
+    let stranger = k.spawn(None, "good", b"", false, 0).unwrap();
     let name = b"good";
     let va = USER_BASE + 0x1000;
     k.envs.get(parent).unwrap().space.copy_to_user(&mut k.machine, va, name).unwrap();
@@ -221,8 +239,8 @@ fn only_parents_kill_and_status_survives_death() {
 #[test]
 fn allocated_pages_are_zeroed_even_when_reused() {
     let mut k = kernel();
-    let a = k.spawn(None, "good", b"", false).unwrap();
-    let b = k.spawn(None, "good", b"", false).unwrap();
+    let a = k.spawn(None, "good", b"", false, 0).unwrap();
+    let b = k.spawn(None, "good", b"", false, 0).unwrap();
     let page = call(&mut k, a, Syscall::PageAlloc, [0; 5]).unwrap();
     k.machine.mem.write(Page(page), 0, b"secret");
     call(&mut k, a, Syscall::PageFree, [page, 0, 0, 0, 0]).unwrap();
@@ -236,8 +254,8 @@ fn allocated_pages_are_zeroed_even_when_reused() {
 #[test]
 fn page_tables_count_against_the_quota() {
     let mut k = kernel();
-    k.default_quota = 200;
-    let a = k.spawn(None, "good", b"", false).unwrap();
+    let a = k.spawn(None, "good", b"", false, 6).unwrap();
+    assert!(k.accounts.get(a).unwrap().limit.pages < 200);
     let page = call(&mut k, a, Syscall::PageAlloc, [0; 5]).unwrap();
     // One mapping per 1 GiB region costs two new tables each time.
     let mut mapped = 0;
@@ -250,5 +268,7 @@ fn page_tables_count_against_the_quota() {
         assert!(mapped < 200, "tables are not charged");
     };
     assert_eq!(result, Error::QuotaExceeded);
+    // Two tables did not fit; at most one page may.
+    let _ = call(&mut k, a, Syscall::PageAlloc, [0; 5]);
     assert_eq!(call(&mut k, a, Syscall::PageAlloc, [0; 5]), Err(Error::QuotaExceeded));
 }

@@ -100,6 +100,11 @@ impl PacketRing {
         Ok(PacketRing { owner, pages: backing, start: va - first, entry_size, entry_count, next: 0, drops: 0, stored: 0, counter })
     }
 
+    /// The kernel heap bytes charged for the ring: its record and page list.
+    pub fn heap_charge(&self) -> usize {
+        crate::account::cost::RING + (self.pages.len() + usize::from(self.counter.is_some())) * crate::account::cost::RING_PAGE
+    }
+
     /// Unpins the ring's pages (the ring is being deleted or replaced).
     pub fn release(self, pages: &mut PageOwnership) {
         for page in self.pages.into_iter().chain(self.counter.map(|(page, _)| page)) {

@@ -24,6 +24,13 @@ pub struct OutgoingFrame {
     pub pins: Vec<Page>,
 }
 
+impl OutgoingFrame {
+    /// The kernel heap bytes charged to the sender while the frame waits or is on a NIC.
+    pub fn heap_charge(&self) -> usize {
+        crate::account::cost::FRAME + (self.segments.len() + self.pins.len()) * crate::account::cost::FRAME_SEGMENT
+    }
+}
+
 /// The waiting frames of one NIC, per environment.
 #[derive(Debug, Default)]
 pub struct TransmitQueues {

@@ -132,7 +132,7 @@ extern "C" fn kernel_main(start_info: u64) -> ! {
     let mappings = KernelMappings { low_gigabyte: pd | bits::PRESENT | bits::WRITABLE, upper_half };
     let mut kernel = Kernel::new(machine, pages, mappings, initrd);
     // A secret seed for DPF's dispatch hashing, so nobody can aim connections at one bucket.
-    kernel.net.dpf = dpf::Dpf::with_seed(super::cpu::rdtsc());
+    kernel.net.dpf = alloc::sync::Arc::new(dpf::Dpf::with_seed(super::cpu::rdtsc()));
     start_nics(&mut kernel);
     kprintln!(
         "booted: image {:#x}..{:#x}, {} free pages ({} MiB), initrd {} files, tsc {} MHz, cmdline \"{}\"",
@@ -144,8 +144,11 @@ extern "C" fn kernel_main(start_info: u64) -> ! {
         timer::tsc_hz() / 1_000_000,
         cmdline
     );
+    if cmdline.split_whitespace().any(|w| w == "xok.compile=locked") {
+        super::trap::COMPILE_LOCKED.store(true, core::sync::atomic::Ordering::Relaxed);
+    }
     let args: Vec<u8> = cmdline.split_whitespace().collect::<Vec<_>>().join("\0").into_bytes();
-    if let Err(error) = kernel.spawn(None, "init", &args, true) {
+    if let Err(error) = kernel.spawn(None, "init", &args, true, xok_abi::SPAWN_SHARE_WHOLE) {
         panic!("cannot start init: {error}");
     }
     *trap::KERNEL.lock() = Some(kernel);
@@ -243,7 +246,7 @@ fn start_nics(kernel: &mut Kernel<BareMachine>) {
         kernel.net.add_nic(nic);
     }
     // The NICs' rings and buffers are the kernel's for good: count free pages from here.
-    kernel.boot_free_pages = kernel.pages.free_count();
+    kernel.finish_boot();
 }
 
 /// The ownership table for all RAM below the identity-map limit, with every page that is RAM,

@@ -22,48 +22,12 @@ pub struct BareMachine {
     pub code: Option<CodeArena>,
     /// The compiled DPF trie: the structure generation it was made for, and where it runs.
     dpf_code: Option<(u64, CodeRange)>,
-    /// The generation last compiled (or tried) and when: compiles are rate-limited, and a
-    /// failed generation is not retried.
-    last_compile: Option<(u64, u64)>,
 }
-
-/// Shortest time between two compiles of the DPF trie; frames in between use the
-/// interpreter (a structural change per frame must not cost a compile per frame).
-const RECOMPILE_INTERVAL_NS: u64 = 200_000_000;
 
 impl BareMachine {
     /// A machine whose kernel page table is at `kernel_root`; the code arena comes later.
     pub fn new(kernel_root: u64) -> Self {
-        BareMachine { kernel_root, code: None, dpf_code: None, last_compile: None }
-    }
-
-    /// Compiles `dpf`'s trie into the code window, replacing older code. Logs the cost.
-    fn recompile(&mut self, dpf: &dpf::Dpf) -> Option<CodeRange> {
-        let start = timer::now_ns();
-        match self.last_compile {
-            Some((generation, _)) if generation == dpf.generation() => return None, // it failed
-            Some((_, at)) if start.saturating_sub(at) < RECOMPILE_INTERVAL_NS => return None,
-            _ => {}
-        }
-        self.last_compile = Some((dpf.generation(), start));
-        if let Some((_, old)) = self.dpf_code.take() {
-            self.code.as_mut()?.free(old);
-        }
-        let compiled = match dpf::compile(dpf, dpf::compile::OptLevel::Speed) {
-            Ok(compiled) => compiled,
-            Err(error) => {
-                crate::kprintln!("dpf: compiling {} filters failed ({error:?}); interpreting", dpf.len());
-                return None;
-            }
-        };
-        let mut arena = self.code.take()?;
-        let range = arena.load(self, &compiled.bytes);
-        self.code = Some(arena);
-        let range = range?;
-        let micros = (timer::now_ns() - start) / 1000;
-        crate::kprintln!("dpf: compiled {} filters into {} bytes in {} us", dpf.len(), compiled.bytes.len(), micros);
-        self.dpf_code = Some((compiled.generation, range));
-        Some(range)
+        BareMachine { kernel_root, code: None, dpf_code: None }
     }
 }
 
@@ -134,9 +98,10 @@ impl Machine for BareMachine {
     }
 
     fn wake_check(&mut self, wakeup: &mut crate::wk::Wakeup) -> bool {
+        let Some(compiled) = wakeup.compiled.as_ref() else { return wakeup.interpret(self) };
         if wakeup.code.is_none() {
             let mut arena = self.code.take();
-            wakeup.code = arena.as_mut().and_then(|a| a.load(self, wakeup.compiled.code())).map(CodeRange::to_handle);
+            wakeup.code = arena.as_mut().and_then(|a| a.load(self, compiled.code())).map(CodeRange::to_handle);
             self.code = arena;
         }
         match wakeup.code {
@@ -145,7 +110,7 @@ impl Machine for BareMachine {
             // wkpred::resolve for this predicate and its pages are pinned while installed.
             Some(handle) => unsafe {
                 let function = wkpred::exec::entry_point(CodeRange::from_handle(handle).entry());
-                wkpred::exec::call(function, &wakeup.compiled, &wakeup.addresses)
+                wkpred::exec::call(function, compiled, &wakeup.addresses)
             },
             None => wakeup.interpret(self),
         }
@@ -160,7 +125,7 @@ impl Machine for BareMachine {
     fn classify(&mut self, dpf: &dpf::Dpf, frame: &[u8]) -> dpf::Classification {
         let current = match self.dpf_code {
             Some((generation, range)) if generation == dpf.generation() => Some(range),
-            _ => self.recompile(dpf),
+            _ => None,
         };
         let Some(range) = current else { return dpf.classify_interpreted(frame) };
         let context = dpf.context();
@@ -168,6 +133,29 @@ impl Machine for BareMachine {
         // executable window until the next recompile; `context` is the set's current context.
         let raw = unsafe { dpf::exec::call(dpf::exec::entry_point(range.entry()), &context, frame) };
         dpf.resolve(&raw).unwrap_or_else(|| dpf.classify_interpreted(frame))
+    }
+
+    fn load_classifier(&mut self, code: &dpf::compile::CompiledCode) -> bool {
+        let mut arena = self.code.take();
+        if let (Some(arena), Some((_, old))) = (arena.as_mut(), self.dpf_code.take()) {
+            arena.free(old);
+        }
+        let range = arena.as_mut().and_then(|a| a.load(self, &code.bytes));
+        self.code = arena;
+        self.dpf_code = range.map(|range| (code.generation, range));
+        range.is_some()
+    }
+
+    fn classifier_generation(&self) -> Option<u64> {
+        self.dpf_code.map(|(generation, _)| generation)
+    }
+
+    fn heap_use(&self) -> crate::kernel::HeapUse {
+        crate::heap::usage()
+    }
+
+    fn interrupt_stats(&self) -> crate::kernel::InterruptStats {
+        super::trap::interrupt_stats()
     }
 }
 

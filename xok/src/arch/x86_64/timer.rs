@@ -11,6 +11,7 @@ const PIT_HZ: u64 = 1_193_182;
 static TICKS: AtomicU64 = AtomicU64::new(0);
 static TSC_HZ: AtomicU64 = AtomicU64::new(1);
 static TSC_AT_BOOT: AtomicU64 = AtomicU64::new(0);
+static TICKS_AT_BOOT: AtomicU64 = AtomicU64::new(0);
 
 /// Remaps the PICs to vectors 32..48, unmasks only the timer, and starts the PIT.
 pub fn init() {
@@ -76,6 +77,14 @@ pub fn calibrate_tsc() {
     let cycles = rdtsc() - start;
     TSC_HZ.store((cycles * HZ / TICKS_TO_MEASURE).max(1), Ordering::Relaxed);
     TSC_AT_BOOT.store(start, Ordering::Relaxed);
+    TICKS_AT_BOOT.store(ticks() - TICKS_TO_MEASURE, Ordering::Relaxed);
+}
+
+/// Timer ticks that the clock says were due since calibration but never arrived (the PIC
+/// keeps one pending tick; interrupts off for longer than a tick lose the rest).
+pub fn lost_ticks() -> u64 {
+    let due = now_ns() / (1_000_000_000 / HZ);
+    due.saturating_sub(ticks().saturating_sub(TICKS_AT_BOOT.load(Ordering::Relaxed)))
 }
 
 /// TSC cycles per second.

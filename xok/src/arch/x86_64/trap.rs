@@ -5,7 +5,9 @@ use super::cpu::{EXIT_FAILURE, EXIT_SUCCESS, exit_qemu};
 use super::idt::{IRQ_BASE, exception_name};
 use super::machine::{BareMachine, load_page_table};
 use super::timer;
-use crate::kernel::{Kernel, Next};
+use crate::kernel::jobs::Job;
+use crate::kernel::{InterruptStats, Kernel, Next};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::kprintln;
 use crate::trapframe::{SYSCALL_VECTOR, TrapFrame};
 use alloc::format;
@@ -16,6 +18,34 @@ use xok_abi::{EnvId, EnvStatus};
 /// The kernel state, set once at boot.
 pub static KERNEL: Mutex<Option<Kernel<BareMachine>>> = Mutex::new(None);
 
+/// When (TSC) the kernel last turned interrupts off (entered, or finished a compile).
+static OFF_SINCE: AtomicU64 = AtomicU64::new(0);
+/// The longest interrupts-off stretch seen, in TSC cycles.
+static MAX_OFF: AtomicU64 = AtomicU64::new(0);
+/// `xok.compile=locked`: run compiles with interrupts off inside the kernel's critical section,
+/// as xok did before compile jobs (to measure the difference in one build).
+pub static COMPILE_LOCKED: AtomicBool = AtomicBool::new(false);
+
+fn interrupts_off_now() {
+    OFF_SINCE.store(super::cpu::rdtsc(), Ordering::Relaxed);
+}
+
+fn interrupts_on_now() {
+    let since = OFF_SINCE.load(Ordering::Relaxed);
+    if since != 0 {
+        MAX_OFF.fetch_max(super::cpu::rdtsc().saturating_sub(since), Ordering::Relaxed);
+    }
+}
+
+/// Lost ticks and the longest interrupts-off stretch since boot.
+pub fn interrupt_stats() -> InterruptStats {
+    let hz = timer::tsc_hz().max(1);
+    InterruptStats {
+        lost_ticks: timer::lost_ticks(),
+        max_off_ns: (u128::from(MAX_OFF.load(Ordering::Relaxed)) * 1_000_000_000 / u128::from(hz)) as u64,
+    }
+}
+
 unsafe extern "C" {
     fn enter_user(frame: *const TrapFrame) -> !;
 }
@@ -24,6 +54,7 @@ unsafe extern "C" {
 /// interrupts taken in ring 0 (the idle loop and TSC calibration).
 #[unsafe(no_mangle)]
 extern "C" fn trap_handler(frame: &mut TrapFrame) {
+    interrupts_off_now();
     check_stack_guard();
     if frame.from_user() {
         user_trap(frame);
@@ -32,8 +63,37 @@ extern "C" fn trap_handler(frame: &mut TrapFrame) {
         v if (IRQ_BASE as u64..IRQ_BASE as u64 + 16).contains(&v) => {
             let mut guard = KERNEL.lock();
             interrupt(guard.as_mut(), (v - IRQ_BASE as u64) as u8, None);
+            drop(guard);
+            interrupts_on_now();
         }
         _ => kernel_fault(frame),
+    }
+}
+
+/// Runs `job` and every job after it, each with the kernel unlocked and interrupts enabled
+/// (unless `xok.compile=locked`), handing results back under the lock.
+fn run_jobs(mut job: Job) {
+    loop {
+        let locked = COMPILE_LOCKED.load(Ordering::Relaxed);
+        let start = timer::now_ns();
+        let done = if locked {
+            job.run()
+        } else {
+            interrupts_on_now();
+            x86_64::instructions::interrupts::enable();
+            let done = job.run();
+            x86_64::instructions::interrupts::disable();
+            interrupts_off_now();
+            done
+        };
+        let spent = timer::now_ns().saturating_sub(start);
+        let mut guard = KERNEL.lock();
+        let kernel = guard.as_mut().expect("booted");
+        kernel.finish_job(done, spent);
+        match kernel.take_job() {
+            Some(next) => job = next,
+            None => return,
+        }
     }
 }
 
@@ -54,7 +114,7 @@ fn interrupt(kernel: Option<&mut Kernel<BareMachine>>, irq: u8, interrupted: Opt
 }
 
 fn user_trap(frame: &TrapFrame) -> ! {
-    let (current, next) = {
+    let (current, next, job) = {
         let mut guard = KERNEL.lock();
         let kernel = guard.as_mut().expect("traps from ring 3 come after boot");
         let Some(current) = kernel.current else { panic!("trap from ring 3 with no current environment") };
@@ -74,8 +134,11 @@ fn user_trap(frame: &TrapFrame) -> ! {
                 Next::Schedule
             }
         };
-        (current, next)
+        (current, next, kernel.take_job())
     };
+    if let Some(job) = job {
+        run_jobs(job);
+    }
     match next {
         Next::Resume => run(current),
         Next::Schedule => schedule(),
@@ -91,6 +154,7 @@ fn run(id: EnvId) -> ! {
         load_page_table(env.space.root() as u64);
         &env.frame
     };
+    interrupts_on_now();
     // SAFETY: the frame lives in the environment's boxed table entry, which stays put until the
     // kernel runs again; it holds user selectors and IF set (TrapFrame::new_user or a frame
     // saved from ring 3), so iretq returns to ring 3 and cannot raise privilege.
@@ -101,7 +165,7 @@ fn run(id: EnvId) -> ! {
 /// once every environment has ended.
 pub fn schedule() -> ! {
     loop {
-        let next = {
+        let (next, job) = {
             let mut guard = KERNEL.lock();
             let kernel = guard.as_mut().expect("booted");
             if kernel.envs.alive() == 0 {
@@ -109,13 +173,22 @@ pub fn schedule() -> ! {
                 kprintln!("halting: nothing left to run");
                 exit_qemu(EXIT_SUCCESS);
             }
-            kernel.pick_next()
+            match kernel.take_job() {
+                Some(job) => (None, Some(job)),
+                None => (kernel.pick_next(), None),
+            }
         };
+        if let Some(job) = job {
+            run_jobs(job);
+            continue;
+        }
         match next {
             Some(id) => run(id),
             None => {
+                interrupts_on_now();
                 x86_64::instructions::interrupts::enable_and_hlt();
                 x86_64::instructions::interrupts::disable();
+                interrupts_off_now();
             }
         }
     }

@@ -1,0 +1,194 @@
+//! Scheduling: stride scheduling over CPU tickets, and sleepers woken by events.
+//!
+//! CPU: every environment has tickets carved from its parent's (`account.rs`), so a process
+//! tree never gets more CPU than its root's share, however many children it spawns. Each
+//! environment has a *pass*; running for `t` nanoseconds advances it by `t × ROOT_TICKETS /
+//! tickets`, and the runnable environment with the lowest pass runs next. Newcomers and
+//! sleepers that wake start at the current virtual time, so sleeping earns no credit.
+//!
+//! Sleepers: a sleeping environment is not scanned at each decision. Its predicate is
+//! re-evaluated only when something it reads may have changed: the kernel stored a frame in
+//! one of its rings or completed one of its sends, the tick counter moved (if the predicate
+//! reads it), or -- for a predicate that reads a page another environment may write -- at
+//! every tick. Each evaluation is timed and charged to the sleeper's pass.
+
+use super::{Kernel, Machine, Next};
+use crate::account::ROOT_TICKETS;
+use alloc::collections::BTreeSet;
+use alloc::vec::Vec;
+use xok_abi::EnvId;
+
+/// The scheduler's state; per-environment parts (pass, sleeping) live in [`crate::env::Env`].
+#[derive(Debug, Default)]
+pub struct Scheduler {
+    /// Environments that may run (not sleeping).
+    runnable: Vec<EnvId>,
+    /// Sleepers to re-evaluate before the next decision.
+    to_check: Vec<EnvId>,
+    /// Sleepers re-evaluated at every tick (their predicate reads the tick counter or a page
+    /// someone else may write).
+    tick_watchers: BTreeSet<EnvId>,
+    /// The pass of the environment picked last: where newcomers and wakers start.
+    virtual_time: u64,
+    /// The environment on the CPU and when it got it (ns).
+    slice: Option<(EnvId, u64)>,
+    /// Predicate evaluations done (for tests and reports).
+    pub evaluations: u64,
+}
+
+impl Scheduler {
+    /// Number of runnable environments.
+    pub fn runnable(&self) -> usize {
+        self.runnable.len()
+    }
+}
+
+/// How much `ns` of CPU advances the pass of an environment with `tickets`.
+fn stride(ns: u64, tickets: u64) -> u64 {
+    ((u128::from(ns) * u128::from(ROOT_TICKETS)) / u128::from(tickets.max(1))).min(u128::from(u64::MAX / 4)) as u64
+}
+
+impl<M: Machine> Kernel<M> {
+    /// A new environment joins the runnable set at the current virtual time.
+    pub(super) fn sched_add(&mut self, id: EnvId) {
+        let now = self.sched.virtual_time;
+        if let Some(env) = self.envs.get_mut(id) {
+            env.pass = now;
+        }
+        self.sched.runnable.push(id);
+    }
+
+    /// An environment leaves for good.
+    pub(super) fn sched_remove(&mut self, id: EnvId) {
+        self.sched.runnable.retain(|e| *e != id);
+        self.sched.to_check.retain(|e| *e != id);
+        self.sched.tick_watchers.remove(&id);
+        if self.sched.slice.is_some_and(|(e, _)| e == id) {
+            self.sched.slice = None;
+        }
+    }
+
+    /// Charges `ns` of CPU (running, or work done for it) to `id`'s pass.
+    pub(crate) fn charge_cpu(&mut self, id: EnvId, ns: u64) {
+        let tickets = self.accounts.tickets(id);
+        if let Some(env) = self.envs.get_mut(id) {
+            env.pass = env.pass.saturating_add(stride(ns, tickets));
+        }
+    }
+
+    /// `wk_sleep`: the caller sleeps until its predicate holds. Evaluated once now (charged
+    /// to the caller); false makes it a sleeper that only events re-evaluate.
+    pub(super) fn sleep(&mut self, caller: EnvId) -> Next {
+        if self.envs.get(caller).is_none_or(|env| env.wakeup.is_none()) || self.evaluate(caller) {
+            return Next::Schedule;
+        }
+        let Some(env) = self.envs.get_mut(caller) else { return Next::Schedule };
+        env.sleeping = true;
+        let wakeup = env.wakeup.as_ref().expect("checked above");
+        let polled = wakeup.watched_pages().iter().any(|&page| page == self.ticks_page || self.pages.other_writer(caller, page));
+        self.sched.runnable.retain(|e| *e != caller);
+        if polled {
+            self.sched.tick_watchers.insert(caller);
+        }
+        Next::Schedule
+    }
+
+    /// Something `id` may be waiting for changed: re-evaluate its predicate before the next
+    /// decision (if it sleeps).
+    pub(crate) fn notify(&mut self, id: EnvId) {
+        if let Some(env) = self.envs.get_mut(id)
+            && env.sleeping
+            && !env.checking
+        {
+            env.checking = true;
+            self.sched.to_check.push(id);
+        }
+    }
+
+    /// Evaluates `id`'s predicate, charging the time to it.
+    fn evaluate(&mut self, id: EnvId) -> bool {
+        let start = self.machine.now_ns();
+        let Some(env) = self.envs.get_mut(id) else { return false };
+        let holds = env.wakeup.as_mut().is_none_or(|wakeup| self.machine.wake_check(wakeup));
+        self.sched.evaluations += 1;
+        let spent = self.machine.now_ns().saturating_sub(start);
+        self.charge_cpu(id, spent);
+        holds
+    }
+
+    /// Wakes the sleepers whose predicates now hold (of those an event named).
+    fn check_sleepers(&mut self) {
+        let pending = core::mem::take(&mut self.sched.to_check);
+        for id in pending {
+            let Some(env) = self.envs.get_mut(id) else { continue };
+            env.checking = false;
+            if !env.sleeping || !self.evaluate(id) {
+                continue;
+            }
+            let virtual_time = self.sched.virtual_time;
+            let env = self.envs.get_mut(id).expect("evaluated above");
+            env.sleeping = false;
+            env.pass = env.pass.max(virtual_time);
+            self.sched.tick_watchers.remove(&id);
+            self.sched.runnable.push(id);
+        }
+    }
+
+    /// The environment to run next: the runnable one with the lowest pass (round-robin
+    /// order after the current one breaks ties). Charges the one that ran until now.
+    pub fn pick_next(&mut self) -> Option<EnvId> {
+        let now = self.machine.now_ns();
+        if let Some((id, since)) = self.sched.slice.take() {
+            self.charge_cpu(id, now.saturating_sub(since));
+        }
+        self.check_sleepers();
+        let after = self.current.map_or(0, |id| id.slot() + 1);
+        let order = |id: &EnvId| (id.slot() + crate::env::MAX_ENVS - after) % crate::env::MAX_ENVS;
+        let next = self
+            .sched
+            .runnable
+            .iter()
+            .filter_map(|id| self.envs.get(*id).map(|env| (env.pass, order(id), *id)))
+            .min()
+            .map(|(_, _, id)| id)?;
+        let env = self.envs.get_mut(next).expect("runnable environments are live");
+        env.runs += 1;
+        self.sched.virtual_time = self.sched.virtual_time.max(env.pass);
+        self.current = Some(next);
+        self.sched.slice = Some((next, self.machine.now_ns()));
+        Some(next)
+    }
+
+    /// A timer interrupt: advances the tick counter, counts the tick against the running
+    /// environment, names the sleepers that watch the clock or shared memory for a check,
+    /// and polls every NIC (so a lost or unrouted NIC interrupt delays frames by one tick at
+    /// most, instead of stranding them).
+    pub fn timer_tick(&mut self, interrupted: Option<EnvId>) {
+        let mut word = [0u8; 8];
+        self.machine.read(self.ticks_page, 0, &mut word);
+        let ticks = u64::from_le_bytes(word) + 1;
+        self.machine.write(self.ticks_page, 0, &ticks.to_le_bytes());
+        if let Some(env) = interrupted.and_then(|id| self.envs.get_mut(id)) {
+            env.cpu_ticks += 1;
+        }
+        let watchers: Vec<EnvId> = self.sched.tick_watchers.iter().copied().collect();
+        for id in watchers {
+            self.notify(id);
+        }
+        for nic in 0..self.net.nics.len() {
+            self.poll_nic(nic);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stride;
+
+    #[test]
+    fn fewer_tickets_advance_the_pass_faster() {
+        assert_eq!(stride(1000, super::ROOT_TICKETS), 1000);
+        assert_eq!(stride(1000, super::ROOT_TICKETS / 2), 2000);
+        assert!(stride(u64::MAX, 1) <= u64::MAX / 4, "no overflow");
+    }
+}
