@@ -39,6 +39,9 @@ fn hostile_is_contained_while_worker_finishes() {
     assert_eq!(status, EXIT_SUCCESS, "kernel did not survive:\n{output}");
     assert!(!output.contains("KERNEL"), "{output}");
 
+    for line in lines_with(&output, "hostile: ").iter().chain(&lines_with(&output, "xok: heap used")).chain(&lines_with(&output, "worker: done")) {
+        eprintln!("{line}");
+    }
     let attacks = lines_with(&output, "hostile: attack ");
     let failed: Vec<_> = attacks.iter().filter(|l| !l.contains(": REFUSED (") && !l.contains(": CONTAINED (")).collect();
     assert!(failed.is_empty(), "attacks not stopped: {failed:#?}");
@@ -114,4 +117,39 @@ fn a_panicking_program_prints_its_message_and_exits_101() {
     assert!(output.contains("asked to panic"), "{output}");
     assert!(output.contains("(hello) exited with status 101"), "{output}");
     assert!(output.contains("(hello) exited with status 0"), "{output}");
+}
+
+/// The worker's run time in ms from `worker: done in N ms`.
+fn worker_ms(output: &str) -> u64 {
+    let line = lines_with(output, "worker: done in").pop().unwrap_or_else(|| panic!("worker finished:\n{output}"));
+    line.split_whitespace().filter_map(|w| w.parse().ok()).next().expect("a number")
+}
+
+/// Boots `init=<load>worker:<rounds>:<delay>` and returns the worker's time and the output.
+fn time_worker(load: &str) -> (u64, String) {
+    let guest = Guest::boot(&format!("init={load}worker:40:1500"), &[]).unwrap();
+    let (status, output) = guest.wait_exit(Duration::from_secs(300)).unwrap();
+    assert_eq!(status, EXIT_SUCCESS, "{output}");
+    assert!(!output.contains("KERNEL"), "{output}");
+    let (free, at_boot) = final_free_pages(&output);
+    assert_eq!(free, at_boot, "pages leaked:\n{output}");
+    (worker_ms(&output), output)
+}
+
+/// A well-behaved program keeps a bounded share of the CPU whatever a neighbour spawns: 100
+/// spinners, 250 sleepers with timeouts (all one tree may have at the smallest share), 50 flooding senders (each crowd is one
+/// process tree, and CPU and link are shared between trees).
+#[test]
+fn a_neighbour_keeps_its_share_beside_spinners_sleepers_and_flooders() {
+    let (alone, _) = time_worker("");
+    let mut report = vec![format!("worker alone: {alone} ms")];
+    for (crowd, count, bound) in [("spin", 100, 4.0), ("idle", 250, 2.0), ("flood", 50, 4.0)] {
+        let (ms, output) = time_worker(&format!("hostile:load:{crowd}:{count}:20,"));
+        let running = lines_with(&output, "hostile: load:").first().map(|l| l.to_string()).unwrap_or_default();
+        assert!(running.contains(&format!("{count} {crowd} children running")), "{running}\n{output}");
+        let slowdown = ms as f64 / alone.max(1) as f64;
+        report.push(format!("beside {count} {crowd}: {ms} ms ({slowdown:.2}x)"));
+        assert!(slowdown <= bound, "{crowd}: {ms} ms against {alone} ms alone:\n{output}");
+    }
+    eprintln!("{}", report.join("\n"));
 }

@@ -21,7 +21,8 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tools/ lies in the workspace").to_path_buf()
 }
 
-/// The names of the userland programs (`userland/src/bin/*.rs`).
+/// The names of the userland programs (`userland/src/bin/*.rs`, and
+/// `userland/src/bin/<name>/main.rs` for programs of several modules).
 pub fn program_names(root: &Path) -> Result<Vec<String>> {
     let dir = root.join("userland/src/bin");
     let mut names = Vec::new();
@@ -29,6 +30,8 @@ pub fn program_names(root: &Path) -> Result<Vec<String>> {
         let path = entry?.path();
         if path.extension().is_some_and(|e| e == "rs") {
             names.push(path.file_stem().expect("a .rs file has a stem").to_string_lossy().into_owned());
+        } else if path.join("main.rs").is_file() {
+            names.push(path.file_name().expect("a directory has a name").to_string_lossy().into_owned());
         }
     }
     names.sort();

@@ -50,7 +50,7 @@ impl Resources {
     }
 
     /// The sum of two amounts.
-    pub fn add(self, o: Resources) -> Resources {
+    pub fn plus(self, o: Resources) -> Resources {
         Resources {
             pages: self.pages + o.pages,
             heap: self.heap + o.heap,
@@ -218,12 +218,12 @@ impl Accounts {
         let tickets = (parent_tickets * share as u64 / SPAWN_SHARE_WHOLE as u64).max(1);
         match parent.and_then(|p| self.accounts.get_mut(&p)) {
             Some(a) => {
-                a.lent = a.lent.add(limit);
+                a.lent = a.lent.plus(limit);
                 a.children += 1;
                 a.tickets = a.tickets.saturating_sub(tickets).max(1);
             }
             None => {
-                self.root_lent = self.root_lent.add(limit);
+                self.root_lent = self.root_lent.plus(limit);
                 self.root_tickets = self.root_tickets.saturating_sub(tickets).max(1);
             }
         }
@@ -236,11 +236,11 @@ impl Accounts {
     /// [`Accounts::available`]) and lent; otherwise `QuotaExceeded` and nothing changes.
     pub fn charge(&mut self, id: EnvId, amount: Resources, external: Resources) -> Result<(), Error> {
         let a = self.accounts.get_mut(&id).ok_or(Error::NoSuchEnv)?;
-        let after = a.charged.add(a.lent).add(amount).add(external);
+        let after = a.charged.plus(a.lent).plus(amount).plus(external);
         if !after.fits_in(a.limit) {
             return Err(Error::QuotaExceeded);
         }
-        a.charged = a.charged.add(amount);
+        a.charged = a.charged.plus(amount);
         Ok(())
     }
 
@@ -287,6 +287,20 @@ impl Accounts {
         None
     }
 
+    /// The process tree `id` belongs to: its ancestor (or itself) just below the top-level
+    /// account (init's children, and init itself). CPU and link shares are fair between
+    /// trees.
+    pub fn tree_of(&self, id: EnvId) -> EnvId {
+        let mut at = id;
+        while let Some(parent) = self.accounts.get(&at).and_then(|a| a.parent) {
+            if self.accounts.get(&parent).is_none_or(|p| p.parent.is_none()) {
+                return at;
+            }
+            at = parent;
+        }
+        at
+    }
+
     /// Whether `ancestor` is a strict ancestor of `id` (through zombie accounts too).
     pub fn is_ancestor(&self, ancestor: EnvId, id: EnvId) -> bool {
         let mut at = self.accounts.get(&id).and_then(|a| a.parent);
@@ -317,7 +331,7 @@ impl Accounts {
                 at = self.accounts.get(&p).and_then(|x| x.parent);
             }
         }
-        found.sort_by(|x, y| y.0.cmp(&x.0));
+        found.sort_by_key(|f| core::cmp::Reverse(f.0));
         found.into_iter().map(|(_, d)| d).collect()
     }
 

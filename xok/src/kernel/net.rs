@@ -330,7 +330,8 @@ impl<M: Machine> Kernel<M> {
                 done += chunk;
             }
         }
-        if !self.net.queues[nic].has_room(caller) {
+        let tree = self.accounts.tree_of(caller);
+        if !self.net.queues[nic].has_room(tree) {
             return Err(Error::QueueFull);
         }
         if total < MIN_WIRE_FRAME
@@ -344,7 +345,7 @@ impl<M: Machine> Kernel<M> {
             .filter(|page| Some(*page) != self.net.zero_page)
             .collect();
         pins.push(counter_page);
-        let frame = OutgoingFrame { env: caller, segments, counter: (counter_page, counter % PAGE_SIZE), pins };
+        let frame = OutgoingFrame { env: caller, tree, segments, counter: (counter_page, counter % PAGE_SIZE), pins };
         self.charge(caller, Resources::heap(frame.heap_charge()))?;
         for &page in &frame.pins {
             self.pages.pin(page).expect("pages mapped by the caller are in use");

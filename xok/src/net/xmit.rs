@@ -1,6 +1,8 @@
-//! Fair transmission: each environment has its own queue of frames waiting for the NIC, and the
-//! kernel feeds the NIC round-robin between them, so a flooding program cannot starve another
-//! (Xok had one FIFO). Frames keep their pages pinned from `net_xmit` until the NIC is done.
+//! Fair transmission: each process tree (a child of init and all its descendants) has its own
+//! queue of frames waiting for the NIC, and the kernel feeds the NIC round-robin between them,
+//! so a flooding program cannot starve another (Xok had one FIFO), and spawning more senders
+//! buys no more of the link. Frames keep their pages pinned from `net_xmit` until the NIC is
+//! done.
 
 use crate::net::nic::PhysSegment;
 use crate::ownership::Page;
@@ -8,7 +10,7 @@ use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 use xok_abi::EnvId;
 
-/// Frames one environment may have waiting (not yet on the NIC).
+/// Frames one process tree may have waiting (not yet on the NIC).
 pub const QUEUE_LIMIT: usize = 64;
 
 /// A frame accepted by `net_xmit`.
@@ -16,6 +18,8 @@ pub const QUEUE_LIMIT: usize = 64;
 pub struct OutgoingFrame {
     /// Who sent it.
     pub env: EnvId,
+    /// The process tree it is queued under (see the module comment).
+    pub tree: EnvId,
     /// Its bytes, by physical address, each within one page.
     pub segments: Vec<PhysSegment>,
     /// The `u64` to decrement when the NIC is done: page and byte offset.
@@ -31,23 +35,23 @@ impl OutgoingFrame {
     }
 }
 
-/// The waiting frames of one NIC, per environment.
+/// The waiting frames of one NIC, per process tree.
 #[derive(Debug, Default)]
 pub struct TransmitQueues {
     queues: BTreeMap<EnvId, VecDeque<OutgoingFrame>>,
-    /// The environment served last; the next turn goes to the one after it.
+    /// The tree served last; the next turn goes to the one after it.
     last_served: Option<EnvId>,
 }
 
 impl TransmitQueues {
-    /// Whether `env` may queue another frame.
-    pub fn has_room(&self, env: EnvId) -> bool {
-        self.queues.get(&env).is_none_or(|q| q.len() < QUEUE_LIMIT)
+    /// Whether process tree `tree` may queue another frame.
+    pub fn has_room(&self, tree: EnvId) -> bool {
+        self.queues.get(&tree).is_none_or(|q| q.len() < QUEUE_LIMIT)
     }
 
     /// Queues a frame (the caller checked `has_room`).
     pub fn push(&mut self, frame: OutgoingFrame) {
-        self.queues.entry(frame.env).or_default().push_back(frame);
+        self.queues.entry(frame.tree).or_default().push_back(frame);
     }
 
     /// Frames waiting in all queues.
@@ -83,7 +87,14 @@ impl TransmitQueues {
 
     /// Removes and returns every frame `env` still has waiting (it has ended).
     pub fn remove_env(&mut self, env: EnvId) -> Vec<OutgoingFrame> {
-        self.queues.remove(&env).map(Vec::from).unwrap_or_default()
+        let mut removed = Vec::new();
+        for queue in self.queues.values_mut() {
+            let (gone, kept): (Vec<OutgoingFrame>, Vec<OutgoingFrame>) = queue.drain(..).partition(|f| f.env == env);
+            removed.extend(gone);
+            queue.extend(kept);
+        }
+        self.queues.retain(|_, queue| !queue.is_empty());
+        removed
     }
 }
 
@@ -94,6 +105,7 @@ mod tests {
     fn frame(env: u32, tag: u64, segments: usize) -> OutgoingFrame {
         OutgoingFrame {
             env: EnvId(env),
+            tree: EnvId(env),
             segments: (0..segments).map(|i| PhysSegment { address: tag * 100 + i as u64, len: 60 }).collect(),
             counter: (Page(1), 0),
             pins: Vec::new(),
@@ -127,6 +139,19 @@ mod tests {
         assert!(queues.has_room(EnvId(2)));
         let tags: Vec<u64> = core::iter::from_fn(|| queues.pop_fitting(8)).map(|f| f.segments[0].address / 100).collect();
         assert_eq!(tags, (0..QUEUE_LIMIT as u64).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_tree_of_senders_gets_one_turn() {
+        let mut queues = TransmitQueues::default();
+        for child in 10..20 {
+            queues.push(OutgoingFrame { tree: EnvId(1), ..frame(child, u64::from(child), 1) });
+        }
+        queues.push(frame(2, 100, 1));
+        queues.push(frame(2, 101, 1));
+        let senders: Vec<u32> = core::iter::from_fn(|| queues.pop_fitting(8)).map(|f| f.env.0).collect();
+        assert_eq!(&senders[..4], &[10, 2, 11, 2], "ten children of one tree share its turns");
+        assert_eq!(queues.remove_env(EnvId(12)).len(), 0, "already sent");
     }
 
     #[test]

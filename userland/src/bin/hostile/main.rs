@@ -15,6 +15,8 @@ use exos::abi::layout::{HEAP_BASE, PAGE_SIZE, USER_BASE, USER_TOP};
 use exos::abi::{EnvId, EnvStatus, Error, KILLED_BY_PARENT, PteFlags, Rights, SYSCALL_COUNT, Syscall};
 use exos::{println, sys};
 
+mod quota;
+
 exos::entry!(run);
 
 /// Where the driver maps its scratch pages (far from the heap's start).
@@ -80,6 +82,7 @@ fn driver() -> i32 {
     fatal_attacks(&mut report);
     read_only_grant_attack(&mut report);
     loop_forever_attack(&mut report);
+    quota::attacks(&mut report);
     let free_after = sys::page_stats();
     println!("hostile: free pages before {free_before}, after {free_after}");
     println!("hostile: summary: {} attacks, {} refused or contained, {} failed", report.attacks, report.attacks - report.failed, report.failed);
@@ -303,6 +306,9 @@ fn loop_forever_attack(r: &mut Report) {
 
 /// The attacks that end in the kernel killing this environment.
 fn child(attack: &str, extra: &[&str]) -> i32 {
+    if let Some(status) = quota::child(attack, extra) {
+        return status;
+    }
     // SAFETY: not sound on purpose: every attack below faults, and the kernel kills this
     // environment before any of them could return.
     unsafe {
