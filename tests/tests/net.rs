@@ -38,7 +38,8 @@ fn rawecho_answers(model: &str) {
 
     let (status, output) = guest.wait_exit(Duration::from_secs(60)).unwrap();
     assert_eq!(status, EXIT_SUCCESS, "{output}");
-    assert!(output.contains("rawecho: received 3, answered 2, ring drops 0"), "{output}");
+    // The ARP request for someone else never reaches rawecho: its filter names its own address.
+    assert!(output.contains("rawecho: received 2, answered 2, ring drops 0"), "{output}");
     // Idle CPU share: over 4 s (400 ticks) rawecho ran only when woken.
     let line = lines_with(&output, "xok: env").into_iter().find(|l| l.contains("(rawecho) exited")).unwrap();
     let numbers: Vec<u64> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();

@@ -380,7 +380,7 @@ impl<M: Machine> Kernel<M> {
         let heap = self.machine.heap_use();
         let irq = self.machine.interrupt_stats();
         self.log(format_args!(
-            "all environments have ended; free pages {free} (at boot {boot}); filters {filters}, shapes {shapes}, rings {rings}, frames pending {frames}, unmatched frames {unmatched}; accounts {accounts}, heap charged {charged}"
+            "all environments have ended; free pages {free} (at boot {boot}); filters {filters}, rings {rings}, frames pending {frames}, unmatched frames {unmatched}; shapes {shapes}, accounts {accounts}, heap charged {charged}"
         ));
         self.log(format_args!(
             "heap used {} of {} bytes (peak {}); interrupts off at most {} us; lost ticks {}",
