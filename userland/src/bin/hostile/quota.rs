@@ -243,9 +243,21 @@ fn exhaust_rings() -> i32 {
     i32::from(!(ok_stop && ok_below))
 }
 
+/// Starts `count` sleeping children, each with `share`/256 of what is left.
+fn idle_children(count: usize, share: usize) -> Vec<EnvId> {
+    (0..count).filter_map(|_| sys::env_spawn_with("hostile", &exos::Args::encode(&["idle"]), spawn_flags(false, share)).ok()).collect()
+}
+
+/// Ends every environment of `children`.
+fn end_all(children: Vec<EnvId>) {
+    for child in children {
+        let _ = sys::env_kill(child);
+    }
+}
+
 /// Starts idle children, then grants every page it can allocate to each of them.
 fn exhaust_grants() -> i32 {
-    let children: Vec<EnvId> = (0..8).filter_map(|_| sys::env_spawn_with("hostile", &exos::Args::encode(&["idle"]), spawn_flags(false, 8)).ok()).collect();
+    let children = idle_children(8, 8);
     let (mut grants, mut stop) = (0, None);
     'outer: for _ in 0..1_000_000 {
         let page = match sys::page_alloc() {
@@ -265,16 +277,14 @@ fn exhaust_grants() -> i32 {
             }
         }
     }
-    for child in children {
-        let _ = sys::env_kill(child);
-    }
+    end_all(children);
     verdict("exhaust-grants", grants, "holder entries", stop, &[Error::QuotaExceeded])
 }
 
 /// Installs filters and gives references to them to idle children.
 fn exhaust_refs() -> i32 {
     let Ok(ring) = PacketRing::new(4, 2048) else { return 10 };
-    let children: Vec<EnvId> = (0..16).filter_map(|_| sys::env_spawn_with("hostile", &exos::Args::encode(&["idle"]), spawn_flags(false, 4)).ok()).collect();
+    let children = idle_children(16, 4);
     let (mut refs, mut stop) = (0, None);
     'outer: for port in 1..=u16::MAX {
         let filter = match sys::dpf_insert(&Filter::udp_port(port).to_bytes(), ring.id, 0) {
@@ -294,9 +304,7 @@ fn exhaust_refs() -> i32 {
             }
         }
     }
-    for child in children {
-        let _ = sys::env_kill(child);
-    }
+    end_all(children);
     verdict("exhaust-refs", refs, "filter references", stop, &[Error::QuotaExceeded])
 }
 
@@ -355,9 +363,7 @@ fn spawn_flood() -> i32 {
         }
     };
     let count = children.len();
-    for child in children {
-        let _ = sys::env_kill(child);
-    }
+    end_all(children);
     verdict("spawn-flood", count, "children", stop, &[Error::QuotaExceeded])
 }
 
