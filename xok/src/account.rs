@@ -20,7 +20,7 @@
 //! charged in the ownership vectors, page tables, heap charges recorded here); this module
 //! holds the limits, the lent amounts and the heap/shape/filter charges.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 use xok_abi::{EnvId, Error, SPAWN_DEFAULT_SHARE, SPAWN_SHARE_WHOLE};
 
@@ -153,7 +153,8 @@ pub struct Accounts {
     /// The sum of the top-level accounts' limits.
     root_lent: Resources,
     root_tickets: u64,
-    zombies: usize,
+    /// Accounts of ended environments (only these can be reaped).
+    zombies: BTreeSet<EnvId>,
 }
 
 /// The share of the parent's available resources a spawn flag word asks for, in
@@ -168,7 +169,7 @@ pub fn share_of(flags_share: usize) -> usize {
 impl Accounts {
     /// No accounts yet; the kernel gives away at most `root` in all.
     pub fn new(root: Resources) -> Accounts {
-        Accounts { accounts: BTreeMap::new(), root, root_lent: Resources::ZERO, root_tickets: ROOT_TICKETS, zombies: 0 }
+        Accounts { accounts: BTreeMap::new(), root, root_lent: Resources::ZERO, root_tickets: ROOT_TICKETS, zombies: BTreeSet::new() }
     }
 
     /// The account of `id` (live or zombie).
@@ -261,7 +262,7 @@ impl Accounts {
             return;
         }
         a.alive = false;
-        self.zombies += 1;
+        self.zombies.insert(id);
         a.charged = a.charged.saturating_sub(Resources::heap(cost::ENV));
         let tickets = core::mem::take(&mut a.tickets);
         match self.live_ancestor(id) {
@@ -340,30 +341,27 @@ impl Accounts {
     /// giving its limits back to its parent, and so on up the tree. Returns how many were
     /// closed.
     pub fn reap(&mut self, external_of: impl Fn(EnvId) -> Resources) -> usize {
-        if self.zombies == 0 {
-            return 0;
-        }
         let mut closed = 0;
         loop {
             let ready: Vec<EnvId> = self
-                .accounts
+                .zombies
                 .iter()
-                .filter(|(id, a)| {
-                    !a.alive
-                        && a.children == 0
-                        && a.lent.is_zero()
-                        && a.charged.saturating_sub(Resources { envs: 1, ..Resources::ZERO }).is_zero()
-                        && external_of(**id).is_zero()
+                .filter(|id| {
+                    self.accounts.get(id).is_some_and(|a| {
+                        a.children == 0
+                            && a.lent.is_zero()
+                            && a.charged.saturating_sub(Resources { envs: 1, ..Resources::ZERO }).is_zero()
+                    }) && external_of(**id).is_zero()
                 })
-                .map(|(id, _)| *id)
+                .copied()
                 .collect();
             if ready.is_empty() {
                 return closed;
             }
             for id in ready {
+                self.zombies.remove(&id);
                 let Some(a) = self.accounts.remove(&id) else { continue };
                 closed += 1;
-                self.zombies -= 1;
                 match a.parent.and_then(|p| self.accounts.get_mut(&p)) {
                     Some(p) => {
                         p.lent = p.lent.saturating_sub(a.limit);
@@ -377,7 +375,7 @@ impl Accounts {
 
     /// Zombie accounts (ended environments something still charges).
     pub fn zombies(&self) -> usize {
-        self.zombies
+        self.zombies.len()
     }
 
     /// The heap bytes charged to all accounts together (the kernel holds its heap use under

@@ -1,4 +1,5 @@
-//! Environments (xok's processes) and the table that holds them, with round-robin selection.
+//! Environments (xok's processes) and the table that holds them. Who spawned whom lives in
+//! the quota tree (`account.rs`); who runs next in `kernel::sched`.
 
 use crate::trapframe::TrapFrame;
 use crate::vm::AddressSpace;
@@ -21,8 +22,6 @@ fn next_generation(generation: u32) -> u32 {
 pub struct Env {
     /// Its id.
     pub id: EnvId,
-    /// The environment that spawned it (`None` for init).
-    pub parent: Option<EnvId>,
     /// The program's path, for logs.
     pub name: String,
     /// Its page table.
@@ -127,22 +126,6 @@ impl EnvTable {
         }
     }
 
-    /// The live environments in round-robin order after slot `after` (wrapping around,
-    /// `after` itself last).
-    pub fn round_robin(&self, after: Option<EnvId>) -> impl Iterator<Item = EnvId> + '_ {
-        let count = self.slots.len();
-        let start = after.map_or(0, |id| id.slot() + 1);
-        (0..count).map(move |i| (start + i) % count).filter_map(|slot| match &self.slots[slot] {
-            Slot::Alive(env) => Some(env.id),
-            _ => None,
-        })
-    }
-
-    /// The next live environment after `after` in round-robin order.
-    pub fn next_after(&self, after: Option<EnvId>) -> Option<EnvId> {
-        self.round_robin(after).next()
-    }
-
     /// Number of live environments.
     pub fn alive(&self) -> usize {
         self.slots.iter().filter(|slot| matches!(slot, Slot::Alive(_))).count()
@@ -160,7 +143,6 @@ mod tests {
         let kernel = KernelMappings { low_gigabyte: 0, upper_half: [0; 256] };
         Env {
             id: table.reserve_id().unwrap(),
-            parent: None,
             name: "t".to_string(),
             space: AddressSpace::new(pages, mem, &kernel).unwrap(),
             frame: TrapFrame::default(),
@@ -183,7 +165,7 @@ mod tests {
     }
 
     #[test]
-    fn round_robin_visits_every_live_env() {
+    fn removed_environments_leave_their_status() {
         let (mut pages, mut mem) = memory();
         let mut table = EnvTable::new();
         let mut ids = Vec::new();
@@ -192,15 +174,15 @@ mod tests {
             ids.push(e.id);
             table.insert(e);
         }
-        assert_eq!(table.next_after(None), Some(ids[0]));
-        assert_eq!(table.next_after(Some(ids[0])), Some(ids[1]));
-        assert_eq!(table.next_after(Some(ids[2])), Some(ids[0]));
+        assert_eq!(table.alive(), 3);
         table.remove(ids[1], EnvStatus::Exited(0)).unwrap();
-        assert_eq!(table.next_after(Some(ids[0])), Some(ids[2]));
+        assert!(table.get(ids[1]).is_none());
         assert_eq!(table.status(ids[1]), Some(EnvStatus::Exited(0)));
         assert_eq!(table.alive(), 2);
         table.remove(ids[0], EnvStatus::Killed(14)).unwrap();
-        assert_eq!(table.next_after(Some(ids[2])), Some(ids[2]));
+        assert_eq!(table.status(ids[0]), Some(EnvStatus::Killed(14)));
+        assert!(table.remove(ids[0], EnvStatus::Exited(1)).is_none(), "removed once");
+        assert_eq!(table.alive(), 1);
     }
 
     #[test]

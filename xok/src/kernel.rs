@@ -133,16 +133,7 @@ impl<M: Machine> Kernel<M> {
         net.zero_page = Some(pages.alloc_kernel().expect("a page for padding short frames"));
         machine.zero(net.zero_page.expect("just set"));
         let free = pages.free_count();
-        let heap = machine.heap_use();
-        // Half of the heap left after boot may be charged; the other half covers the kernel's
-        // own transient use (compiles), container slack and fragmentation.
-        let root = Resources {
-            pages: free,
-            heap: heap.size.saturating_sub(heap.used) / 2,
-            envs: MAX_ENVS - 1,
-            shapes: dpf::MAX_GROUPS,
-            filters: net::MAX_FILTERS,
-        };
+        let root = root_resources(free, machine.heap_use());
         Kernel {
             pages,
             machine,
@@ -163,9 +154,7 @@ impl<M: Machine> Kernel<M> {
     /// the root of the quota tree gives away.
     pub fn finish_boot(&mut self) {
         self.boot_free_pages = self.pages.free_count();
-        let heap = self.machine.heap_use();
-        self.accounts.root.pages = self.boot_free_pages;
-        self.accounts.root.heap = heap.size.saturating_sub(heap.used) / 2;
+        self.accounts.root = root_resources(self.boot_free_pages, self.machine.heap_use());
     }
 
     /// Writes a kernel log line (`xok: ...`).
@@ -214,7 +203,6 @@ impl<M: Machine> Kernel<M> {
         let frame = TrapFrame::new_user(program.entry, STACK_TOP, ARGS_VA);
         self.envs.insert(Env {
             id,
-            parent,
             name,
             space,
             frame,
@@ -243,14 +231,10 @@ impl<M: Machine> Kernel<M> {
         self.envs.get(id).map_or(0, |env| env.space.tables() + SPACE_ROOT_PAGES)
     }
 
-    /// What `id`'s objects use that the accounts do not record themselves: pages charged in
-    /// the ownership vectors plus `tables` page tables, and holder entries of its grants.
+    /// What `id`'s objects use that the accounts do not record themselves (see
+    /// [`external_use`]), with `tables` page tables of its own.
     fn external(&self, id: EnvId, tables: usize) -> Resources {
-        Resources {
-            pages: self.pages.charged_to(id) + tables,
-            heap: self.pages.holders_paid_by(id) * cost::HOLDER,
-            ..Resources::ZERO
-        }
+        external_use(&self.pages, id, tables)
     }
 
     /// What `id` may still take, with `tables` page tables of its own.
@@ -278,11 +262,7 @@ impl<M: Machine> Kernel<M> {
     /// Closes the accounts of ended environments that nothing is charged to any more.
     pub(crate) fn reap(&mut self) {
         let pages = &self.pages;
-        self.accounts.reap(|id| Resources {
-            pages: pages.charged_to(id),
-            heap: pages.holders_paid_by(id) * cost::HOLDER,
-            ..Resources::ZERO
-        });
+        self.accounts.reap(|id| external_use(pages, id, 0));
     }
 
     /// Maps a fresh zeroed page of `id`'s at `va` and returns it.
@@ -611,6 +591,29 @@ impl<M: Machine> Kernel<M> {
 /// The two top-level page-table pages every address space has (PML4 and PDPT), counted
 /// against its page quota.
 const SPACE_ROOT_PAGES: usize = 2;
+
+/// What the root of the quota tree gives away: every free page, and half of the heap left
+/// free -- the other half covers the kernel's own transient use (compiles), container slack
+/// and fragmentation.
+fn root_resources(free_pages: usize, heap: HeapUse) -> Resources {
+    Resources {
+        pages: free_pages,
+        heap: heap.size.saturating_sub(heap.used) / 2,
+        envs: MAX_ENVS - 1,
+        shapes: dpf::MAX_GROUPS,
+        filters: net::MAX_FILTERS,
+    }
+}
+
+/// What `id`'s objects use that the accounts do not record themselves: pages charged to it in
+/// the ownership vectors plus `tables` page tables, and the holder entries of its grants.
+fn external_use(pages: &PageOwnership, id: EnvId, tables: usize) -> Resources {
+    Resources {
+        pages: pages.charged_to(id) + tables,
+        heap: pages.holders_paid_by(id) * cost::HOLDER,
+        ..Resources::ZERO
+    }
+}
 
 pub mod jobs;
 mod net;
