@@ -163,10 +163,17 @@ pub enum Stat {
     /// The generation of the compiled DPF code is behind the filter set (frames are
     /// interpreted until it is rebuilt): 1 or 0.
     DpfCodeStale = 17,
+    /// What the kernel was doing in its longest interrupts-off stretch: `0x100 + n` for
+    /// syscall `n`, an interrupt or exception vector below `0x100`, 0 for its own work.
+    MaxInterruptsOffCause = 18,
+    /// How many times the kernel ran with interrupts off for 1 ms or more.
+    InterruptsOffOver1ms = 19,
+    /// How many times the kernel ran with interrupts off for 10 ms (a timer tick) or more.
+    InterruptsOffOver10ms = 20,
 }
 
 /// Number of defined stats.
-pub const STAT_COUNT: usize = 18;
+pub const STAT_COUNT: usize = 21;
 
 impl Stat {
     /// The stat with number `n`, if there is one.
@@ -175,6 +182,7 @@ impl Stat {
         const ALL: [Stat; STAT_COUNT] = [
             FreePages, HeapUsed, HeapPeak, HeapSize, HeapCharged, Filters, Shapes, Envs, Zombies, MyPages,
             MyHeap, MyEnvs, MyShapes, MyFilters, MyTickets, LostTicks, MaxInterruptsOffNs, DpfCodeStale,
+            MaxInterruptsOffCause, InterruptsOffOver1ms, InterruptsOffOver10ms,
         ];
         ALL.get(n).copied()
     }

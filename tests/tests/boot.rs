@@ -125,9 +125,10 @@ fn worker_ms(output: &str) -> u64 {
     line.split_whitespace().filter_map(|w| w.parse().ok()).next().expect("a number")
 }
 
-/// Boots `init=<load>worker:<rounds>:<delay>` and returns the worker's time and the output.
-fn time_worker(load: &str) -> (u64, String) {
-    let guest = Guest::boot(&format!("init={load}worker:40:1500"), &[]).unwrap();
+/// Boots `init=<load>worker:<rounds>:<delay>:<envs>` (the worker starts once `envs`
+/// environments run) and returns the worker's time and the output.
+fn time_worker(load: &str, envs: usize) -> (u64, String) {
+    let guest = Guest::boot(&format!("init={load}worker:40:500:{envs}"), &[]).unwrap();
     let (status, output) = guest.wait_exit(Duration::from_secs(300)).unwrap();
     assert_eq!(status, EXIT_SUCCESS, "{output}");
     assert!(!output.contains("KERNEL"), "{output}");
@@ -141,10 +142,11 @@ fn time_worker(load: &str) -> (u64, String) {
 /// process tree, and CPU and link are shared between trees).
 #[test]
 fn a_neighbour_keeps_its_share_beside_spinners_sleepers_and_flooders() {
-    let (alone, _) = time_worker("");
+    let (alone, _) = time_worker("", 0);
     let mut report = vec![format!("worker alone: {alone} ms")];
     for (crowd, count, bound) in [("spin", 100, 4.0), ("idle", 250, 2.0), ("flood", 50, 4.0)] {
-        let (ms, output) = time_worker(&format!("hostile:load:{crowd}:{count}:20,"));
+        // init, hostile, its crowd and the worker.
+        let (ms, output) = time_worker(&format!("hostile:load:{crowd}:{count}:20,"), count + 3);
         let running = lines_with(&output, "hostile: load:").first().map(|l| l.to_string()).unwrap_or_default();
         assert!(running.contains(&format!("{count} {crowd} children running")), "{running}\n{output}");
         let slowdown = ms as f64 / alone.max(1) as f64;

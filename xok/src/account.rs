@@ -103,8 +103,9 @@ pub mod cost {
     pub const RING: usize = 512;
     /// Each page of a packet ring.
     pub const RING_PAGE: usize = 32;
-    /// A DPF filter: its record, atoms, holders, trie node and table entry.
-    pub const FILTER: usize = 512;
+    /// A DPF filter: its record, atoms, holders, trie node and table entry (measured at
+    /// ~730 bytes with the tables at their largest: `kernel::quota_tests`).
+    pub const FILTER: usize = 1024;
     /// A DPF dispatch group (shape): its record, table and generated code.
     pub const SHAPE: usize = 8192;
     /// Each extra holder of a filter (`dpf_ref`).

@@ -39,6 +39,13 @@ pub struct InterruptStats {
     pub lost_ticks: u64,
     /// The longest stretch with interrupts off, in nanoseconds.
     pub max_off_ns: u64,
+    /// What the kernel was doing then: `0x100 + n` for syscall `n`, an interrupt or exception
+    /// vector below `0x100`, 0 for its own work (scheduling, installing compiled code).
+    pub max_off_cause: u64,
+    /// Stretches with interrupts off for at least 1 ms.
+    pub off_over_1ms: u64,
+    /// Stretches with interrupts off for at least 10 ms (a timer tick or more).
+    pub off_over_10ms: u64,
 }
 
 /// What the kernel needs from the hardware besides physical memory.
@@ -363,11 +370,14 @@ impl<M: Machine> Kernel<M> {
             "all environments have ended; free pages {free} (at boot {boot}); filters {filters}, rings {rings}, frames pending {frames}, unmatched frames {unmatched}; shapes {shapes}, accounts {accounts}, heap charged {charged}"
         ));
         self.log(format_args!(
-            "heap used {} of {} bytes (peak {}); interrupts off at most {} us; lost ticks {}",
+            "heap used {} of {} bytes (peak {}); interrupts off at most {} us (cause {:#x}), {} times for 1 ms or more, {} times for 10 ms or more; lost ticks {}",
             heap.used,
             heap.size,
             heap.peak,
             irq.max_off_ns / 1000,
+            irq.max_off_cause,
+            irq.off_over_1ms,
+            irq.off_over_10ms,
             irq.lost_ticks
         ));
     }
@@ -558,6 +568,9 @@ impl<M: Machine> Kernel<M> {
             Stat::MyTickets => self.accounts.tickets(caller) as usize,
             Stat::LostTicks => irq.lost_ticks as usize,
             Stat::MaxInterruptsOffNs => irq.max_off_ns as usize,
+            Stat::MaxInterruptsOffCause => irq.max_off_cause as usize,
+            Stat::InterruptsOffOver1ms => irq.off_over_1ms as usize,
+            Stat::InterruptsOffOver10ms => irq.off_over_10ms as usize,
             Stat::DpfCodeStale => usize::from(self.machine.classifier_generation() != Some(self.net.dpf.generation())),
         })
     }
@@ -620,5 +633,7 @@ mod net;
 pub mod sched;
 #[cfg(test)]
 mod net_tests;
+#[cfg(test)]
+mod quota_tests;
 #[cfg(test)]
 mod tests;

@@ -7,8 +7,8 @@
 //!   prints the ring's drop count at the end.
 //! - `gather [nic=N]`: sends one broadcast frame gathered from three regions on three pages.
 //! - `badxmit`: tries `net_xmit` from memory it does not hold and with a bad counter.
-//! - `flood port=P count=N [nic=N]`: sends N UDP frames to port P as fast as the queue takes
-//!   them; prints its rate.
+//! - `flood port=P count=N [nic=N] [delay_ms=D]`: sends N UDP frames to port P as fast as the
+//!   queue takes them, after waiting D ms; prints its rate.
 //! - `dirty`: sets up a ring and a filter, queues frames, and exits at once.
 //! - `filters count=N`: installs N UDP-port filters (ports 20000..) on one ring and waits for
 //!   one frame to port 20000, so the kernel compiles the trie (it logs the compile time).
@@ -217,6 +217,11 @@ fn flood(options: &Options) -> i32 {
     // every send shares one buffer and one counter.
     let counter = AtomicU64::new(0);
     let segment = [GatherSegment { addr: frame.as_ptr() as u64, len: frame.len() as u64 }];
+    // `delay_ms`: let a neighbour's load start first (the fairness tests).
+    let ready = sys::time() + options.number("delay_ms", 0) * 1_000_000;
+    while sys::time() < ready {
+        sys::env_yield();
+    }
     let start = sys::time();
     let (mut sent, mut full) = (0u64, 0u64);
     while sent < count {

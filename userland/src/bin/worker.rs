@@ -1,7 +1,8 @@
 //! A well-behaved program that does real work beside `hostile`: it sieves primes on its heap,
 //! yielding as it goes, and prints a result the test checks and how long it took.
-//! `worker:<rounds>:<delay_ms>` sieves `rounds` times after waiting `delay_ms` (the neighbour
-//! the load tests time).
+//! `worker:<rounds>:<delay_ms>:<envs>` sieves `rounds` times after waiting `delay_ms` and until
+//! at least `envs` environments run (at most 30 s): the neighbour the load tests time, started
+//! once the load is all there.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 extern crate alloc;
@@ -18,8 +19,10 @@ fn run(args: exos::Args) -> i32 {
     let words = args.to_vec();
     let rounds: usize = words.first().and_then(|w| w.parse().ok()).unwrap_or(1);
     let delay_ms: u64 = words.get(1).and_then(|w| w.parse().ok()).unwrap_or(0);
+    let envs: usize = words.get(2).and_then(|w| w.parse().ok()).unwrap_or(0);
     let ready = sys::time() + delay_ms * 1_000_000;
-    while sys::time() < ready {
+    let give_up = sys::time() + 30_000_000_000;
+    while (sys::time() < ready || sys::kernel_stat(exos::abi::Stat::Envs) < envs) && sys::time() < give_up {
         sys::env_yield();
     }
     let start = sys::time();

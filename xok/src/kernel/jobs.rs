@@ -171,9 +171,12 @@ impl<M: Machine> Kernel<M> {
         }
     }
 
-    /// Runs every pending job at once, in place (host tests; the bare metal runs them with
-    /// interrupts enabled instead).
+    /// Finishes every teardown step and runs every pending job at once, in place (host tests;
+    /// the bare metal lets interrupts in between steps and runs jobs with interrupts enabled).
     pub fn run_jobs_inline(&mut self) {
+        while self.teardown_pending() {
+            self.teardown_step();
+        }
         while let Some(job) = self.take_job() {
             let done = job.run();
             self.finish_job(done, 0);

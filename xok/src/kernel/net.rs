@@ -9,7 +9,7 @@ use crate::net::xmit::{OutgoingFrame, TransmitQueues};
 use crate::ownership::{Page, PageOwnership};
 use crate::vm::Access;
 use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use dpf::{Dpf, Filter, FilterAccessError, FilterClass, FilterId, InsertError, InsertOptions};
@@ -25,6 +25,10 @@ pub const MIN_WIRE_FRAME: usize = 60;
 /// The most filters installed at once, all environments together (the root's filter quota;
 /// each one is also charged [`cost::FILTER`] heap bytes).
 pub const MAX_FILTERS: usize = 1 << 18;
+
+/// Filters of ended environments removed per teardown step: the longest stretch of filter
+/// teardown with interrupts off (`Kernel::teardown_step`).
+pub const TEARDOWN_BATCH: usize = 128;
 
 /// Who pays for an installed filter: the inserter (the filter, and its shape if it made
 /// one) and, for each extra holder, whoever gave it the reference.
@@ -48,6 +52,10 @@ pub struct Network {
     pub dpf: Arc<Dpf>,
     /// What each installed filter costs whom, by id.
     filter_charges: BTreeMap<u64, FilterCharge>,
+    /// Holds of ended environments on filters, still to drop (a few at a time, so an exit
+    /// with many filters never holds interrupts off for long). Their rings are gone, so the
+    /// frames they match are unmatched meanwhile.
+    doomed: VecDeque<(EnvId, FilterId)>,
     /// Frames waiting for each NIC.
     queues: Vec<TransmitQueues>,
     /// Frames on a NIC, by token.
@@ -67,6 +75,7 @@ impl Default for Network {
             next_ring: 0,
             dpf: Arc::new(Dpf::new()),
             filter_charges: BTreeMap::new(),
+            doomed: VecDeque::new(),
             queues: Vec::new(),
             in_flight: BTreeMap::new(),
             next_token: 1,
@@ -104,9 +113,9 @@ fn unpin_all(pages: &mut PageOwnership, pins: &[Page]) {
 }
 
 impl<M: Machine> Kernel<M> {
-    /// Drops everything `env` held in the network: rings (unpinning their pages), filters, and
-    /// frames still waiting to be sent. Frames already on a NIC finish and are released then.
-    /// Every charge goes back; dispatch groups left empty are freed.
+    /// Drops everything `env` held in the network: rings (unpinning their pages), and frames
+    /// still waiting to be sent. Frames already on a NIC finish and are released then. Its
+    /// filters go in teardown steps ([`Kernel::teardown_step`]). Every charge goes back.
     pub(super) fn release_network(&mut self, env: EnvId) {
         let ids: Vec<u32> = self.net.rings.iter().filter(|(_, r)| r.owner == env).map(|(id, _)| *id).collect();
         for id in ids {
@@ -115,15 +124,33 @@ impl<M: Machine> Kernel<M> {
             }
         }
         let held: Vec<FilterId> = self.net.dpf.ids().filter(|id| self.net.dpf.holds(*id, env.0)).collect();
-        for id in held {
-            let _ = self.drop_filter_hold(id, env);
-        }
-        self.compact_filters(env);
+        self.net.doomed.extend(held.into_iter().map(|id| (env, id)));
         for queue in 0..self.net.queues.len() {
             for frame in self.net.queues[queue].remove_env(env) {
                 unpin_all(&mut self.pages, &frame.pins);
                 self.credit(frame.env, Resources::heap(frame.heap_charge()));
             }
+        }
+    }
+
+    /// Whether filters of ended environments are still to be dropped.
+    pub fn teardown_pending(&self) -> bool {
+        !self.net.doomed.is_empty()
+    }
+
+    /// Drops up to [`TEARDOWN_BATCH`] filter holds of ended environments; once none is left,
+    /// frees the dispatch groups they left empty (so no exit leaves the filter set poorer).
+    pub fn teardown_step(&mut self) {
+        let mut last = None;
+        for _ in 0..TEARDOWN_BATCH {
+            let Some((env, id)) = self.net.doomed.pop_front() else { break };
+            let _ = self.drop_filter_hold(id, env);
+            last = Some(env);
+        }
+        if let Some(env) = last
+            && self.net.doomed.is_empty()
+        {
+            self.compact_filters(env);
         }
     }
 
@@ -133,32 +160,34 @@ impl<M: Machine> Kernel<M> {
         self.credit(owner, Resources::heap(charge));
     }
 
-    /// Drops `holder`'s hold on filter `id`, crediting whoever paid for it.
-    fn drop_filter_hold(&mut self, id: FilterId, holder: EnvId) -> Result<(), FilterAccessError> {
+    /// Drops `holder`'s hold on filter `id`, crediting whoever paid for it. Returns whether a
+    /// filter that made a dispatch group went (its group may now be empty).
+    fn drop_filter_hold(&mut self, id: FilterId, holder: EnvId) -> Result<bool, FilterAccessError> {
         let removed = Arc::make_mut(&mut self.net.dpf).delete(id, holder.0)?;
         let key = id.to_u64();
         if removed {
-            if let Some(record) = self.net.filter_charges.remove(&key) {
-                self.credit(record.payer, record.charge);
-                for (_, payer) in record.refs {
-                    self.credit(payer, Resources::heap(cost::FILTER_REF));
-                }
+            let Some(record) = self.net.filter_charges.remove(&key) else { return Ok(false) };
+            self.credit(record.payer, record.charge);
+            for (_, payer) in record.refs {
+                self.credit(payer, Resources::heap(cost::FILTER_REF));
             }
-        } else if let Some(record) = self.net.filter_charges.get_mut(&key)
+            return Ok(record.charge.shapes > 0);
+        }
+        if let Some(record) = self.net.filter_charges.get_mut(&key)
             && let Some(at) = record.refs.iter().position(|(h, _)| *h == holder)
         {
             let (_, payer) = record.refs.swap_remove(at);
             self.credit(payer, Resources::heap(cost::FILTER_REF));
         }
-        Ok(())
+        Ok(false)
     }
 
-    /// Frees dispatch groups that deletes left empty, so no exit leaves the filter set poorer.
-    /// The new structure is compiled later, on `cause`'s account (`kernel::jobs`).
+    /// Frees dispatch groups that deletes left empty, so no exit leaves the filter set poorer
+    /// and no empty group costs every frame a probe. Called when a filter that made a group
+    /// goes (connection filters under a listen share one group, so their churn compacts only
+    /// when the last one goes) and at exit. The new structure is compiled later, on `cause`'s
+    /// account (`kernel::jobs`).
     fn compact_filters(&mut self, cause: EnvId) {
-        if self.net.dpf.group_count() == 0 && self.net.dpf.is_empty() {
-            return;
-        }
         if Arc::make_mut(&mut self.net.dpf).compact() {
             self.jobs.classifier_cause = Some(cause);
         }
@@ -261,8 +290,9 @@ impl<M: Machine> Kernel<M> {
 
     pub(super) fn sys_dpf_delete(&mut self, caller: EnvId, filter: usize) -> Result<usize, Error> {
         let id = FilterId::from_u64(filter as u64);
-        self.drop_filter_hold(id, caller).map_err(|_| Error::NoSuchFilter)?;
-        self.compact_filters(caller);
+        if self.drop_filter_hold(id, caller).map_err(|_| Error::NoSuchFilter)? {
+            self.compact_filters(caller);
+        }
         Ok(0)
     }
 

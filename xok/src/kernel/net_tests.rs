@@ -12,7 +12,7 @@ use xok_abi::layout::{PAGE_SIZE, USER_BASE};
 use xok_abi::net::{DPF_COPY, NicInfo, NicModel, RING_HEADER_LEN};
 
 #[derive(Default)]
-struct FakeNicState {
+pub(super) struct FakeNicState {
     /// Frames handed to the NIC: segments and token.
     sent: Vec<(Vec<PhysSegment>, u64)>,
     /// Tokens not yet reclaimed.
@@ -59,25 +59,29 @@ impl NicDriver for FakeNic {
     }
 }
 
-fn with_nic(room: usize) -> (Kernel<TestMachine>, Arc<Mutex<FakeNicState>>) {
-    let mut k = kernel();
+pub(super) fn with_nic(room: usize) -> (Kernel<TestMachine>, Arc<Mutex<FakeNicState>>) {
+    with_nic_over(kernel(), room)
+}
+
+/// Adds a fake NIC with `room` send slots to `k`.
+pub(super) fn with_nic_over(mut k: Kernel<TestMachine>, room: usize) -> (Kernel<TestMachine>, Arc<Mutex<FakeNicState>>) {
     let state = Arc::new(Mutex::new(FakeNicState { room, ..FakeNicState::default() }));
     k.net.add_nic(Box::new(FakeNic(Arc::clone(&state))));
     (k, state)
 }
 
 /// Where test environments keep their scratch data and rings.
-const DATA: usize = 0x20_0000_0000;
+pub(super) const DATA: usize = 0x20_0000_0000;
 
 /// Maps `pages` fresh writable pages at DATA for `env`.
-fn map_data(k: &mut Kernel<TestMachine>, env: EnvId, pages: usize) {
+pub(super) fn map_data(k: &mut Kernel<TestMachine>, env: EnvId, pages: usize) {
     for i in 0..pages {
         let page = call(k, env, Syscall::PageAlloc, [0; 5]).unwrap();
         call(k, env, Syscall::InsertPte, [DATA + i * PAGE_SIZE, page, PteFlags::WRITE.bits() as usize, 0, 0]).unwrap();
     }
 }
 
-fn poke(k: &mut Kernel<TestMachine>, env: EnvId, va: usize, bytes: &[u8]) {
+pub(super) fn poke(k: &mut Kernel<TestMachine>, env: EnvId, va: usize, bytes: &[u8]) {
     k.envs.get(env).unwrap().space.copy_to_user(&mut k.machine, va, bytes).unwrap();
 }
 
@@ -87,14 +91,25 @@ fn peek(k: &Kernel<TestMachine>, env: EnvId, va: usize, len: usize) -> Vec<u8> {
     out
 }
 
-fn insert_filter(k: &mut Kernel<TestMachine>, env: EnvId, filter: &Filter, ring: usize, flags: usize) -> Result<usize, Error> {
+pub(super) fn insert_filter(k: &mut Kernel<TestMachine>, env: EnvId, filter: &Filter, ring: usize, flags: usize) -> Result<usize, Error> {
     let bytes = filter.to_bytes();
     let at = DATA + 3 * PAGE_SIZE;
     poke(k, env, at, &bytes);
     call(k, env, Syscall::DpfInsert, [at, bytes.len(), ring, flags, 0])
 }
 
-fn arp_request() -> Vec<u8> {
+/// A minimal UDP datagram to `port` (no IP options, not a fragment).
+pub(super) fn udp_frame(port: u16) -> Vec<u8> {
+    let mut frame = alloc::vec![0xff; 6];
+    frame.extend_from_slice(&[2, 0, 0, 0, 0, 9, 0x08, 0x00]);
+    frame.extend_from_slice(&[0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 2, 10, 0, 0, 15]);
+    frame.extend_from_slice(&[0x30, 0x39]);
+    frame.extend_from_slice(&port.to_be_bytes());
+    frame.extend_from_slice(&[0, 8, 0, 0]);
+    frame
+}
+
+pub(super) fn arp_request() -> Vec<u8> {
     let mut frame = alloc::vec![0xff; 6];
     frame.extend_from_slice(&[2, 0, 0, 0, 0, 9, 0x08, 0x06]);
     frame.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
@@ -103,14 +118,14 @@ fn arp_request() -> Vec<u8> {
 }
 
 /// An environment with 4 data pages and a 4-entry ring at DATA.
-fn env_with_ring(k: &mut Kernel<TestMachine>) -> (EnvId, usize) {
+pub(super) fn env_with_ring(k: &mut Kernel<TestMachine>) -> (EnvId, usize) {
     let env = k.spawn(None, "good", b"", false, 0).unwrap();
     map_data(k, env, 4);
     let ring = call(k, env, Syscall::PktringSetring, [DATA, 4, 256, 0, 0]).unwrap(); // no counter
     (env, ring)
 }
 
-fn receive(k: &mut Kernel<TestMachine>, state: &Arc<Mutex<FakeNicState>>, frame: &[u8]) {
+pub(super) fn receive(k: &mut Kernel<TestMachine>, state: &Arc<Mutex<FakeNicState>>, frame: &[u8]) {
     state.lock().unwrap().incoming.push(frame.to_vec());
     k.nic_interrupt(11);
 }
@@ -282,7 +297,11 @@ fn an_exiting_program_leaves_no_pins_filters_or_frames() {
     }
     assert_eq!(k.net.frames_pending(), 6, "two on the NIC, four queued");
     k.destroy(env, EnvStatus::Exited(0), "");
+    assert_eq!(k.net.dpf.len(), 1, "filters go in teardown steps");
+    assert!(k.teardown_pending());
+    k.teardown_step();
     assert_eq!(k.net.dpf.len(), 0);
+    assert!(!k.teardown_pending());
     assert!(k.net.rings.is_empty());
     assert_eq!(k.net.frames_pending(), 2, "frames on the NIC finish first");
     assert!(k.pages.free_count() < free, "their pages stay pinned until then");
@@ -298,7 +317,7 @@ fn predicate_bytes(text: &str) -> Vec<u8> {
     wkpred::encode(&wkpred::parse(text).unwrap()).unwrap()
 }
 
-fn install(k: &mut Kernel<TestMachine>, env: EnvId, text: &str) -> Result<usize, Error> {
+pub(super) fn install(k: &mut Kernel<TestMachine>, env: EnvId, text: &str) -> Result<usize, Error> {
     let bytes = predicate_bytes(text);
     let at = DATA + 3 * PAGE_SIZE + 1024;
     poke(k, env, at, &bytes);

@@ -70,14 +70,19 @@ impl Machine for TestMachine {
 }
 
 pub(super) fn kernel() -> Kernel<TestMachine> {
+    kernel_with_pages(8192)
+}
+
+/// A kernel over `count` physical pages (the first 256 reserved).
+pub(super) fn kernel_with_pages(count: usize) -> Kernel<TestMachine> {
     let base = USER_BASE as u64;
     let rx = program_header::PF_R | program_header::PF_X;
     let rw = program_header::PF_R | program_header::PF_W;
     let program = elf(header::ET_EXEC, base, &[(base, 64, &[0xcc; 64], rx), (base + 0x1000, 0x2100, b"data", rw)]);
     let archive = crate::initrd::write_archive([("good", &program[..]), ("junk", b"\x7fELFjunk")]);
     let initrd = Initrd::new(Box::leak(archive.into_boxed_slice()));
-    let mut pages = PageOwnership::new(8192);
-    for n in 256..8192 {
+    let mut pages = PageOwnership::new(count);
+    for n in 256..count {
         pages.add_free(Page(n));
     }
     let mappings = KernelMappings { low_gigabyte: 0x1003, upper_half: [0; 256] };

@@ -12,7 +12,7 @@ extern crate alloc;
 use alloc::format;
 use alloc::vec::Vec;
 use exos::abi::layout::{HEAP_BASE, PAGE_SIZE, USER_BASE, USER_TOP};
-use exos::abi::{EnvId, EnvStatus, Error, KILLED_BY_PARENT, PteFlags, Rights, SYSCALL_COUNT, Syscall};
+use exos::abi::{EnvId, EnvStatus, Error, KILLED_BY_PARENT, PteFlags, Rights, SYSCALL_COUNT, Stat, Syscall};
 use exos::{println, sys};
 
 mod quota;
@@ -29,9 +29,17 @@ const CHILD_DEADLINE_NS: u64 = 20_000_000_000;
 struct Report {
     attacks: usize,
     failed: usize,
+    /// The kernel's counts of interrupts-off stretches of 1 ms and 10 ms or more when the
+    /// last attack ended.
+    off_counts: (usize, usize),
 }
 
 impl Report {
+    fn new() -> Report {
+        let off_counts = (sys::kernel_stat(Stat::InterruptsOffOver1ms), sys::kernel_stat(Stat::InterruptsOffOver10ms));
+        Report { attacks: 0, failed: 0, off_counts }
+    }
+
     fn outcome(&mut self, name: &str, ok: bool, detail: &str) {
         self.attacks += 1;
         let verdict = if ok { if detail.starts_with("killed") { "CONTAINED" } else { "REFUSED" } } else { "FAILED" };
@@ -39,6 +47,12 @@ impl Report {
             self.failed += 1;
         }
         println!("hostile: attack {name}: {verdict} ({detail})");
+        let counts = (sys::kernel_stat(Stat::InterruptsOffOver1ms), sys::kernel_stat(Stat::InterruptsOffOver10ms));
+        if counts != self.off_counts {
+            let (over_1ms, over_10ms) = (counts.0 - self.off_counts.0, counts.1 - self.off_counts.1);
+            println!("hostile: interrupts off for 1 ms or more {over_1ms} times, 10 ms or more {over_10ms} times, during {name}");
+            self.off_counts = counts;
+        }
     }
 
     /// Records a syscall attack: refused when it failed with one of `expected`.
@@ -71,7 +85,7 @@ fn run(args: exos::Args) -> i32 {
 }
 
 fn driver() -> i32 {
-    let mut report = Report { attacks: 0, failed: 0 };
+    let mut report = Report::new();
     let free_before = sys::page_stats();
     pointer_attacks(&mut report);
     mapping_attacks(&mut report);
@@ -353,7 +367,7 @@ fn recurse(depth: u64) -> u64 {
 }
 
 fn read_only_child(extra: &[&str]) {
-    let mut r = Report { attacks: 0, failed: 0 };
+    let mut r = Report::new();
     let page: usize = extra.first().and_then(|p| p.parse().ok()).unwrap_or(0);
     let va = SCRATCH;
     let deadline = sys::time() + CHILD_DEADLINE_NS;

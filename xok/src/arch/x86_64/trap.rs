@@ -26,14 +26,35 @@ static MAX_OFF: AtomicU64 = AtomicU64::new(0);
 /// as xok did before compile jobs (to measure the difference in one build).
 pub static COMPILE_LOCKED: AtomicBool = AtomicBool::new(false);
 
-fn interrupts_off_now() {
+/// What the kernel entered for when interrupts last went off (see [`InterruptStats`]).
+static OFF_CAUSE: AtomicU64 = AtomicU64::new(0);
+/// The cause of the longest stretch.
+static MAX_OFF_CAUSE: AtomicU64 = AtomicU64::new(0);
+/// Stretches of at least 1 ms and at least 10 ms.
+static OFF_OVER_1MS: AtomicU64 = AtomicU64::new(0);
+static OFF_OVER_10MS: AtomicU64 = AtomicU64::new(0);
+
+/// Interrupts went off now, for `cause` (a vector, `SYSCALL_VECTOR + number`, or 0 for the
+/// kernel's own work: scheduling, finishing a compile).
+fn interrupts_off_now(cause: u64) {
     OFF_SINCE.store(super::cpu::rdtsc(), Ordering::Relaxed);
+    OFF_CAUSE.store(cause, Ordering::Relaxed);
 }
 
 fn interrupts_on_now() {
     let since = OFF_SINCE.load(Ordering::Relaxed);
     if since != 0 {
-        MAX_OFF.fetch_max(super::cpu::rdtsc().saturating_sub(since), Ordering::Relaxed);
+        let stretch = super::cpu::rdtsc().saturating_sub(since);
+        let millisecond = timer::tsc_hz() / 1000;
+        if stretch >= millisecond {
+            OFF_OVER_1MS.fetch_add(1, Ordering::Relaxed);
+        }
+        if stretch >= 10 * millisecond {
+            OFF_OVER_10MS.fetch_add(1, Ordering::Relaxed);
+        }
+        if MAX_OFF.fetch_max(stretch, Ordering::Relaxed) < stretch {
+            MAX_OFF_CAUSE.store(OFF_CAUSE.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
     }
 }
 
@@ -43,6 +64,9 @@ pub fn interrupt_stats() -> InterruptStats {
     InterruptStats {
         lost_ticks: timer::lost_ticks(),
         max_off_ns: (u128::from(MAX_OFF.load(Ordering::Relaxed)) * 1_000_000_000 / u128::from(hz)) as u64,
+        max_off_cause: MAX_OFF_CAUSE.load(Ordering::Relaxed),
+        off_over_1ms: OFF_OVER_1MS.load(Ordering::Relaxed),
+        off_over_10ms: OFF_OVER_10MS.load(Ordering::Relaxed),
     }
 }
 
@@ -54,7 +78,8 @@ unsafe extern "C" {
 /// interrupts taken in ring 0 (the idle loop and TSC calibration).
 #[unsafe(no_mangle)]
 extern "C" fn trap_handler(frame: &mut TrapFrame) {
-    interrupts_off_now();
+    let cause = if frame.vector == SYSCALL_VECTOR { SYSCALL_VECTOR + frame.rax } else { frame.vector };
+    interrupts_off_now(cause);
     check_stack_guard();
     if frame.from_user() {
         user_trap(frame);
@@ -83,7 +108,7 @@ fn run_jobs(mut job: Job) {
             x86_64::instructions::interrupts::enable();
             let done = job.run();
             x86_64::instructions::interrupts::disable();
-            interrupts_off_now();
+            interrupts_off_now(0);
             done
         };
         let spent = timer::now_ns().saturating_sub(start);
@@ -165,19 +190,32 @@ fn run(id: EnvId) -> ! {
 /// once every environment has ended.
 pub fn schedule() -> ! {
     loop {
-        let (next, job) = {
+        let (next, job, tore_down) = {
             let mut guard = KERNEL.lock();
             let kernel = guard.as_mut().expect("booted");
-            if kernel.envs.alive() == 0 {
+            if kernel.teardown_pending() {
+                kernel.teardown_step();
+                (None, None, true)
+            } else if kernel.envs.alive() == 0 {
                 kernel.final_report();
                 kprintln!("halting: nothing left to run");
                 exit_qemu(EXIT_SUCCESS);
-            }
-            match kernel.take_job() {
-                Some(job) => (None, Some(job)),
-                None => (kernel.pick_next(), None),
+            } else {
+                match kernel.take_job() {
+                    Some(job) => (None, Some(job), false),
+                    None => (kernel.pick_next(), None, false),
+                }
             }
         };
+        if tore_down {
+            // Let waiting interrupts in between teardown steps.
+            interrupts_on_now();
+            x86_64::instructions::interrupts::enable();
+            core::hint::spin_loop();
+            x86_64::instructions::interrupts::disable();
+            interrupts_off_now(0);
+            continue;
+        }
         if let Some(job) = job {
             run_jobs(job);
             continue;
@@ -188,7 +226,7 @@ pub fn schedule() -> ! {
                 interrupts_on_now();
                 x86_64::instructions::interrupts::enable_and_hlt();
                 x86_64::instructions::interrupts::disable();
-                interrupts_off_now();
+                interrupts_off_now(0);
             }
         }
     }

@@ -1,0 +1,256 @@
+//! The quota tree, the charges and the scheduler on the host: charges are real upper bounds of
+//! the heap an object takes (a counting allocator measures it), nothing stays behind after an
+//! exit, quota cannot be laundered, orphans stay killable, and sleepers cost nothing until an
+//! event names them.
+
+use super::net_tests::{DATA, env_with_ring, insert_filter, install, map_data, receive, udp_frame, with_nic, with_nic_over};
+use super::tests::{TestMachine, call, kernel_with_pages};
+use super::*;
+use alloc::vec::Vec;
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::Cell;
+use dpf::{Atom, Base, Filter, FilterBuilder, Width};
+use std::alloc::System;
+use xok_abi::SPAWN_SHARE_WHOLE;
+
+/// The system allocator, counting the bytes each thread has live (tests run in parallel
+/// threads; each measures only its own kernel).
+struct Counting;
+
+std::thread_local! {
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+}
+
+// SAFETY: every call is forwarded to the system allocator unchanged; the counter is a
+// thread-local cell that never allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = LIVE.try_with(|live| live.set(live.get() + layout.size() as isize));
+        // SAFETY: the caller's layout contract is passed on.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let _ = LIVE.try_with(|live| live.set(live.get() - layout.size() as isize));
+        // SAFETY: `ptr` came from `alloc` above with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Heap bytes this thread has live.
+fn live() -> isize {
+    LIVE.with(Cell::get)
+}
+
+/// A filter of a shape of its own for each `n` (and disjoint from the others).
+fn shape_filter(n: u16) -> Filter {
+    FilterBuilder::new()
+        .ethertype(0x88b5)
+        .atom(Atom::new(Base::Frame, 14, Width::W2, u32::from(n)))
+        .atom(Atom::new(Base::Frame, 16 + n, Width::W1, 1))
+        .build()
+        .unwrap()
+}
+
+/// Runs `make` (which creates kernel objects for `env`) and checks that the heap it took is
+/// no more than the heap it was charged. Returns (bytes taken, bytes charged).
+fn measured(k: &mut Kernel<TestMachine>, make: impl FnOnce(&mut Kernel<TestMachine>)) -> (isize, isize) {
+    let (heap, charged) = (live(), k.accounts.heap_charged() as isize);
+    make(k);
+    let taken = live() - heap;
+    let paid = k.accounts.heap_charged() as isize - charged;
+    assert!(taken <= paid, "took {taken} heap bytes, charged {paid}");
+    (taken, paid)
+}
+
+#[test]
+fn charges_cover_the_heap_objects_take_and_exits_leave_nothing_behind() {
+    let (mut k, _nic) = with_nic(16);
+    let before = live();
+    let mut residue = Vec::new();
+    for round in 0..3 {
+        let (env, ring) = env_with_ring(&mut k);
+        let (filters, paid) = measured(&mut k, |k| {
+            for port in 1..=2000 {
+                insert_filter(k, env, &Filter::udp_port(port), ring, 0).unwrap();
+            }
+        });
+        let (shapes, shape_paid) = measured(&mut k, |k| {
+            for n in 0..40 {
+                insert_filter(k, env, &shape_filter(n), ring, 0).unwrap();
+            }
+        });
+        let (rings, ring_paid) = measured(&mut k, |k| {
+            for _ in 0..8 {
+                call(k, env, Syscall::PktringSetring, [DATA, 4, 256, 0, 0]).unwrap();
+            }
+        });
+        let (predicates, predicate_paid) = measured(&mut k, |k| {
+            install(k, env, &alloc::format!("locations {DATA:#x}; [0]:u32 != 0 && [0+8]:u64 > 2 || [0+16]:u8 == 1")).unwrap();
+            k.run_jobs_inline();
+        });
+        if round == 0 {
+            std::eprintln!(
+                "heap per object (taken / charged): filter {} / {}, shape {} / {}, ring {} / {}, predicate {} / {}",
+                filters / 2000,
+                paid / 2000,
+                shapes / 40,
+                shape_paid / 40,
+                rings / 8,
+                ring_paid / 8,
+                predicates,
+                predicate_paid
+            );
+        }
+        k.destroy(env, EnvStatus::Exited(0), "");
+        k.run_jobs_inline();
+        assert_eq!((k.net.dpf.len(), k.net.dpf.group_count(), k.accounts.len()), (0, 0, 0));
+        residue.push(live() - before);
+    }
+    // Containers keep some capacity for the next tenant, but rounds do not pile up.
+    assert!(residue[2] <= residue[0] + 4096, "heap left after each round: {residue:?}");
+}
+
+#[test]
+fn filters_of_an_ended_environment_go_a_batch_at_a_time() {
+    let (mut k, _nic) = with_nic(16);
+    let (env, ring) = env_with_ring(&mut k);
+    let count = 3 * crate::kernel::net::TEARDOWN_BATCH + 5;
+    for port in 0..count {
+        insert_filter(&mut k, env, &Filter::udp_port(port as u16 + 1), ring, 0).unwrap();
+    }
+    k.destroy(env, EnvStatus::Exited(0), "");
+    assert_eq!(k.accounts.zombies(), 1, "the filters are still charged");
+    let mut steps = 0;
+    while k.teardown_pending() {
+        let before = k.net.dpf.len();
+        k.teardown_step();
+        assert!(before - k.net.dpf.len() <= crate::kernel::net::TEARDOWN_BATCH);
+        steps += 1;
+    }
+    assert_eq!((steps, k.net.dpf.len(), k.net.dpf.group_count(), k.accounts.zombies()), (4, 0, 0, 0));
+}
+
+#[test]
+fn holder_entries_are_charged_to_the_granter_until_they_go() {
+    let mut k = kernel_with_pages(16384);
+    let granter = k.spawn(None, "good", b"", false, 0).unwrap();
+    let receivers: Vec<EnvId> = (0..4).map(|_| k.spawn(None, "good", b"", false, 16).unwrap()).collect();
+    // The pages first: their own records come with the page charge (and the fake memory
+    // behind them is heap on the host).
+    let pages: Vec<usize> = (0..200).map(|_| call(&mut k, granter, Syscall::PageAlloc, [0; 5]).unwrap()).collect();
+    let heap_before = k.available(granter, k.live_tables(granter)).heap;
+    let before = live();
+    let mut grants = 0;
+    for page in pages {
+        for &to in &receivers {
+            call(&mut k, granter, Syscall::PageGrant, [page, to.0 as usize, 1, 0, 0]).unwrap();
+            grants += 1;
+        }
+    }
+    let taken = live() - before;
+    let paid = (heap_before - k.available(granter, k.live_tables(granter)).heap) as isize;
+    assert_eq!(paid, grants * crate::account::cost::HOLDER as isize);
+    assert!(taken <= paid, "{grants} holder entries took {taken} bytes, charged {paid}");
+    for to in receivers {
+        k.destroy(to, EnvStatus::Exited(0), "");
+    }
+    assert_eq!(k.available(granter, k.live_tables(granter)).heap, heap_before, "the entries went with their holders");
+}
+
+#[test]
+fn a_zombie_keeps_its_quota_lent_until_granted_pages_are_free() {
+    let mut k = kernel_with_pages(16384);
+    let parent = k.spawn(None, "good", b"", false, SPAWN_SHARE_WHOLE).unwrap();
+    let alone = call(&mut k, parent, Syscall::KernelStats, [xok_abi::Stat::MyPages as usize, 0, 0, 0, 0]).unwrap();
+    let child = k.spawn(Some(parent), "good", b"", false, 0).unwrap();
+    let mut given = Vec::new();
+    for _ in 0..100 {
+        let page = call(&mut k, child, Syscall::PageAlloc, [0; 5]).unwrap();
+        call(&mut k, child, Syscall::PageGrant, [page, parent.0 as usize, 3, 0, 0]).unwrap();
+        given.push(page);
+    }
+    k.destroy(child, EnvStatus::Exited(0), "");
+    assert_eq!(k.accounts.zombies(), 1);
+    let held = call(&mut k, parent, Syscall::KernelStats, [xok_abi::Stat::MyPages as usize, 0, 0, 0, 0]).unwrap();
+    assert!(held + 100 < alone, "the child's quota is still lent: {held} of {alone}");
+    // The parent cannot take more than its own quota by keeping the child's pages.
+    for page in given {
+        call(&mut k, parent, Syscall::PageFree, [page, 0, 0, 0, 0]).unwrap();
+    }
+    assert_eq!(k.accounts.zombies(), 0);
+    let after = call(&mut k, parent, Syscall::KernelStats, [xok_abi::Stat::MyPages as usize, 0, 0, 0, 0]).unwrap();
+    assert_eq!(after, alone);
+}
+
+#[test]
+fn ancestors_end_orphans_and_strangers_cannot() {
+    let mut k = kernel_with_pages(16384);
+    let top = k.spawn(None, "good", b"", false, 0).unwrap();
+    let stranger = k.spawn(None, "good", b"", false, 0).unwrap();
+    let middle = k.spawn(Some(top), "good", b"", false, 0).unwrap();
+    let orphans: Vec<EnvId> = (0..3).map(|_| k.spawn(Some(middle), "good", b"", false, 32).unwrap()).collect();
+    k.destroy(middle, EnvStatus::Exited(0), "");
+    assert!(orphans.iter().all(|o| k.envs.get(*o).is_some()), "orphans keep running");
+    assert_eq!(call(&mut k, stranger, Syscall::EnvKill, [middle.0 as usize, 0, 0, 0, 0]), Err(Error::NotPermitted));
+    assert_eq!(call(&mut k, orphans[0], Syscall::EnvKill, [top.0 as usize, 0, 0, 0, 0]), Err(Error::NotPermitted));
+    assert_eq!(call(&mut k, top, Syscall::EnvKill, [middle.0 as usize, 0, 0, 0, 0]), Ok(3));
+    assert!(orphans.iter().all(|o| k.envs.get(*o).is_none()));
+    assert_eq!(k.accounts.zombies(), 0);
+}
+
+#[test]
+fn sleepers_cost_nothing_until_an_event_names_them() {
+    let (mut k, nic) = with_nic_over(kernel_with_pages(65536), 16);
+    let runner = k.spawn(None, "good", b"", false, 32).unwrap();
+    let mut sleepers = Vec::new();
+    for n in 0..200u16 {
+        let env = k.spawn(None, "good", b"", false, 2).unwrap();
+        map_data(&mut k, env, 4);
+        let ring = call(&mut k, env, Syscall::PktringSetring, [DATA, 4, 256, 0, 0]).unwrap();
+        insert_filter(&mut k, env, &Filter::udp_port(1000 + n), ring, 0).unwrap();
+        install(&mut k, env, &alloc::format!("locations {DATA:#x}; [0]:u32 != 0")).unwrap();
+        call(&mut k, env, Syscall::WkSleep, [0; 5]).unwrap();
+        sleepers.push(env);
+    }
+    k.run_jobs_inline();
+    let evaluations = k.sched.evaluations;
+    for _ in 0..100 {
+        assert_eq!(k.pick_next(), Some(runner));
+    }
+    assert_eq!(k.sched.evaluations, evaluations, "no sleeper is evaluated at a decision");
+    assert_eq!(k.sched.runnable(), 1);
+    // A datagram for sleeper 7: exactly one evaluation, and it runs.
+    receive(&mut k, &nic, &udp_frame(1007));
+    let next: Vec<EnvId> = (0..2).filter_map(|_| k.pick_next()).collect();
+    assert_eq!(k.sched.evaluations, evaluations + 1);
+    assert!(next.contains(&sleepers[7]), "{next:?}");
+    // Ticks wake only predicates that read the clock (none here).
+    for _ in 0..10 {
+        k.timer_tick(None);
+    }
+    k.pick_next();
+    assert_eq!(k.sched.evaluations, evaluations + 1);
+}
+
+#[test]
+fn cpu_is_shared_between_trees_not_environments() {
+    let mut k = kernel_with_pages(65536);
+    let neighbour = k.spawn(None, "good", b"", false, SPAWN_SHARE_WHOLE / 2).unwrap();
+    let spawner = k.spawn(None, "good", b"", false, SPAWN_SHARE_WHOLE).unwrap();
+    for _ in 0..50 {
+        k.spawn(Some(spawner), "good", b"", false, 4).unwrap();
+    }
+    // Everyone spins: each decision gives the chosen one 1 ms.
+    let mut neighbour_runs = 0;
+    for _ in 0..2000 {
+        let next = k.pick_next().unwrap();
+        neighbour_runs += usize::from(next == neighbour);
+        k.machine.now += 1_000_000;
+    }
+    let share = neighbour_runs as f64 / 2000.0;
+    assert!(share > 0.4, "the neighbour got {share:.2} of the CPU beside 50 spinning children of one tree");
+}
