@@ -138,19 +138,26 @@ fn time_worker(load: &str, envs: usize) -> (u64, String) {
 }
 
 /// A well-behaved program keeps a bounded share of the CPU whatever a neighbour spawns: 100
-/// spinners, 250 sleepers with timeouts (all one tree may have at the smallest share), 50 flooding senders (each crowd is one
-/// process tree, and CPU and link are shared between trees).
+/// spinners, 1 000 sleepers with timeouts, 50 flooding senders (each crowd is one process
+/// tree, and CPU and link are shared between trees). The sleepers' tree gets nearly all
+/// environments (`hostile%254`): a tree at an equal share could not hold 1 000.
 #[test]
 fn a_neighbour_keeps_its_share_beside_spinners_sleepers_and_flooders() {
     let (alone, _) = time_worker("", 0);
     let mut report = vec![format!("worker alone: {alone} ms")];
-    for (crowd, count, bound) in [("spin", 100, 4.0), ("idle", 250, 2.0), ("flood", 50, 4.0)] {
-        // init, hostile, its crowd and the worker.
-        let (ms, output) = time_worker(&format!("hostile:load:{crowd}:{count}:20,"), count + 3);
+    for (crowd, share, count, seconds, bound) in [("spin", "", 100, 12, 4.0), ("idle", "%254", 1000, 30, 2.0), ("flood", "", 50, 12, 4.0)] {
+        // init, hostile, the crowd and the worker.
+        let envs = count + 3;
+        let (ms, output) = time_worker(&format!("hostile{share}:load:{crowd}:{count}:{seconds},"), envs);
         let running = lines_with(&output, "hostile: load:").first().map(|l| l.to_string()).unwrap_or_default();
-        assert!(running.contains(&format!("{count} {crowd} children running")), "{running}\n{output}");
+        assert!(running.contains(&format!(" {count} {crowd} children running")), "{running}\n{output}");
+        let beside: usize = lines_with(&output, "worker: started beside")
+            .first()
+            .and_then(|l| l.split_whitespace().find_map(|w| w.parse().ok()))
+            .unwrap_or(0);
+        assert!(beside >= envs, "the worker started beside {beside} environments, not {envs}:\n{output}");
         let slowdown = ms as f64 / alone.max(1) as f64;
-        report.push(format!("beside {count} {crowd}: {ms} ms ({slowdown:.2}x)"));
+        report.push(format!("beside {count} {crowd} ({beside} environments): {ms} ms ({slowdown:.2}x)"));
         assert!(slowdown <= bound, "{crowd}: {ms} ms against {alone} ms alone:\n{output}");
     }
     eprintln!("{}", report.join("\n"));

@@ -118,12 +118,15 @@ pub mod cost {
     pub const FRAME: usize = 256;
     /// Each gathered segment of a queued frame (and its pin).
     pub const FRAME_SEGMENT: usize = 32;
-    /// A page holder entry created by `page_grant`.
-    pub const HOLDER: usize = 48;
+    /// A page holder entry created by `page_grant`, and the receiver's index entry for it.
+    pub const HOLDER: usize = 96;
 }
 
 /// How many tickets the root holds; every environment's CPU share is a fraction of it.
 pub const ROOT_TICKETS: u64 = 1 << 24;
+
+/// A parent keeps at least 1/`PARENT_KEEPS` of its tickets when it spawns.
+const PARENT_KEEPS: u64 = 16;
 
 /// One environment's account.
 #[derive(Clone, Debug)]
@@ -200,24 +203,29 @@ impl Accounts {
 
     /// Opens the account of a new environment `child` under `parent` with `share`
     /// (1/[`SPAWN_SHARE_WHOLE`]ths) of the parent's available resources and tickets. The
-    /// child is charged one environment for itself and [`cost::ENV`] heap bytes. Refused with
-    /// `QuotaExceeded` when that leaves it nothing.
+    /// child is charged one environment for itself and [`cost::ENV`] heap bytes; any share
+    /// covers that much if the parent has it (so a parent can start more than 256 children).
+    /// Refused with `QuotaExceeded` when the parent cannot give that, or no page.
     pub fn open(&mut self, parent: Option<EnvId>, child: EnvId, share: usize, parent_external: Resources) -> Result<(), Error> {
         let available = self.available(parent, parent_external);
-        let mut limit = available.scaled(share);
         let own = Resources { envs: 1, heap: cost::ENV, ..Resources::ZERO };
+        let mut limit = available.scaled(share);
+        limit.envs = limit.envs.max(own.envs);
+        limit.heap = limit.heap.max(own.heap);
         // A whole share must not lose the last unit to rounding.
         if share >= SPAWN_SHARE_WHOLE {
             limit = available;
         }
-        if !own.fits_in(limit) || limit.pages == 0 {
+        if !limit.fits_in(available) || limit.pages == 0 {
             return Err(Error::QuotaExceeded);
         }
         let parent_tickets = match parent.and_then(|p| self.accounts.get(&p)) {
             Some(a) => a.tickets,
             None => self.root_tickets,
         };
-        let tickets = (parent_tickets * share as u64 / SPAWN_SHARE_WHOLE as u64).max(1);
+        // A parent keeps a sixteenth of its tickets whatever it gives: one that gave its whole
+        // share away could never run again to end what it started.
+        let tickets = (parent_tickets * share as u64 / SPAWN_SHARE_WHOLE as u64).min(parent_tickets - parent_tickets / PARENT_KEEPS).max(1);
         match parent.and_then(|p| self.accounts.get_mut(&p)) {
             Some(a) => {
                 a.lent = a.lent.plus(limit);
@@ -454,6 +462,30 @@ mod tests {
         a.close(bottom);
         assert_eq!(a.reap(|_| Resources::ZERO), 2, "the middle closes once its child has");
         assert_eq!(a.tickets(top), t0);
+    }
+
+    #[test]
+    fn the_smallest_share_still_covers_the_childs_own_record() {
+        let mut a = Accounts::new(Resources { pages: 100_000, heap: 1 << 26, envs: 1001, shapes: 8, filters: 8 });
+        let parent = EnvId(1);
+        a.open(None, parent, SPAWN_SHARE_WHOLE, Resources::ZERO).unwrap();
+        let mut started = 0;
+        while a.open(Some(parent), EnvId(100 + started), 1, Resources::ZERO).is_ok() {
+            started += 1;
+        }
+        assert!(started > 600, "{started} children of 1000 environments (each takes 1/256 of what is left, at least one)");
+        assert_eq!(a.available(Some(parent), Resources::ZERO).envs, 0, "then the environments ran out");
+    }
+
+    #[test]
+    fn a_parent_keeps_some_tickets_whatever_it_gives() {
+        let mut a = Accounts::new(root());
+        let parent = EnvId(1);
+        a.open(None, parent, SPAWN_SHARE_WHOLE, Resources::ZERO).unwrap();
+        let before = a.tickets(parent);
+        a.open(Some(parent), EnvId(2), SPAWN_SHARE_WHOLE, Resources::ZERO).unwrap();
+        assert_eq!(a.tickets(parent), before / PARENT_KEEPS);
+        assert_eq!(a.tickets(parent) + a.tickets(EnvId(2)), before);
     }
 
     #[test]

@@ -38,6 +38,10 @@ pub struct Env {
     pub pass: u64,
     /// Queued for a predicate check.
     pub checking: bool,
+    /// The tick at which its sleeping predicate is due for a check (`kernel::sched`).
+    pub timer: Option<u64>,
+    /// Killed and waiting to be torn down: never runs again.
+    pub dying: bool,
     /// Timer ticks that found it running.
     pub cpu_ticks: u64,
     /// Times it was given the CPU.
@@ -151,6 +155,8 @@ mod tests {
             sleeping: false,
             pass: 0,
             checking: false,
+            timer: None,
+            dying: false,
             cpu_ticks: 0,
             runs: 0,
         }

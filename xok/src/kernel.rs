@@ -108,6 +108,9 @@ pub struct Kernel<M: Machine> {
     pub sched: sched::Scheduler,
     /// Compiles waiting to run outside the kernel's critical section.
     pub jobs: jobs::JobQueue,
+    /// Environments an `env_kill` ended that are still to be torn down (one per teardown
+    /// step), with the reason for the log. They never run again meanwhile.
+    dying: alloc::collections::VecDeque<(EnvId, String)>,
     /// The tick-counter page, held read-only by every environment.
     ticks_page: Page,
     kernel_mappings: KernelMappings,
@@ -151,6 +154,7 @@ impl<M: Machine> Kernel<M> {
             net,
             sched: sched::Scheduler::default(),
             jobs: jobs::JobQueue::default(),
+            dying: alloc::collections::VecDeque::new(),
             ticks_page,
             kernel_mappings,
             initrd,
@@ -188,7 +192,11 @@ impl<M: Machine> Kernel<M> {
         };
         let id = self.envs.reserve_id().ok_or(Error::TooManyEnvs)?;
         let parent_external = parent.map_or(Resources::ZERO, |p| self.external(p, self.live_tables(p)));
+        let parent_tickets = parent.map(|p| (p, self.accounts.tickets(p)));
         self.accounts.open(parent, id, crate::account::share_of(share), parent_external)?;
+        if let Some((p, before)) = parent_tickets {
+            self.retune(p, before);
+        }
         let loaded = self.new_space(id).and_then(|mut space| match self.load(id, &mut space, &program, file.data, args) {
             Ok(()) => Ok(space),
             Err(error) => {
@@ -200,8 +208,7 @@ impl<M: Machine> Kernel<M> {
             Ok(space) => space,
             Err(error) => {
                 self.pages.release_env(id);
-                self.accounts.close(id);
-                self.reap();
+                self.close_account(id);
                 return Err(error);
             }
         };
@@ -218,6 +225,8 @@ impl<M: Machine> Kernel<M> {
             sleeping: false,
             pass: 0,
             checking: false,
+            timer: None,
+            dying: false,
             cpu_ticks: 0,
             runs: 0,
         });
@@ -263,6 +272,17 @@ impl<M: Machine> Kernel<M> {
     /// Returns a charge: the object is gone. Closes accounts this was the last charge of.
     pub(crate) fn credit(&mut self, id: EnvId, amount: Resources) {
         self.accounts.credit(id, amount);
+        self.reap();
+    }
+
+    /// `id` has ended: its account closes (a zombie until nothing is charged to it) and its
+    /// tickets go back to its nearest live ancestor.
+    fn close_account(&mut self, id: EnvId) {
+        let heir = self.accounts.live_ancestor(id).map(|up| (up, self.accounts.tickets(up)));
+        self.accounts.close(id);
+        if let Some((up, before)) = heir {
+            self.retune(up, before);
+        }
         self.reap();
     }
 
@@ -335,8 +355,7 @@ impl<M: Machine> Kernel<M> {
         self.release_network(id);
         env.space.destroy(&mut self.pages, &mut self.machine, id);
         self.pages.release_env(id);
-        self.accounts.close(id);
-        self.reap();
+        self.close_account(id);
         let usage = (env.cpu_ticks, env.runs);
         match status {
             EnvStatus::Exited(code) => self.log(format_args!(
@@ -432,6 +451,8 @@ impl<M: Machine> Kernel<M> {
                 self.destroy(caller, EnvStatus::Exited(args[0] as u32), "");
                 return Next::Schedule;
             }
+            // The teardown runs before the caller does again, so it sees its victims gone.
+            Some(Syscall::EnvKill) => (self.sys_env_kill(caller, args[0]), Next::Schedule),
             Some(call) => (self.dispatch(caller, call, args), Next::Resume),
         };
         if let Some(env) = self.envs.get_mut(caller) {
@@ -449,7 +470,6 @@ impl<M: Machine> Kernel<M> {
             Syscall::Time => Ok(self.machine.now_ns() as usize),
             Syscall::EnvId => Ok(caller.0 as usize),
             Syscall::EnvSpawn => self.sys_env_spawn(caller, a[0], a[1], a[2], a[3], a[4]),
-            Syscall::EnvKill => self.sys_env_kill(caller, a[0]),
             Syscall::EnvStatus => self.sys_env_status(a[0]),
             Syscall::PageAlloc => self.sys_page_alloc(caller),
             Syscall::PageGrant => self.sys_page_grant(caller, a[0], a[1], a[2]),
@@ -481,7 +501,7 @@ impl<M: Machine> Kernel<M> {
             Syscall::PktringStats => self.sys_pktring_stats(caller, a[0]),
             Syscall::WkInstall => self.sys_wk_install(caller, a[0], a[1]),
             Syscall::KernelStats => self.sys_kernel_stats(caller, a[0]),
-            Syscall::EnvYield | Syscall::EnvExit | Syscall::WkSleep => unreachable!("handled in syscall()"),
+            Syscall::EnvYield | Syscall::EnvExit | Syscall::WkSleep | Syscall::EnvKill => unreachable!("handled in syscall()"),
         }
     }
 
@@ -513,8 +533,29 @@ impl<M: Machine> Kernel<M> {
         self.spawn(Some(caller), &path, &args_buffer[..args_len], privileged, share).map(|id| id.0 as usize)
     }
 
+    /// Whether environments or filters of ended environments are still to be torn down.
+    pub fn teardown_pending(&self) -> bool {
+        !self.dying.is_empty() || self.filter_teardown_pending()
+    }
+
+    /// One bounded piece of teardown: one killed environment, or a batch of filters of ended
+    /// ones. The arch layer lets interrupts in between steps, so killing a tree of hundreds
+    /// of environments never holds them off for long.
+    pub fn teardown_step(&mut self) {
+        match self.dying.pop_front() {
+            Some((id, why)) => self.destroy(id, EnvStatus::Killed(KILLED_BY_PARENT), &why),
+            None => self.filter_teardown_step(),
+        }
+    }
+
+    /// Live environments that are not waiting to be torn down.
+    pub fn envs_running(&self) -> usize {
+        self.envs.alive() - self.dying.len()
+    }
+
     /// Ends `target` and its live descendants, deepest first; the caller must be a strict
-    /// ancestor (zombie accounts keep the line unbroken, so orphans stay reachable).
+    /// ancestor (zombie accounts keep the line unbroken, so orphans stay reachable). They stop
+    /// running at once and are torn down in teardown steps, before the caller runs again.
     fn sys_env_kill(&mut self, caller: EnvId, target: usize) -> Result<usize, Error> {
         let target = EnvId(u32::try_from(target).map_err(|_| Error::NoSuchEnv)?);
         if self.envs.get(target).is_none() && self.accounts.get(target).is_none() {
@@ -529,7 +570,14 @@ impl<M: Machine> Kernel<M> {
         }
         let why = alloc::format!("by its ancestor {:08x}", caller.0);
         for &victim in &victims {
-            self.destroy(victim, EnvStatus::Killed(KILLED_BY_PARENT), &why);
+            if self.dying.iter().any(|(id, _)| *id == victim) {
+                continue;
+            }
+            self.sched_remove(victim);
+            if let Some(env) = self.envs.get_mut(victim) {
+                env.dying = true;
+            }
+            self.dying.push_back((victim, why.clone()));
         }
         Ok(victims.len())
     }
@@ -558,7 +606,7 @@ impl<M: Machine> Kernel<M> {
             Stat::HeapCharged => self.accounts.heap_charged(),
             Stat::Filters => self.net.dpf.len(),
             Stat::Shapes => self.net.dpf.group_count(),
-            Stat::Envs => self.envs.alive(),
+            Stat::Envs => self.envs_running(),
             Stat::Zombies => self.accounts.zombies(),
             Stat::MyPages => mine.pages,
             Stat::MyHeap => mine.heap,

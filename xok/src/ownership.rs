@@ -14,7 +14,7 @@
 //! environment (its account stays open until they reach zero: `account.rs`).
 
 use alloc::vec::Vec;
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 use xok_abi::{EnvId, Error, Rights};
 
 /// A physical page number.
@@ -61,6 +61,9 @@ pub struct PageOwnership {
     charged: HashMap<EnvId, usize>,
     /// Holder entries made by each environment's grants (for quotas).
     holders_paid: HashMap<EnvId, usize>,
+    /// The pages each environment holds a right on, so that its exit touches only those
+    /// (not every page of the machine).
+    held: HashMap<EnvId, HashSet<Page>>,
 }
 
 impl PageOwnership {
@@ -68,7 +71,7 @@ impl PageOwnership {
     pub fn new(count: usize) -> Self {
         let mut pages = Vec::with_capacity(count);
         pages.resize(count, PageState::Reserved);
-        PageOwnership { pages, free: Vec::new(), charged: HashMap::new(), holders_paid: HashMap::new() }
+        PageOwnership { pages, free: Vec::new(), charged: HashMap::new(), holders_paid: HashMap::new(), held: HashMap::new() }
     }
 
     /// Hands a reserved page to the allocator (boot-time only).
@@ -116,6 +119,7 @@ impl PageOwnership {
         let page = self.free.pop().ok_or(Error::NoMemory)?;
         let holder = Holder { env, rights: Rights::READ | Rights::WRITE, mappings: 0, payer: None };
         self.pages[page.0] = PageState::InUse { holders: alloc::vec![holder], pins: 0, charged_to: env };
+        self.held.entry(env).or_default().insert(page);
         *self.charged.entry(env).or_insert(0) += 1;
         Ok(page)
     }
@@ -165,6 +169,7 @@ impl PageOwnership {
                 holders.try_reserve(1).map_err(|_| Error::NoMemory)?;
                 holders.push(Holder { env: to, rights, mappings: 0, payer: Some(from) });
                 *self.holders_paid.entry(from).or_insert(0) += 1;
+                self.held.entry(to).or_default().insert(page);
             }
         }
         Ok(())
@@ -187,6 +192,7 @@ impl PageOwnership {
         let removed = holders.swap_remove(index);
         shrink_if_sparse(holders);
         self.unpay(removed.payer);
+        self.unhold(env, page);
         self.release_if_unused(page);
         Ok(())
     }
@@ -249,22 +255,31 @@ impl PageOwnership {
     }
 
     /// Drops every right `env` holds, on every page (the environment has ended and its page
-    /// tables are already gone). Returns how many pages it held.
+    /// tables are already gone). Returns how many pages it held. Touches only those pages.
     pub fn release_env(&mut self, env: EnvId) -> usize {
-        let mut released = 0;
-        for index in 0..self.pages.len() {
-            if let PageState::InUse { holders, .. } = &mut self.pages[index]
+        let held = self.held.remove(&env).unwrap_or_default();
+        for &page in &held {
+            if let PageState::InUse { holders, .. } = &mut self.pages[page.0]
                 && let Some(at) = holders.iter().position(|h| h.env == env)
             {
                 debug_assert_eq!(holders[at].mappings, 0, "released page still mapped");
                 let removed = holders.swap_remove(at);
                 shrink_if_sparse(holders);
-                released += 1;
                 self.unpay(removed.payer);
-                self.release_if_unused(Page(index));
+                self.release_if_unused(page);
             }
         }
-        released
+        held.len()
+    }
+
+    /// `env` no longer holds `page`.
+    fn unhold(&mut self, env: EnvId, page: Page) {
+        if let Some(set) = self.held.get_mut(&env) {
+            set.remove(&page);
+            if set.is_empty() {
+                self.held.remove(&env);
+            }
+        }
     }
 
     fn unpay(&mut self, payer: Option<EnvId>) {

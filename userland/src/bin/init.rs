@@ -5,7 +5,8 @@
 //!
 //! Each program gets an equal share of init's resources and CPU tickets: the kernel carves a
 //! child's quota out of its parent's (`docs/kernel.md`, "Quotas"), so programs started by
-//! init are isolated from one another, whatever they spawn.
+//! init are isolated from one another, whatever they spawn. `prog%N` gives a program N/256 of
+//! what is left instead (for example `init=hostile%254:load:idle:1000:20,worker`).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 extern crate alloc;
@@ -35,10 +36,12 @@ fn run(args: exos::Args) -> i32 {
     let mut failures = 0;
     for (n, spec) in specs.iter().enumerate() {
         let mut parts = spec.split(':');
-        let program = parts.next().unwrap_or_default();
+        let (program, share) = match parts.next().unwrap_or_default().split_once('%') {
+            Some((program, share)) => (program, share.parse().unwrap_or(0)),
+            // An equal part of what is left for each program still to start.
+            None => (spec.split(':').next().unwrap_or_default(), SPAWN_SHARE_WHOLE / (specs.len() - n)),
+        };
         let words: Vec<&str> = parts.collect();
-        // An equal part of what is left for each program still to start.
-        let share = SPAWN_SHARE_WHOLE / (specs.len() - n);
         match sys::env_spawn_with(program, &exos::Args::encode(&words), spawn_flags(false, share)) {
             Ok(id) => println!("init: started {program} as env {:08x}", id.0),
             Err(error) => {

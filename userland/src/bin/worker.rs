@@ -25,6 +25,7 @@ fn run(args: exos::Args) -> i32 {
     while (sys::time() < ready || sys::kernel_stat(exos::abi::Stat::Envs) < envs) && sys::time() < give_up {
         sys::env_yield();
     }
+    println!("worker: started beside {} environments", sys::kernel_stat(exos::abi::Stat::Envs));
     let start = sys::time();
     let mut count = 0;
     for _ in 0..rounds {

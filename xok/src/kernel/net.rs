@@ -27,7 +27,7 @@ pub const MIN_WIRE_FRAME: usize = 60;
 pub const MAX_FILTERS: usize = 1 << 18;
 
 /// Filters of ended environments removed per teardown step: the longest stretch of filter
-/// teardown with interrupts off (`Kernel::teardown_step`).
+/// teardown with interrupts off ([`Kernel::teardown_step`]).
 pub const TEARDOWN_BATCH: usize = 128;
 
 /// Who pays for an installed filter: the inserter (the filter, and its shape if it made
@@ -134,13 +134,13 @@ impl<M: Machine> Kernel<M> {
     }
 
     /// Whether filters of ended environments are still to be dropped.
-    pub fn teardown_pending(&self) -> bool {
+    pub(super) fn filter_teardown_pending(&self) -> bool {
         !self.net.doomed.is_empty()
     }
 
     /// Drops up to [`TEARDOWN_BATCH`] filter holds of ended environments; once none is left,
     /// frees the dispatch groups they left empty (so no exit leaves the filter set poorer).
-    pub fn teardown_step(&mut self) {
+    pub(super) fn filter_teardown_step(&mut self) {
         let mut last = None;
         for _ in 0..TEARDOWN_BATCH {
             let Some((env, id)) = self.net.doomed.pop_front() else { break };

@@ -3,7 +3,7 @@
 //! exit, quota cannot be laundered, orphans stay killable, and sleepers cost nothing until an
 //! event names them.
 
-use super::net_tests::{DATA, env_with_ring, insert_filter, install, map_data, receive, udp_frame, with_nic, with_nic_over};
+use super::net_tests::{DATA, env_with_ring, insert_filter, install, map_data, poke, receive, udp_frame, with_nic, with_nic_over};
 use super::tests::{TestMachine, call, kernel_with_pages};
 use super::*;
 use alloc::vec::Vec;
@@ -198,6 +198,13 @@ fn ancestors_end_orphans_and_strangers_cannot() {
     assert_eq!(call(&mut k, stranger, Syscall::EnvKill, [middle.0 as usize, 0, 0, 0, 0]), Err(Error::NotPermitted));
     assert_eq!(call(&mut k, orphans[0], Syscall::EnvKill, [top.0 as usize, 0, 0, 0, 0]), Err(Error::NotPermitted));
     assert_eq!(call(&mut k, top, Syscall::EnvKill, [middle.0 as usize, 0, 0, 0, 0]), Ok(3));
+    assert_eq!(k.envs_running(), 2, "the victims stop running at once");
+    let mut steps = 0;
+    while k.teardown_pending() {
+        k.teardown_step();
+        steps += 1;
+    }
+    assert_eq!(steps, 3, "one environment per teardown step");
     assert!(orphans.iter().all(|o| k.envs.get(*o).is_none()));
     assert_eq!(k.accounts.zombies(), 0);
 }
@@ -253,4 +260,90 @@ fn cpu_is_shared_between_trees_not_environments() {
     }
     let share = neighbour_runs as f64 / 2000.0;
     assert!(share > 0.4, "the neighbour got {share:.2} of the CPU beside 50 spinning children of one tree");
+}
+
+#[test]
+fn sleepers_with_deadlines_are_checked_when_their_deadline_comes_not_every_tick() {
+    let (mut k, _nic) = with_nic_over(kernel_with_pages(65536), 16);
+    let ticks = xok_abi::layout::TICKS_VA;
+    let mut sleepers = Vec::new();
+    for n in 0..100u64 {
+        let env = k.spawn(None, "good", b"", false, 2).unwrap();
+        map_data(&mut k, env, 4);
+        // A deadline word the program moves (tick 30 + n % 3), and a constant one (tick 90).
+        poke(&mut k, env, DATA + 8, &(30 + n % 3).to_le_bytes());
+        install(&mut k, env, &alloc::format!("locations {ticks:#x}, {DATA:#x}; [0]:u64 >= [1+8]:u64 && [1]:u32 != 0 || [0]:u64 >= 90")).unwrap();
+        call(&mut k, env, Syscall::WkSleep, [0; 5]).unwrap();
+        sleepers.push(env);
+    }
+    k.run_jobs_inline();
+    let evaluations = k.sched.evaluations;
+    for _ in 0..29 {
+        k.timer_tick(None);
+        assert_eq!(k.pick_next(), None);
+    }
+    assert_eq!(k.sched.evaluations, evaluations, "nobody is due before tick 30");
+    for _ in 0..3 {
+        k.timer_tick(None);
+        assert_eq!(k.pick_next(), None, "the memory term is false: they sleep on");
+    }
+    assert_eq!(k.sched.evaluations, evaluations + 100, "each checked once, at its own deadline");
+    for _ in 32..89 {
+        k.timer_tick(None);
+    }
+    assert_eq!(k.pick_next(), None);
+    assert_eq!(k.sched.evaluations, evaluations + 100, "the first deadline passed; nothing is due until 90");
+    k.timer_tick(None);
+    let woken: Vec<EnvId> = core::iter::from_fn(|| k.pick_next()).take(100).collect();
+    assert_eq!(k.sched.evaluations, evaluations + 200);
+    assert!(sleepers.iter().all(|s| woken.contains(s)), "all wake at tick 90");
+}
+
+#[test]
+fn wake_plans_follow_what_a_predicate_reads() {
+    use crate::wk::WakePlan;
+    let (mut k, _nic) = with_nic(16);
+    let (env, _) = env_with_ring(&mut k);
+    let ticks = xok_abi::layout::TICKS_VA;
+    poke(&mut k, env, DATA + 8, &500u64.to_le_bytes());
+    let plan_at = |k: &mut Kernel<TestMachine>, text: &str, now: u64| {
+        install(k, env, text).unwrap();
+        let wakeup = k.envs.get(env).unwrap().wakeup.as_ref().unwrap();
+        let ticks_page = k.ticks_page;
+        wakeup.wake_plan(&k.machine, ticks_page, now, |page| k.pages.other_writer(env, page))
+    };
+    let plan = |k: &mut Kernel<TestMachine>, text: &str| plan_at(k, text, 0);
+    assert_eq!(plan(&mut k, &alloc::format!("locations {DATA:#x}; [0]:u32 != 0")), WakePlan::Events);
+    assert_eq!(plan(&mut k, &alloc::format!("locations {ticks:#x}; [0]:u64 >= 7")), WakePlan::At(7));
+    assert_eq!(plan(&mut k, &alloc::format!("locations {ticks:#x}; [0]:u64 > 7")), WakePlan::At(8));
+    assert_eq!(plan(&mut k, &alloc::format!("locations {ticks:#x}, {DATA:#x}; [0]:u64 >= [1+8]:u64 || [0]:u64 >= 900")), WakePlan::At(500));
+    assert_eq!(plan(&mut k, &alloc::format!("locations {ticks:#x}, {DATA:#x}; [0]:u64 >= 9 && [0]:u64 >= [1+8]:u64")), WakePlan::At(500), "a clause needs all its deadlines");
+    let two_deadlines = alloc::format!("locations {ticks:#x}, {DATA:#x}; [0]:u64 >= [1+8]:u64 && [1]:u32 != 0 || [0]:u64 >= 900");
+    assert_eq!(plan_at(&mut k, &two_deadlines, 600), WakePlan::At(900), "a passed deadline waits on memory");
+    assert_eq!(plan_at(&mut k, &two_deadlines, 950), WakePlan::Events);
+    assert_eq!(plan(&mut k, &alloc::format!("locations {ticks:#x}; [0]:u64 == 7")), WakePlan::EveryTick);
+    // Another environment may write the page: polled.
+    let other = k.spawn(None, "good", b"", false, 0).unwrap();
+    let page = k.envs.get(env).unwrap().space.translate(&k.machine, DATA, crate::vm::Access::Read).unwrap();
+    call(&mut k, env, Syscall::PageGrant, [page.0, other.0 as usize, 3, 0, 0]).unwrap();
+    assert_eq!(plan(&mut k, &alloc::format!("locations {DATA:#x}; [0]:u32 != 0")), WakePlan::EveryTick);
+}
+
+#[test]
+fn a_parent_that_got_its_tickets_back_is_not_starved() {
+    let mut k = kernel_with_pages(65536);
+    let parent = k.spawn(None, "good", b"", false, SPAWN_SHARE_WHOLE / 2).unwrap();
+    let spinner = k.spawn(None, "good", b"", false, SPAWN_SHARE_WHOLE).unwrap();
+    // The parent gives (almost) all its tickets to a child and runs a while with what is left.
+    let child = k.spawn(Some(parent), "good", b"", false, SPAWN_SHARE_WHOLE).unwrap();
+    k.charge_cpu(parent, 50_000_000);
+    k.destroy(child, EnvStatus::Exited(0), "");
+    // Back to its tickets, it shares the CPU with the spinner again.
+    let mut parent_runs = 0;
+    for _ in 0..200 {
+        let next = k.pick_next().unwrap();
+        parent_runs += usize::from(next == parent);
+        k.machine.now += 1_000_000;
+    }
+    assert!(parent_runs > 60, "the parent ran {parent_runs} of 200 slices beside {spinner:?}");
 }

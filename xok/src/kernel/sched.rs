@@ -8,12 +8,14 @@
 //!
 //! Sleepers: a sleeping environment is not scanned at each decision. Its predicate is
 //! re-evaluated only when something it reads may have changed: the kernel stored a frame in
-//! one of its rings or completed one of its sends, the tick counter moved (if the predicate
-//! reads it), or -- for a predicate that reads a page another environment may write -- at
-//! every tick. Each evaluation is timed and charged to the sleeper's pass.
+//! one of its rings or completed one of its sends, its deadline came (the tick at which its
+//! clock terms hold, kept in a timer set), or -- for a predicate that reads a page another
+//! environment may write, or the clock in a way that is not a deadline -- at every tick
+//! ([`crate::wk::WakePlan`]). Each evaluation is timed and charged to the sleeper's pass.
 
 use super::{Kernel, Machine, Next};
 use crate::account::ROOT_TICKETS;
+use crate::wk::WakePlan;
 use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 use xok_abi::EnvId;
@@ -25,9 +27,10 @@ pub struct Scheduler {
     runnable: Vec<EnvId>,
     /// Sleepers to re-evaluate before the next decision.
     to_check: Vec<EnvId>,
-    /// Sleepers re-evaluated at every tick (their predicate reads the tick counter or a page
-    /// someone else may write).
+    /// Sleepers re-evaluated at every tick (see [`WakePlan::EveryTick`]).
     tick_watchers: BTreeSet<EnvId>,
+    /// Sleepers' deadlines: (tick, sleeper), evaluated once the tick counter reaches them.
+    timers: BTreeSet<(u64, EnvId)>,
     /// The pass of the environment picked last: where newcomers and wakers start.
     virtual_time: u64,
     /// The environment on the CPU and when it got it (ns).
@@ -63,8 +66,25 @@ impl<M: Machine> Kernel<M> {
         self.sched.runnable.retain(|e| *e != id);
         self.sched.to_check.retain(|e| *e != id);
         self.sched.tick_watchers.remove(&id);
+        self.sched.timers.retain(|(_, e)| *e != id);
         if self.sched.slice.is_some_and(|(e, _)| e == id) {
             self.sched.slice = None;
+        }
+    }
+
+    /// `id`'s tickets changed from `before` (it gave some to a child, or got a dead one's
+    /// back): its distance from the virtual time is rescaled, so that time it ran with few
+    /// tickets is not held against it for ever once it has many (stride scheduling's rule for
+    /// ticket changes).
+    pub(crate) fn retune(&mut self, id: EnvId, before: u64) {
+        let after = self.accounts.tickets(id).max(1);
+        let virtual_time = self.sched.virtual_time;
+        if let Some(env) = self.envs.get_mut(id) {
+            let scale = |distance: u64| ((u128::from(distance) * u128::from(before.max(1))) / u128::from(after)).min(u128::from(u64::MAX / 4)) as u64;
+            env.pass = match env.pass.checked_sub(virtual_time) {
+                Some(ahead) => virtual_time + scale(ahead),
+                None => virtual_time - scale(virtual_time - env.pass).min(virtual_time),
+            };
         }
     }
 
@@ -84,13 +104,28 @@ impl<M: Machine> Kernel<M> {
         }
         let Some(env) = self.envs.get_mut(caller) else { return Next::Schedule };
         env.sleeping = true;
-        let wakeup = env.wakeup.as_ref().expect("checked above");
-        let polled = wakeup.watched_pages().iter().any(|&page| page == self.ticks_page || self.pages.other_writer(caller, page));
         self.sched.runnable.retain(|e| *e != caller);
-        if polled {
-            self.sched.tick_watchers.insert(caller);
-        }
+        self.arm(caller);
         Next::Schedule
+    }
+
+    /// Arranges the next check of sleeper `id` beyond events: at its deadline, or every tick
+    /// ([`WakePlan`]).
+    fn arm(&mut self, id: EnvId) {
+        let mut word = [0u8; 8];
+        self.machine.read(self.ticks_page, 0, &mut word);
+        let now = u64::from_le_bytes(word);
+        let Some(wakeup) = self.envs.get(id).and_then(|env| env.wakeup.as_ref()) else { return };
+        match wakeup.wake_plan(&self.machine, self.ticks_page, now, |page| self.pages.other_writer(id, page)) {
+            WakePlan::Events => {}
+            WakePlan::At(tick) => {
+                self.envs.get_mut(id).expect("has a wakeup").timer = Some(tick);
+                self.sched.timers.insert((tick, id));
+            }
+            WakePlan::EveryTick => {
+                self.sched.tick_watchers.insert(id);
+            }
+        }
     }
 
     /// Something `id` may be waiting for changed: re-evaluate its predicate before the next
@@ -99,6 +134,7 @@ impl<M: Machine> Kernel<M> {
         if let Some(env) = self.envs.get_mut(id)
             && env.sleeping
             && !env.checking
+            && !env.dying
         {
             env.checking = true;
             self.sched.to_check.push(id);
@@ -122,13 +158,24 @@ impl<M: Machine> Kernel<M> {
         for id in pending {
             let Some(env) = self.envs.get_mut(id) else { continue };
             env.checking = false;
-            if !env.sleeping || !self.evaluate(id) {
+            if !env.sleeping {
+                continue;
+            }
+            if !self.evaluate(id) {
+                // Still false: if its deadline was what came, the next one (if any).
+                let env = self.envs.get(id).expect("evaluated above");
+                if env.timer.is_none() && !self.sched.tick_watchers.contains(&id) {
+                    self.arm(id);
+                }
                 continue;
             }
             let virtual_time = self.sched.virtual_time;
             let env = self.envs.get_mut(id).expect("evaluated above");
             env.sleeping = false;
             env.pass = env.pass.max(virtual_time);
+            if let Some(tick) = env.timer.take() {
+                self.sched.timers.remove(&(tick, id));
+            }
             self.sched.tick_watchers.remove(&id);
             self.sched.runnable.push(id);
         }
@@ -160,8 +207,8 @@ impl<M: Machine> Kernel<M> {
     }
 
     /// A timer interrupt: advances the tick counter, counts the tick against the running
-    /// environment, names the sleepers that watch the clock or shared memory for a check,
-    /// and polls every NIC (so a lost or unrouted NIC interrupt delays frames by one tick at
+    /// environment, names for a check the sleepers whose deadline came and those that watch
+    /// shared memory or the clock every tick, and polls every NIC (so a lost or unrouted NIC interrupt delays frames by one tick at
     /// most, instead of stranding them).
     pub fn timer_tick(&mut self, interrupted: Option<EnvId>) {
         let mut word = [0u8; 8];
@@ -170,6 +217,15 @@ impl<M: Machine> Kernel<M> {
         self.machine.write(self.ticks_page, 0, &ticks.to_le_bytes());
         if let Some(env) = interrupted.and_then(|id| self.envs.get_mut(id)) {
             env.cpu_ticks += 1;
+        }
+        while let Some(&(tick, id)) = self.sched.timers.first()
+            && tick <= ticks
+        {
+            self.sched.timers.pop_first();
+            if let Some(env) = self.envs.get_mut(id) {
+                env.timer = None;
+            }
+            self.notify(id);
         }
         let watchers: Vec<EnvId> = self.sched.tick_watchers.iter().copied().collect();
         for id in watchers {

@@ -235,6 +235,7 @@ fn only_parents_kill_and_status_survives_death() {
     assert_eq!(call(&mut k, child, Syscall::EnvKill, [parent.0 as usize, 0, 0, 0, 0]), Err(Error::NotPermitted));
     assert_eq!(call(&mut k, stranger, Syscall::EnvStatus, [child.0 as usize, 0, 0, 0, 0]), Ok(0));
     call(&mut k, parent, Syscall::EnvKill, [child.0 as usize, 0, 0, 0, 0]).unwrap();
+    k.run_jobs_inline();
     let word = call(&mut k, parent, Syscall::EnvStatus, [child.0 as usize, 0, 0, 0, 0]).unwrap();
     assert_eq!(EnvStatus::from_word(word), Some(EnvStatus::Killed(KILLED_BY_PARENT)));
     assert_eq!(call(&mut k, parent, Syscall::EnvKill, [child.0 as usize, 0, 0, 0, 0]), Err(Error::NoSuchEnv));

@@ -12,7 +12,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use dpf::{Atom, Base, Filter, FilterBuilder, Width};
 use exos::abi::layout::{PAGE_SIZE, USER_BASE};
 use exos::abi::net::GatherSegment;
-use exos::abi::{EnvId, EnvStatus, Error, PteFlags, Rights, Stat, spawn_flags};
+use exos::abi::{EnvId, EnvStatus, Error, PteFlags, Rights, SPAWN_SHARE_WHOLE, Stat, spawn_flags};
 use exos::ring::{PacketRing, deadline_word_clause, install};
 use exos::{println, sys};
 
@@ -177,6 +177,7 @@ pub fn child(attack: &str, extra: &[&str]) -> Option<i32> {
         "idle" => idle(),
         "flood" => flood(),
         "load" => load(extra),
+        "crowd" => crowd(extra),
         _ => return None,
     })
 }
@@ -431,24 +432,31 @@ fn flood() -> i32 {
     }
 }
 
-/// `load <spin|idle|flood> <count> <seconds>`: starts a crowd of children of one kind with
-/// the smallest share each, keeps them for the given time, then ends them all.
+/// Children one `crowd` starts at most (their shares stay close to one environment each
+/// below this).
+const CROWD: usize = 100;
+
+/// `load <spin|idle|flood> <count> <seconds>`: starts `count` children of one kind in crowds
+/// of at most [`CROWD`] (each crowd a child with an equal share of what is left, which starts
+/// its members and exits), keeps them for the given time, then ends them all through their
+/// crowds' accounts.
 fn load(extra: &[&str]) -> i32 {
     let kind = extra.first().copied().unwrap_or("spin");
     let count: usize = extra.get(1).and_then(|w| w.parse().ok()).unwrap_or(100);
     let seconds: u64 = extra.get(2).and_then(|w| w.parse().ok()).unwrap_or(10);
-    let mut crowd = Vec::new();
-    let mut refused = None;
-    for _ in 0..count {
-        match sys::env_spawn_with("hostile", &exos::Args::encode(&[kind]), spawn_flags(false, 1)) {
-            Ok(child) => crowd.push(child),
-            Err(error) => {
-                refused = Some(error);
-                break;
-            }
+    let (mut crowds, mut running) = (Vec::new(), 0);
+    while running < count {
+        let want = (count - running).min(CROWD);
+        let share = SPAWN_SHARE_WHOLE / (count - running).div_ceil(CROWD);
+        let size = format!("{want}");
+        let Ok(crowd) = sys::env_spawn_with("hostile", &exos::Args::encode(&["crowd", kind, &size]), spawn_flags(false, share)) else { break };
+        crowds.push(crowd);
+        match wait_for(crowd) {
+            Some(EnvStatus::Exited(started)) if started > 0 => running += started as usize,
+            _ => break,
         }
     }
-    println!("hostile: load: {} {kind} children running (refused: {refused:?})", crowd.len());
+    println!("hostile: load: {running} {kind} children running in {} crowds", crowds.len());
     let end = sys::time() + seconds * 1_000_000_000;
     let wake_at = AtomicU64::new(0);
     let mut predicate = wkpred::Predicate::default();
@@ -462,7 +470,25 @@ fn load(extra: &[&str]) -> i32 {
             sys::env_yield();
         }
     }
-    let ended: usize = crowd.iter().filter_map(|c| sys::env_kill(*c).ok()).sum();
-    println!("hostile: load: ended {ended} {kind} children");
+    let ended: usize = crowds.iter().filter_map(|c| sys::env_kill(*c).ok()).sum();
+    println!("hostile: load: ended {ended} environments");
     0
+}
+
+/// `crowd <kind> <count>`: starts up to `count` children of `kind`, each with an equal part of
+/// what is left, and exits with how many it started (its orphans stay reachable through its
+/// account).
+fn crowd(extra: &[&str]) -> i32 {
+    let kind = extra.first().copied().unwrap_or("spin");
+    let count: usize = extra.get(1).and_then(|w| w.parse().ok()).unwrap_or(CROWD);
+    let mut started = 0;
+    for n in 0..count {
+        let share = (SPAWN_SHARE_WHOLE / (count - n)).max(1);
+        if let Err(error) = sys::env_spawn_with("hostile", &exos::Args::encode(&[kind]), spawn_flags(false, share)) {
+            println!("hostile: crowd: {started} of {count} {kind} children started; then {error}");
+            break;
+        }
+        started += 1;
+    }
+    started
 }
