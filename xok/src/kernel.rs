@@ -193,6 +193,9 @@ impl<M: Machine> Kernel<M> {
         let id = self.envs.reserve_id().ok_or(Error::TooManyEnvs)?;
         let parent_external = parent.map_or(Resources::ZERO, |p| self.external(p, self.live_tables(p)));
         let parent_tickets = parent.map(|p| (p, self.accounts.tickets(p)));
+        // Where the child starts: no earlier than its parent now (before the parent's pass is
+        // rescaled for the tickets it gives away).
+        let parent_pass = parent.and_then(|p| self.envs.get(p)).map_or(0, |env| env.pass);
         self.accounts.open(parent, id, crate::account::share_of(share), parent_external)?;
         if let Some((p, before)) = parent_tickets {
             self.retune(p, before);
@@ -230,7 +233,7 @@ impl<M: Machine> Kernel<M> {
             cpu_ticks: 0,
             runs: 0,
         });
-        self.sched_add(id);
+        self.sched_add(id, parent_pass);
         Ok(id)
     }
 
@@ -653,15 +656,32 @@ impl<M: Machine> Kernel<M> {
 /// against its page quota.
 const SPACE_ROOT_PAGES: usize = 2;
 
-/// What the root of the quota tree gives away: every free page, and half of the heap left
-/// free -- the other half covers the kernel's own transient use (compiles), container slack
-/// and fragmentation.
+/// Filter shapes (dispatch groups) the root gives away: the classifier's compile takes heap
+/// in proportion to them (~65 KB each, measured in `kernel::quota_tests`), so this bounds the
+/// largest compile.
+pub const ROOT_SHAPES: usize = 96;
+
+/// Heap bytes a classifier compile takes per dispatch group, at most (measured ~65 KB).
+pub const COMPILE_BYTES_PER_SHAPE: usize = 80 << 10;
+
+/// Heap bytes of per-page records (holder list, index entry) per physical page in use, at
+/// most; they are not charged, so the heap keeps room for every page.
+const PAGE_RECORD_BYTES: usize = 64;
+
+/// Heap kept for the kernel's own transient use beyond compiles (a predicate compile takes up
+/// to ~2 MB; container slack, fragmentation).
+const HEAP_SLACK: usize = 6 << 20;
+
+/// What the root of the quota tree gives away: every free page, and the heap left free minus
+/// what the kernel must keep for itself -- a record for every page, the largest classifier
+/// compile the shape limit allows, and slack.
 fn root_resources(free_pages: usize, heap: HeapUse) -> Resources {
+    let reserve = free_pages * PAGE_RECORD_BYTES + ROOT_SHAPES * COMPILE_BYTES_PER_SHAPE + HEAP_SLACK;
     Resources {
         pages: free_pages,
-        heap: heap.size.saturating_sub(heap.used) / 2,
+        heap: heap.size.saturating_sub(heap.used).saturating_sub(reserve),
         envs: MAX_ENVS - 1,
-        shapes: dpf::MAX_GROUPS,
+        shapes: ROOT_SHAPES,
         filters: net::MAX_FILTERS,
     }
 }

@@ -27,19 +27,15 @@ fn run(args: exos::Args) -> i32 {
         println!("init: no init= on the kernel command line; nothing to start");
         return 0;
     };
-    // The predicate first: it is charged to init's quota, which the children then share.
-    let wake_at = AtomicU64::new(0);
-    let mut predicate = wkpred::Predicate::default();
-    deadline_word_clause(&mut predicate, &wake_at);
-    let can_sleep = install(&predicate).is_ok();
     let specs: Vec<&str> = list.split(',').filter(|s| !s.is_empty()).collect();
     let mut failures = 0;
     for (n, spec) in specs.iter().enumerate() {
         let mut parts = spec.split(':');
         let (program, share) = match parts.next().unwrap_or_default().split_once('%') {
             Some((program, share)) => (program, share.parse().unwrap_or(0)),
-            // An equal part of what is left for each program still to start.
-            None => (spec.split(':').next().unwrap_or_default(), SPAWN_SHARE_WHOLE / (specs.len() - n)),
+            // An equal part of what is left for each program still to start, keeping 1/256
+            // for init itself (its wakeup predicate).
+            None => (spec.split(':').next().unwrap_or_default(), (SPAWN_SHARE_WHOLE - 1) / (specs.len() - n)),
         };
         let words: Vec<&str> = parts.collect();
         match sys::env_spawn_with(program, &exos::Args::encode(&words), spawn_flags(false, share)) {
@@ -50,6 +46,12 @@ fn run(args: exos::Args) -> i32 {
             }
         }
     }
+    // The predicate after the programs: compiling it is charged to init's CPU share, which
+    // must not delay their start.
+    let wake_at = AtomicU64::new(0);
+    let mut predicate = wkpred::Predicate::default();
+    deadline_word_clause(&mut predicate, &wake_at);
+    let can_sleep = install(&predicate).is_ok();
     while sys::kernel_stat(Stat::Envs) > 1 {
         if can_sleep {
             wake_at.store(sys::ticks() + CHECK_TICKS, Ordering::Release);

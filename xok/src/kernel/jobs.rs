@@ -133,6 +133,15 @@ impl<M: Machine> Kernel<M> {
             Some((at, _)) if now.saturating_sub(at) < RECOMPILE_INTERVAL_NS => return None,
             _ => {}
         }
+        // The quota tree keeps room for the largest compile; check anyway, so that a miscount
+        // costs speed (frames stay interpreted), never the kernel.
+        let heap = self.machine.heap_use();
+        let need = self.net.dpf.group_count() * super::COMPILE_BYTES_PER_SHAPE + (1 << 20);
+        if heap.size.saturating_sub(heap.used) < need {
+            self.jobs.last_classifier = Some((now, generation));
+            self.log(format_args!("dpf: not compiling {} groups: {need} heap bytes are not free; interpreting", self.net.dpf.group_count()));
+            return None;
+        }
         Some(Job::Classifier { dpf: Arc::clone(&self.net.dpf), cause: self.jobs.classifier_cause })
     }
 

@@ -19,13 +19,17 @@ struct Counting;
 
 std::thread_local! {
     static LIVE: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
 }
 
 // SAFETY: every call is forwarded to the system allocator unchanged; the counter is a
 // thread-local cell that never allocates.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = LIVE.try_with(|live| live.set(live.get() + layout.size() as isize));
+        let _ = LIVE.try_with(|live| {
+            live.set(live.get() + layout.size() as isize);
+            let _ = PEAK.try_with(|peak| peak.set(peak.get().max(live.get())));
+        });
         // SAFETY: the caller's layout contract is passed on.
         unsafe { System.alloc(layout) }
     }
@@ -43,6 +47,11 @@ static ALLOCATOR: Counting = Counting;
 /// Heap bytes this thread has live.
 fn live() -> isize {
     LIVE.with(Cell::get)
+}
+
+/// The most heap bytes this thread has had live since the last call (which resets it).
+fn peak_since_last() -> isize {
+    PEAK.with(|peak| peak.replace(live()))
 }
 
 /// A filter of a shape of its own for each `n` (and disjoint from the others).
@@ -134,6 +143,54 @@ fn filters_of_an_ended_environment_go_a_batch_at_a_time() {
     assert_eq!((steps, k.net.dpf.len(), k.net.dpf.group_count(), k.accounts.zombies()), (4, 0, 0, 0));
 }
 
+/// The heap the root may charge leaves room for the kernel's own transient use: the largest
+/// classifier compile the root's shape quota allows, and the largest predicate compile, take
+/// no more than the reserve counts on.
+#[test]
+fn the_largest_compiles_fit_in_the_reserved_heap() {
+    let mut set = dpf::Dpf::new();
+    for port in 1..=1000 {
+        set.insert(&Filter::udp_port(port), 1, 0).unwrap();
+    }
+    for n in 0..ROOT_SHAPES as u16 - 1 {
+        set.insert(&shape_filter(n), 1, 0).unwrap();
+    }
+    assert_eq!(set.group_count(), ROOT_SHAPES);
+    let job = jobs::Job::Classifier { dpf: alloc::sync::Arc::new(set), cause: None };
+    peak_since_last();
+    let base = live();
+    let done = job.run();
+    let classifier = peak_since_last() - base;
+    assert!(matches!(done, jobs::JobDone::Classifier { code: Some(_), .. }), "it compiled");
+    let clause = (0..16).map(|n| alloc::format!("[{n}]:u64 >= [{}+8]:u64", (n + 1) % 16)).collect::<Vec<_>>().join(" && ");
+    let text = (0..16).map(|_| clause.clone()).collect::<Vec<_>>().join(" || ");
+    let predicate = wkpred::parse(&text).unwrap();
+    let base = live();
+    let done = jobs::Job::Predicate { env: EnvId(1), serial: 1, predicate }.run();
+    let predicate = peak_since_last() - base;
+    assert!(matches!(done, jobs::JobDone::Predicate { code: Some(_), .. }), "it compiled");
+    std::eprintln!("compile heap peaks: classifier with {ROOT_SHAPES} shapes {classifier} bytes, 16x16-term predicate {predicate} bytes");
+    assert!(classifier <= (ROOT_SHAPES * COMPILE_BYTES_PER_SHAPE) as isize, "{classifier} bytes");
+    assert!(predicate <= 3 << 20, "{predicate} bytes");
+}
+
+/// Heap for a compile that the reserve does not hold: the kernel interprets instead.
+#[test]
+fn a_compile_without_heap_room_is_skipped_not_run() {
+    let (mut k, _nic) = with_nic(16);
+    let (env, ring) = env_with_ring(&mut k);
+    for n in 0..4 {
+        insert_filter(&mut k, env, &shape_filter(n), ring, 0).unwrap();
+    }
+    k.machine.heap = HeapUse { used: (64 << 20) - (1 << 20), peak: 0, size: 64 << 20 };
+    assert!(k.take_job().is_none(), "no room: no compile");
+    assert!(String::from_utf8_lossy(&k.machine.console).contains("not compiling"));
+    k.machine.heap = HeapUse { used: 0, peak: 0, size: 64 << 20 };
+    k.machine.now += jobs::RECOMPILE_INTERVAL_NS;
+    insert_filter(&mut k, env, &shape_filter(9), ring, 0).unwrap();
+    assert!(k.take_job().is_some(), "room again: the next structure compiles");
+}
+
 #[test]
 fn holder_entries_are_charged_to_the_granter_until_they_go() {
     let mut k = kernel_with_pages(16384);
@@ -213,6 +270,10 @@ fn ancestors_end_orphans_and_strangers_cannot() {
 fn sleepers_cost_nothing_until_an_event_names_them() {
     let (mut k, nic) = with_nic_over(kernel_with_pages(65536), 16);
     let runner = k.spawn(None, "good", b"", false, 32).unwrap();
+    // The runner makes the UDP-port shape; the sleepers' filters are entries under it.
+    map_data(&mut k, runner, 4);
+    let ring = call(&mut k, runner, Syscall::PktringSetring, [DATA, 4, 256, 0, 0]).unwrap();
+    insert_filter(&mut k, runner, &Filter::udp_port(999), ring, 0).unwrap();
     let mut sleepers = Vec::new();
     for n in 0..200u16 {
         let env = k.spawn(None, "good", b"", false, 2).unwrap();
@@ -330,6 +391,50 @@ fn wake_plans_follow_what_a_predicate_reads() {
 }
 
 #[test]
+fn children_start_no_earlier_than_their_parent() {
+    let mut k = kernel_with_pages(65536);
+    let neighbour = k.spawn(None, "good", b"", false, SPAWN_SHARE_WHOLE / 2).unwrap();
+    let parent = k.spawn(None, "good", b"", false, SPAWN_SHARE_WHOLE).unwrap();
+    // The parent was charged a long compile; then it starts two children.
+    k.charge_cpu(parent, 200_000_000);
+    let first = k.spawn(Some(parent), "good", b"", false, SPAWN_SHARE_WHOLE / 2).unwrap();
+    let second = k.spawn(Some(parent), "good", b"", false, SPAWN_SHARE_WHOLE).unwrap();
+    let mut runs = [0usize; 2];
+    for _ in 0..100 {
+        let next = k.pick_next().unwrap();
+        if next == first {
+            runs[0] += 1;
+        }
+        if next == second {
+            runs[1] += 1;
+        }
+        k.machine.now += 1_000_000;
+    }
+    assert!(runs[0] == 0 && runs[1] == 0, "the children ran {runs:?} before the neighbour caught up with their parent");
+    assert!(k.envs.get(neighbour).unwrap().runs > 90);
+}
+
+#[test]
+fn children_spawned_one_after_another_start_together() {
+    let mut k = kernel_with_pages(65536);
+    let parent = k.spawn(None, "good", b"", false, SPAWN_SHARE_WHOLE).unwrap();
+    k.charge_cpu(parent, 50_000_000);
+    // Equal parts, like init: the parent keeps little for itself after the last one.
+    let first = k.spawn(Some(parent), "good", b"", false, SPAWN_SHARE_WHOLE / 2).unwrap();
+    let second = k.spawn(Some(parent), "good", b"", false, SPAWN_SHARE_WHOLE).unwrap();
+    k.destroy(parent, EnvStatus::Exited(0), "");
+    let picks: Vec<EnvId> = (0..20)
+        .map(|_| {
+            let next = k.pick_next().unwrap();
+            k.machine.now += 10_000_000;
+            next
+        })
+        .collect();
+    let seconds = picks.iter().filter(|p| **p == second).count();
+    assert!((8..=12).contains(&seconds), "the second child ran {seconds} of 20 slices beside {first:?}: {picks:?}");
+}
+
+#[test]
 fn a_parent_that_got_its_tickets_back_is_not_starved() {
     let mut k = kernel_with_pages(65536);
     let parent = k.spawn(None, "good", b"", false, SPAWN_SHARE_WHOLE / 2).unwrap();
@@ -346,4 +451,20 @@ fn a_parent_that_got_its_tickets_back_is_not_starved() {
         k.machine.now += 1_000_000;
     }
     assert!(parent_runs > 60, "the parent ran {parent_runs} of 200 slices beside {spinner:?}");
+}
+
+#[test]
+#[ignore = "measurement"]
+fn classifier_compile_heap_by_groups() {
+    for groups in [8u16, 32, 64, 128, 192, 255] {
+        let mut set = dpf::Dpf::new();
+        for n in 0..groups {
+            set.insert(&shape_filter(n), 1, 0).unwrap();
+        }
+        let job = jobs::Job::Classifier { dpf: alloc::sync::Arc::new(set), cause: None };
+        peak_since_last();
+        let base = live();
+        let _ = job.run();
+        std::eprintln!("{groups} groups: compile peak {} bytes", peak_since_last() - base);
+    }
 }

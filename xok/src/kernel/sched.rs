@@ -52,11 +52,14 @@ fn stride(ns: u64, tickets: u64) -> u64 {
 }
 
 impl<M: Machine> Kernel<M> {
-    /// A new environment joins the runnable set at the current virtual time.
-    pub(super) fn sched_add(&mut self, id: EnvId) {
-        let now = self.sched.virtual_time;
+    /// A new environment joins the runnable set at the current virtual time, or at its
+    /// parent's pass (`parent_pass`, taken before the spawn) if that is later: a child never
+    /// starts ahead of the program that made it (else spawning would buy CPU, and a parent
+    /// charged for a long compile would hand its children a head start over everyone).
+    pub(super) fn sched_add(&mut self, id: EnvId, parent_pass: u64) {
+        let start = self.sched.virtual_time.max(parent_pass);
         if let Some(env) = self.envs.get_mut(id) {
-            env.pass = now;
+            env.pass = start;
         }
         self.sched.runnable.push(id);
     }

@@ -16,6 +16,8 @@ pub(super) struct TestMachine {
     pub(super) classifier: Option<u64>,
     /// The clock (nanoseconds), moved by tests.
     pub(super) now: u64,
+    /// The heap use reported (tests set it; the default is an empty 64 MiB heap).
+    pub(super) heap: HeapUse,
 }
 
 impl PhysMem for TestMachine {
@@ -62,7 +64,7 @@ impl Machine for TestMachine {
         self.classifier
     }
     fn heap_use(&self) -> HeapUse {
-        HeapUse { used: 0, peak: 0, size: 64 << 20 }
+        if self.heap.size == 0 { HeapUse { used: 0, peak: 0, size: 64 << 20 } } else { self.heap }
     }
     fn interrupt_stats(&self) -> InterruptStats {
         InterruptStats::default()
