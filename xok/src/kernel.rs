@@ -111,6 +111,9 @@ pub struct Kernel<M: Machine> {
     /// Environments an `env_kill` ended that are still to be torn down (one per teardown
     /// step), with the reason for the log. They never run again meanwhile.
     dying: alloc::collections::VecDeque<(EnvId, String)>,
+    /// Ended environments whose page rights are still being dropped ([`RELEASE_BATCH`] per
+    /// teardown step).
+    releasing: alloc::collections::VecDeque<EnvId>,
     /// The tick-counter page, held read-only by every environment.
     ticks_page: Page,
     kernel_mappings: KernelMappings,
@@ -155,6 +158,7 @@ impl<M: Machine> Kernel<M> {
             sched: sched::Scheduler::default(),
             jobs: jobs::JobQueue::default(),
             dying: alloc::collections::VecDeque::new(),
+            releasing: alloc::collections::VecDeque::new(),
             ticks_page,
             kernel_mappings,
             initrd,
@@ -357,7 +361,10 @@ impl<M: Machine> Kernel<M> {
         self.drop_wakeup(id, env.wakeup.take());
         self.release_network(id);
         env.space.destroy(&mut self.pages, &mut self.machine, id);
-        self.pages.release_env(id);
+        // The rights it held go now if they are few, else in teardown steps.
+        if self.pages.release_env_some(id, RELEASE_BATCH) > 0 {
+            self.releasing.push_back(id);
+        }
         self.close_account(id);
         let usage = (env.cpu_ticks, env.runs);
         match status {
@@ -538,13 +545,21 @@ impl<M: Machine> Kernel<M> {
 
     /// Whether environments or filters of ended environments are still to be torn down.
     pub fn teardown_pending(&self) -> bool {
-        !self.dying.is_empty() || self.filter_teardown_pending()
+        !self.dying.is_empty() || !self.releasing.is_empty() || self.filter_teardown_pending()
     }
 
-    /// One bounded piece of teardown: one killed environment, or a batch of filters of ended
-    /// ones. The arch layer lets interrupts in between steps, so killing a tree of hundreds
+    /// One bounded piece of teardown: a batch of an ended environment's page rights, one
+    /// killed environment, or a batch of filters of ended ones. The arch layer lets interrupts in between steps, so killing a tree of hundreds
     /// of environments never holds them off for long.
     pub fn teardown_step(&mut self) {
+        if let Some(id) = self.releasing.pop_front() {
+            if self.pages.release_env_some(id, RELEASE_BATCH) > 0 {
+                self.releasing.push_front(id);
+            } else {
+                self.reap();
+            }
+            return;
+        }
         match self.dying.pop_front() {
             Some((id, why)) => self.destroy(id, EnvStatus::Killed(KILLED_BY_PARENT), &why),
             None => self.filter_teardown_step(),
@@ -651,6 +666,9 @@ impl<M: Machine> Kernel<M> {
         env.space.insert_pte(&mut self.pages, &mut self.machine, caller, va, Page(page), flags, budget).map(|()| 0)
     }
 }
+
+/// Page rights an ended environment drops per teardown step.
+pub const RELEASE_BATCH: usize = 2048;
 
 /// The two top-level page-table pages every address space has (PML4 and PDPT), counted
 /// against its page quota.

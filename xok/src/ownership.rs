@@ -257,8 +257,30 @@ impl PageOwnership {
     /// Drops every right `env` holds, on every page (the environment has ended and its page
     /// tables are already gone). Returns how many pages it held. Touches only those pages.
     pub fn release_env(&mut self, env: EnvId) -> usize {
-        let held = self.held.remove(&env).unwrap_or_default();
-        for &page in &held {
+        let held = self.held_count(env);
+        while self.release_env_some(env, usize::MAX) > 0 {}
+        held
+    }
+
+    /// How many pages `env` holds a right on.
+    pub fn held_count(&self, env: EnvId) -> usize {
+        self.held.get(&env).map_or(0, HashSet::len)
+    }
+
+    /// Drops up to `budget` of the rights `env` holds (see [`PageOwnership::release_env`]),
+    /// so that a large environment's teardown can be spread over steps. Returns how many
+    /// pages it still holds.
+    pub fn release_env_some(&mut self, env: EnvId, budget: usize) -> usize {
+        let Some(set) = self.held.get_mut(&env) else { return 0 };
+        let batch: Vec<Page> = set.iter().take(budget).copied().collect();
+        for page in &batch {
+            set.remove(page);
+        }
+        let left = set.len();
+        if left == 0 {
+            self.held.remove(&env);
+        }
+        for page in batch {
             if let PageState::InUse { holders, .. } = &mut self.pages[page.0]
                 && let Some(at) = holders.iter().position(|h| h.env == env)
             {
@@ -269,7 +291,7 @@ impl PageOwnership {
                 self.release_if_unused(page);
             }
         }
-        held.len()
+        left
     }
 
     /// `env` no longer holds `page`.
@@ -478,6 +500,24 @@ mod tests {
         pages.alloc(B, 1).unwrap();
         pages.free(B, page).unwrap();
         assert_eq!(pages.alloc(A, 2).map(|_| ()), Ok(()), "freed at last: the charge is gone");
+    }
+
+    #[test]
+    fn an_environment_releases_its_pages_a_batch_at_a_time() {
+        let mut pages = table(100);
+        for _ in 0..10 {
+            let page = pages.alloc(A, 100).unwrap();
+            pages.grant(A, page, B, Rights::READ).unwrap();
+        }
+        for _ in 0..25 {
+            pages.alloc(A, 100).unwrap();
+        }
+        assert_eq!(pages.held_count(A), 35);
+        assert_eq!(pages.release_env_some(A, 16), 19);
+        assert_eq!(pages.release_env_some(A, 16), 3);
+        assert_eq!(pages.release_env_some(A, 16), 0);
+        assert_eq!(pages.free_count(), 100 - 10, "the pages B still holds stay");
+        assert_eq!(pages.held_count(B), 10);
     }
 
     #[test]

@@ -468,3 +468,23 @@ fn classifier_compile_heap_by_groups() {
         std::eprintln!("{groups} groups: compile peak {} bytes", peak_since_last() - base);
     }
 }
+
+#[test]
+fn a_large_environment_gives_its_pages_back_in_steps() {
+    let mut k = kernel_with_pages(32768);
+    let free = k.pages.free_count();
+    let env = k.spawn(None, "good", b"", false, SPAWN_SHARE_WHOLE).unwrap();
+    for _ in 0..(2 * RELEASE_BATCH + 100) {
+        call(&mut k, env, Syscall::PageAlloc, [0; 5]).unwrap();
+    }
+    k.destroy(env, EnvStatus::Exited(0), "");
+    assert!(k.teardown_pending());
+    assert_eq!(k.accounts.zombies(), 1, "its pages are still charged");
+    let mut steps = 0;
+    while k.teardown_pending() {
+        k.teardown_step();
+        steps += 1;
+    }
+    assert_eq!(steps, 2, "the rest of {} pages in batches of {RELEASE_BATCH}", 2 * RELEASE_BATCH + 100);
+    assert_eq!((k.pages.free_count(), k.accounts.zombies()), (free, 0));
+}
