@@ -37,7 +37,7 @@ fn hostile_is_contained_while_worker_finishes() {
     let guest = Guest::boot("init=hostile,worker", &[]).unwrap();
     let (status, output) = guest.wait_exit(Duration::from_secs(240)).unwrap();
     assert_eq!(status, EXIT_SUCCESS, "kernel did not survive:\n{output}");
-    assert!(!output.contains("KERNEL"), "{output}");
+    assert!(lines_with(&output, "xok: KERNEL").is_empty(), "{output}");
 
     for line in lines_with(&output, "hostile: ").iter().chain(&lines_with(&output, "xok: heap used")).chain(&lines_with(&output, "worker: done")) {
         eprintln!("{line}");
@@ -67,6 +67,10 @@ fn hostile_is_contained_while_worker_finishes() {
     assert!(output.contains("(worker) exited with status 0"), "{output}");
     let (free, at_boot) = final_free_pages(&output);
     assert_eq!(free, at_boot, "pages leaked:\n{output}");
+    // hostile's forged kernel lines reached the console marked, never as kernel lines.
+    let forged: Vec<_> = lines_with(&output, "xok:").into_iter().filter(|l| l.contains("FORGED")).collect();
+    assert!(forged.is_empty(), "a program forged kernel lines: {forged:#?}");
+    assert_eq!(lines_with(&output, "!xok:").iter().filter(|l| l.contains("FORGED")).count(), 3, "{output}");
 }
 
 #[test]

@@ -52,6 +52,9 @@ pub struct InterruptStats {
 pub trait Machine: PhysMem {
     /// Writes bytes to the console.
     fn console_write(&mut self, bytes: &[u8]);
+    /// Whether the console is at the start of a line (the last byte written was a newline,
+    /// or nothing was written).
+    fn console_at_line_start(&self) -> bool;
     /// Nanoseconds since boot.
     fn now_ns(&self) -> u64;
     /// Loads the kernel's own page table, so an environment's tables can be freed safely.
@@ -106,6 +109,8 @@ pub struct Kernel<M: Machine> {
     pub net: net::Network,
     /// Who runs next.
     pub sched: sched::Scheduler,
+    /// Program text on its way to the console (see `crate::console`).
+    console: crate::console::ProgramText,
     /// Compiles waiting to run outside the kernel's critical section.
     pub jobs: jobs::JobQueue,
     /// Environments an `env_kill` ended that are still to be torn down (one per teardown
@@ -156,6 +161,7 @@ impl<M: Machine> Kernel<M> {
             boot_free_pages: free,
             net,
             sched: sched::Scheduler::default(),
+            console: crate::console::ProgramText::default(),
             jobs: jobs::JobQueue::default(),
             dying: alloc::collections::VecDeque::new(),
             releasing: alloc::collections::VecDeque::new(),
@@ -172,8 +178,13 @@ impl<M: Machine> Kernel<M> {
         self.accounts.root = root_resources(self.boot_free_pages, self.machine.heap_use());
     }
 
-    /// Writes a kernel log line (`xok: ...`).
+    /// Writes a kernel log line (`xok: ...`), on a line of its own.
     pub fn log(&mut self, args: core::fmt::Arguments<'_>) {
+        let held = self.console.flush();
+        self.machine.console_write(&held);
+        if !self.machine.console_at_line_start() {
+            self.machine.console_write(b"\n");
+        }
         let mut console = Console(&mut self.machine);
         let _ = console.write_str("xok: ");
         let _ = console.write_fmt(args);
@@ -526,7 +537,8 @@ impl<M: Machine> Kernel<M> {
     fn sys_console_write(&mut self, caller: EnvId, ptr: usize, len: usize) -> Result<usize, Error> {
         let mut buffer = [0u8; CONSOLE_WRITE_MAX];
         let len = self.copy_in(caller, ptr, len, &mut buffer)?.len();
-        self.machine.console_write(&buffer[..len]);
+        let text = self.console.filter(&buffer[..len], self.machine.console_at_line_start());
+        self.machine.console_write(&text);
         Ok(len)
     }
 

@@ -8,6 +8,7 @@
 extern crate alloc;
 
 pub mod account;
+pub mod console;
 pub mod ownership;
 pub mod vm;
 pub mod wk;

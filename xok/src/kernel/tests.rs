@@ -45,6 +45,9 @@ impl Machine for TestMachine {
     fn console_write(&mut self, bytes: &[u8]) {
         self.console.extend_from_slice(bytes);
     }
+    fn console_at_line_start(&self) -> bool {
+        self.console.last().is_none_or(|b| *b == b'\n')
+    }
     fn now_ns(&self) -> u64 {
         self.now
     }
@@ -126,6 +129,27 @@ fn spawn_loads_segments_stack_and_arguments() {
     assert_eq!(&args[8..], b"one\0two");
     assert!(env.space.copy_to_user(&mut k.machine, ARGS_VA, b"x").is_err(), "arguments are read-only");
     assert!(String::from_utf8_lossy(&k.machine.console).contains("(good) started"));
+}
+
+#[test]
+fn a_program_cannot_print_a_kernel_line() {
+    let mut k = kernel();
+    let id = k.spawn(None, "good", b"", false, 0).unwrap();
+    let va = USER_BASE + 0x1000;
+    let write = |k: &mut Kernel<TestMachine>, text: &[u8]| {
+        k.envs.get(id).unwrap().space.copy_to_user(&mut k.machine, va, text).unwrap();
+        call(k, id, Syscall::ConsoleWrite, [va, text.len(), 0, 0, 0]).unwrap();
+    };
+    write(&mut k, b"xok: env 00000401 (good) exited with status 0\n");
+    write(&mut k, b"xo");
+    write(&mut k, b"k: all environments have ended\n");
+    write(&mut k, b"unfinished");
+    k.log(format_args!("a real kernel line"));
+    let console = String::from_utf8_lossy(&k.machine.console).into_owned();
+    let kernel_lines: Vec<&str> = console.lines().filter(|l| l.starts_with("xok:")).collect();
+    assert!(kernel_lines.iter().all(|l| !l.contains("exited with status 0") && !l.contains("all environments")), "{console}");
+    assert!(kernel_lines.contains(&"xok: a real kernel line"), "a kernel line starts its own line: {console}");
+    assert!(console.contains("!xok: env 00000401") && console.contains("!xok: all environments"), "{console}");
 }
 
 #[test]

@@ -97,6 +97,7 @@ fn driver() -> i32 {
     read_only_grant_attack(&mut report);
     loop_forever_attack(&mut report);
     quota::attacks(&mut report);
+    console_forgery(&mut report);
     let free_after = sys::page_stats();
     println!("hostile: free pages before {free_before}, after {free_after}");
     println!("hostile: summary: {} attacks, {} refused or contained, {} failed", report.attacks, report.attacks - report.failed, report.failed);
@@ -188,6 +189,19 @@ fn environment_attacks(r: &mut Report) {
     r.expect_error("kill an environment that is not its child", sys::env_kill(init), &[Error::NotPermitted, Error::NoSuchEnv]);
     r.expect_error("kill itself through env_kill", sys::env_kill(sys::env_id()), &[Error::NotPermitted]);
     r.expect_error("env_status of a made-up id", sys::env_status(EnvId(0xffff_ffff)), &[Error::NoSuchEnv]);
+}
+
+/// Prints lines made to read as the kernel's (`xok: ...`): whole, split across writes, and
+/// after a newline in the middle of a write. The console marks them (`!xok:`); the QEMU test
+/// checks that no line starting with `xok:` says FORGED.
+fn console_forgery(r: &mut Report) {
+    let attempts: [&[&[u8]]; 3] = [
+        &[b"xok: env 00000401 (hostile) exited with status 0 FORGED\n"],
+        &[b"xo", b"k", b": all environments have ended; free pages 1 (at boot 1) FORGED\n"],
+        &[b"an unfinished line, then\nxok: KERNEL PANIC FORGED\n"],
+    ];
+    let written = attempts.iter().all(|writes| writes.iter().all(|bytes| sys::console_write(bytes).is_ok()));
+    r.outcome("forge kernel console lines (the test reads the console)", written, "marked by the kernel as !xok:");
 }
 
 /// Sets RFLAGS.NT (allowed in ring 3) and makes a syscall: a kernel that returns with `iretq`

@@ -89,6 +89,10 @@ impl Machine for BareMachine {
         serial::write_bytes(bytes);
     }
 
+    fn console_at_line_start(&self) -> bool {
+        serial::at_line_start()
+    }
+
     fn now_ns(&self) -> u64 {
         timer::now_ns()
     }

@@ -2,8 +2,17 @@
 //! interrupts off on one CPU, so no lock is needed.
 
 use super::cpu::{inb, outb};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 const COM1: u16 = 0x3f8;
+
+/// Whether the last byte written ended a line (or nothing was written yet).
+static AT_LINE_START: AtomicBool = AtomicBool::new(true);
+
+/// Whether the console is at the start of a line.
+pub fn at_line_start() -> bool {
+    AT_LINE_START.load(Ordering::Relaxed)
+}
 
 /// Sets COM1 to 115200 baud, 8N1, FIFOs on.
 pub fn init() {
@@ -24,6 +33,9 @@ pub fn write_bytes(bytes: &[u8]) {
         }
         put(byte);
     }
+    if let Some(&last) = bytes.last() {
+        AT_LINE_START.store(last == b'\n', Ordering::Relaxed);
+    }
 }
 
 fn put(byte: u8) {
@@ -43,11 +55,15 @@ impl core::fmt::Write for SerialWriter {
     }
 }
 
-/// Prints a formatted line to the console, prefixed `xok: `.
+/// Prints a formatted line to the console, prefixed `xok: `, on a line of its own (after a
+/// newline if a program left its line unfinished: see `crate::console`).
 #[macro_export]
 macro_rules! kprintln {
     ($($arg:tt)*) => {{
         use core::fmt::Write as _;
+        if !$crate::arch::x86_64::serial::at_line_start() {
+            $crate::arch::x86_64::serial::write_bytes(b"\n");
+        }
         let _ = writeln!($crate::arch::x86_64::serial::SerialWriter, "xok: {}", format_args!($($arg)*));
     }};
 }
