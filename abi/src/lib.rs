@@ -96,11 +96,22 @@ pub enum Syscall {
     /// `dpf_ref(filter, env)`: gives `env` a reference to a filter the caller holds (charged
     /// to the caller's heap quota). Errors: `NoSuchFilter`, `NoSuchEnv`, `QuotaExceeded`.
     DpfRef = 20,
-    /// `net_xmit(nic, gather_ptr, gather_count, counter_va)`: queues one frame gathered from
-    /// `gather_count` [`net::GatherSegment`]s (readable by the caller); when the NIC is done the
-    /// kernel decrements the `u64` at `counter_va` (writable by the caller). Errors:
-    /// `NoSuchNic`, `BadAddress`, `BadLength`, `QueueFull`, `LinkDown`, `QuotaExceeded` (the
-    /// queued frame is charged to the caller's heap quota until the NIC is done).
+    /// `net_xmit(nic, gather_ptr, gather_count, counter_va, flags)`: queues one frame gathered
+    /// from `gather_count` [`net::GatherSegment`]s (readable by the caller); when the NIC is done
+    /// the kernel decrements the `u64` at `counter_va` (writable by the caller).
+    ///
+    /// The frame's headers are checked like a received frame, mirrored (`docs/network.md`,
+    /// "Transmit checks"): its source MAC (and an ARP sender's hardware address) must be the
+    /// NIC's, and with sources and destinations swapped it must be a frame the caller would
+    /// receive, through an exclusive or fallback filter it holds. So its source IPv4 address
+    /// and TCP/UDP port, or the address an ARP frame speaks for, are the caller's. The kernel
+    /// sends the header bytes it checked, from its own copy. `flags` may hold
+    /// [`net::XMIT_UNCHECKED`] (privileged callers only), which skips the check.
+    ///
+    /// Errors: `NoSuchNic`, `BadAddress`, `BadLength`, `BadFlags`, `NotPermitted`
+    /// (`XMIT_UNCHECKED` without privilege), `ForeignSource`, `MalformedHeader`, `QueueFull`,
+    /// `LinkDown`, `QuotaExceeded` (the queued frame is charged to the caller's heap quota until
+    /// the NIC is done).
     NetXmit = 21,
     /// `wk_install(pred_ptr, pred_len)`: sets the caller's wakeup predicate (the `wkpred`
     /// encoding); length 0 removes it. The predicate is compiled on the caller's time with
@@ -262,10 +273,18 @@ pub enum Error {
     /// The page is in use by the kernel (a packet ring, a wakeup predicate or a frame being
     /// sent) and the caller is its last holder.
     PagePinned = 26,
+    /// `net_xmit`: the frame's source is not the caller's: its source MAC (or an ARP sender's
+    /// hardware address) is not the NIC's, or no filter the caller holds would receive the
+    /// frame with sources and destinations swapped (another program's address or port, or
+    /// nobody's).
+    ForeignSource = 27,
+    /// `net_xmit`: an IPv4 or ARP header too malformed to tell whose the frame is (IPv4
+    /// version or header length wrong, a header cut short, ARP not for IPv4 over Ethernet).
+    MalformedHeader = 28,
 }
 
 /// Number of defined error codes (1..=ERROR_COUNT).
-pub const ERROR_COUNT: usize = 26;
+pub const ERROR_COUNT: usize = 28;
 
 impl Error {
     /// The error with code `code`, if there is one.
@@ -275,7 +294,7 @@ impl Error {
             NoSuchCall, BadAddress, BadAlignment, BadLength, NoSuchPage, NoRights, NoMemory,
             QuotaExceeded, NoSuchEnv, NotPermitted, BadFlags, NotMapped, PageMapped, NotFound,
             BadProgram, TooManyEnvs, NoSuchNic, NoSuchRing, NoSuchFilter, BadFilter, FilterOverlap,
-            QueueFull, LinkDown, BadPredicate, TooMany, PagePinned,
+            QueueFull, LinkDown, BadPredicate, TooMany, PagePinned, ForeignSource, MalformedHeader,
         ];
         code.checked_sub(1).and_then(|i| ALL.get(i)).copied()
     }
@@ -309,6 +328,8 @@ impl Error {
             Error::BadPredicate => "bad predicate",
             Error::TooMany => "too many",
             Error::PagePinned => "page pinned by the kernel",
+            Error::ForeignSource => "the frame's source is not the sender's",
+            Error::MalformedHeader => "malformed frame header",
         }
     }
 }

@@ -106,6 +106,10 @@ pub const XMIT_MAX_FRAME: usize = 1514;
 /// Shortest frame `net_xmit` sends (an Ethernet header).
 pub const XMIT_MIN_FRAME: usize = 14;
 
+/// `net_xmit` flag: send the frame as it is, without the transmit header check (privileged
+/// callers only: a forwarder, a replay tool). Its bytes go straight from the caller's pages.
+pub const XMIT_UNCHECKED: usize = 1;
+
 /// `dpf_insert` flag: a copy filter (sees every matching frame beside its owner, may overlap
 /// anything; needs privilege).
 pub const DPF_COPY: usize = 1;

@@ -167,14 +167,25 @@ pub fn dpf_ref(filter: u64, env: EnvId) -> Result<(), Error> {
 
 /// Queues one frame gathered from `segments` on `nic`; the kernel decrements `counter` when the
 /// NIC is done with it (an atomic, because the kernel changes it behind the program's back). The
-/// segments' memory must stay unchanged until then.
+/// segments' memory must stay unchanged until then. The kernel sends only frames from the NIC's
+/// MAC and from addresses and ports the caller holds a receive filter for (`ForeignSource`).
 pub fn net_xmit(
     nic: usize,
     segments: &[xok_abi::net::GatherSegment],
     counter: &core::sync::atomic::AtomicU64,
 ) -> Result<(), Error> {
+    net_xmit_with(nic, segments, counter, 0)
+}
+
+/// [`net_xmit`] with `flags` (`xok_abi::net::XMIT_UNCHECKED`, for privileged callers).
+pub fn net_xmit_with(
+    nic: usize,
+    segments: &[xok_abi::net::GatherSegment],
+    counter: &core::sync::atomic::AtomicU64,
+    flags: usize,
+) -> Result<(), Error> {
     let counter = counter.as_ptr() as usize;
-    call(Syscall::NetXmit, [nic, segments.as_ptr() as usize, segments.len(), counter, 0]).map(drop)
+    call(Syscall::NetXmit, [nic, segments.as_ptr() as usize, segments.len(), counter, flags]).map(drop)
 }
 
 /// Installs the caller's wakeup predicate (`wkpred` encoding); empty removes it.

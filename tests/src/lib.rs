@@ -207,13 +207,9 @@ impl Wire {
 
 /// Builds frames for tests.
 pub mod frames {
-    /// The Internet checksum of `bytes`.
+    /// The Internet checksum of `bytes` (smoltcp's, as in exos).
     pub fn checksum(bytes: &[u8]) -> u16 {
-        let mut sum: u32 = bytes.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        !(sum as u16)
+        !smoltcp::wire::checksum::data(bytes)
     }
 
     /// An ARP request from (`mac`, `ip`) asking for `target`.

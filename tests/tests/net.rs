@@ -119,7 +119,7 @@ fn a_three_region_gather_arrives_as_one_correct_frame() {
         expected.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
         expected.extend_from_slice(&((28 + payload.len()) as u16).to_be_bytes());
         expected.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 2, 15, 10, 0, 2, 255]);
-        expected.extend_from_slice(&4000u16.to_be_bytes());
+        expected.extend_from_slice(&7777u16.to_be_bytes());
         expected.extend_from_slice(&7777u16.to_be_bytes());
         expected.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
         expected.extend_from_slice(&[0, 0]);
@@ -268,4 +268,41 @@ fn fifty_flooding_children_leave_a_neighbour_its_share_of_the_link() {
     }
     eprintln!("neighbour's send rate alone {} frames/s, beside 50 flooders {} frames/s", rates[0], rates[1]);
     assert!(rates[1] * 4 >= rates[0], "the neighbour's rate fell from {} to {} frames/s", rates[0], rates[1]);
+}
+
+/// `hostile forge` tries to send frames that pass for its victim's (an ARP reply for the
+/// guest's address, a RST for the victim's connection, a datagram from the victim's port),
+/// for another NIC's, and rewrites a header after `net_xmit` returned, while the victim sends
+/// its own datagrams. On the wire: nothing forged, every datagram of the victim's, and the
+/// rewritten frame exactly as it was checked.
+#[test]
+fn forged_frames_never_reach_the_wire_and_the_victims_all_do() {
+    for model in MODELS {
+        let (guest, wire) = boot(model, "init=hostile:forge");
+        let mut frames = Vec::new();
+        while let Some(frame) = wire.receive(Duration::from_secs(if frames.is_empty() { 60 } else { 5 }), |_| true) {
+            frames.push(frame);
+        }
+        let (status, output) = guest.wait_exit(Duration::from_secs(60)).unwrap();
+        while let Some(frame) = wire.receive(Duration::from_millis(500), |_| true) {
+            frames.push(frame);
+        }
+        assert_eq!(status, EXIT_SUCCESS, "{model}: {output}");
+        for line in lines_with(&output, "hostile: attack") {
+            eprintln!("{model}: {line}");
+            assert!(line.contains(": REFUSED ("), "{model}: {line}");
+        }
+        assert!(output.contains("hostile: summary: 10 attacks, 10 refused or contained, 0 failed"), "{model}: {output}");
+        let contains = |frame: &[u8], needle: &[u8]| frame.windows(needle.len()).any(|w| w == needle);
+        let forged: Vec<&Vec<u8>> = frames.iter().filter(|f| contains(f, b"FORGED")).collect();
+        assert!(forged.is_empty(), "{model}: forged frames on the wire: {forged:02x?}");
+        assert!(frames.iter().all(|f| f[6..12] == GUEST_MAC), "{model}: a frame from another MAC");
+        assert!(frames.iter().all(|f| f[12..14] != [8, 6]), "{model}: an ARP frame (nobody here had one to send)");
+        let victims: Vec<&Vec<u8>> = frames.iter().filter(|f| contains(f, b"victim ")).collect();
+        assert_eq!(victims.len(), 20, "{model}: the victim's datagrams on the wire");
+        assert!(victims.iter().all(|f| f[34..36] == 7300u16.to_be_bytes()), "{model}");
+        let rewritten: Vec<&Vec<u8>> = frames.iter().filter(|f| contains(f, b"REWRITE")).collect();
+        assert_eq!(rewritten.len(), 1, "{model}: the rewritten frame went out once, as checked");
+        assert_eq!(&rewritten[0][34..36], &7400u16.to_be_bytes(), "{model}: from the attacker's own port");
+    }
 }

@@ -114,8 +114,9 @@ pub mod cost {
     pub const PREDICATE: usize = 1024;
     /// Each term of a wakeup predicate.
     pub const PREDICATE_WORD: usize = 64;
-    /// A frame waiting for or on a NIC, besides [`FRAME_SEGMENT`] per segment.
-    pub const FRAME: usize = 256;
+    /// A frame waiting for or on a NIC (with its copy of checked headers, and room in a queue
+    /// that may double), besides [`FRAME_SEGMENT`] per segment.
+    pub const FRAME: usize = 512;
     /// Each gathered segment of a queued frame (and its pin).
     pub const FRAME_SEGMENT: usize = 32;
     /// A page holder entry created by `page_grant`, and the receiver's index entry for it.

@@ -59,23 +59,33 @@ pub trait Machine: PhysMem {
     fn now_ns(&self) -> u64;
     /// Loads the kernel's own page table, so an environment's tables can be freed safely.
     fn use_kernel_page_table(&mut self);
-    /// Evaluates an installed wakeup predicate: its native code once compiled (loaded on
-    /// first use and remembered in `wakeup.code`), the interpreter until then.
+    /// Evaluates an installed wakeup predicate: its native code once compiled (loaded with
+    /// [`Machine::load_code`] on first use and remembered in `wakeup.code`), the interpreter
+    /// until then. (The predicate reads user memory through the kernel's physical map, so
+    /// only the machine can run its code.)
     fn wake_check(&mut self, wakeup: &mut crate::wk::Wakeup) -> bool;
-    /// Frees the native code of a wakeup predicate that is going away.
-    fn release_code(&mut self, handle: u64);
-    /// Classifies a frame against the installed filters: the loaded code if it was compiled
-    /// for the set's current structure, the interpreter otherwise. Never compiles.
-    fn classify(&mut self, dpf: &dpf::Dpf, frame: &[u8]) -> dpf::Classification;
-    /// Replaces the classifier code with `code` (compiled by a [`jobs::Job`]). Returns
-    /// whether it was loaded (the code window may be full: frames are then interpreted).
-    fn load_classifier(&mut self, code: &dpf::compile::CompiledCode) -> bool;
-    /// The structure generation the loaded classifier code was compiled for.
-    fn classifier_generation(&self) -> Option<u64>;
+    /// Copies `bytes` (position-independent code without relocations, entry at offset 0)
+    /// into executable memory. `None` if there is no room.
+    ///
+    /// Contract (callers rely on it for soundness): the returned `entry` points to an
+    /// executable copy of `bytes` that stays mapped and unchanged until the same
+    /// [`LoadedCode`] is passed to [`Machine::release_code`].
+    fn load_code(&mut self, bytes: &[u8]) -> Option<LoadedCode>;
+    /// Frees code loaded by [`Machine::load_code`].
+    fn release_code(&mut self, code: LoadedCode);
     /// The kernel heap's use.
     fn heap_use(&self) -> HeapUse;
     /// Lost ticks and the longest interrupts-off stretch.
     fn interrupt_stats(&self) -> InterruptStats;
+}
+
+/// Code the machine copied into executable memory ([`Machine::load_code`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadedCode {
+    /// The machine's name for it.
+    pub handle: u64,
+    /// Where it starts.
+    pub entry: usize,
 }
 
 /// The holder of kernel-provided pages that every environment may read (the tick counter);
@@ -424,8 +434,8 @@ impl<M: Machine> Kernel<M> {
 
     fn drop_wakeup(&mut self, owner: EnvId, wakeup: Option<crate::wk::Wakeup>) {
         if let Some(wakeup) = wakeup {
-            if let Some(handle) = wakeup.code {
-                self.machine.release_code(handle);
+            if let Some(code) = wakeup.code {
+                self.machine.release_code(code);
             }
             let charge = wakeup.charge();
             wakeup.release(&mut self.pages);
@@ -466,16 +476,9 @@ impl<M: Machine> Kernel<M> {
         let (number, args) = (f.rax as usize, [f.rdi, f.rsi, f.rdx, f.r10, f.r8].map(|a| a as usize));
         let (result, next) = match Syscall::from_number(number) {
             None => (Err(Error::NoSuchCall), Next::Resume),
-            Some(Syscall::EnvYield) => (Ok(0), Next::Schedule),
-            Some(Syscall::WkSleep) => (Ok(0), self.sleep(caller)),
-            Some(Syscall::EnvExit) => {
-                self.destroy(caller, EnvStatus::Exited(args[0] as u32), "");
-                return Next::Schedule;
-            }
-            // The teardown runs before the caller does again, so it sees its victims gone.
-            Some(Syscall::EnvKill) => (self.sys_env_kill(caller, args[0]), Next::Schedule),
-            Some(call) => (self.dispatch(caller, call, args), Next::Resume),
+            Some(call) => self.dispatch(caller, call, args),
         };
+        // An environment that ended in its call (`env_exit`) gets no result.
         if let Some(env) = self.envs.get_mut(caller) {
             match result {
                 Ok(value) => (env.frame.rax, env.frame.rdx) = (0, value as u64),
@@ -485,45 +488,70 @@ impl<M: Machine> Kernel<M> {
         next
     }
 
-    fn dispatch(&mut self, caller: EnvId, call: Syscall, a: [usize; 5]) -> Result<usize, Error> {
+    /// The syscall table: each call's handler (`sys_<object>_<verb>`), the arguments it takes,
+    /// and whether the caller resumes or the scheduler picks who runs next.
+    fn dispatch(&mut self, caller: EnvId, call: Syscall, a: [usize; 5]) -> (Result<usize, Error>, Next) {
+        use Next::{Resume, Schedule};
         match call {
-            Syscall::ConsoleWrite => self.sys_console_write(caller, a[0], a[1]),
-            Syscall::Time => Ok(self.machine.now_ns() as usize),
-            Syscall::EnvId => Ok(caller.0 as usize),
-            Syscall::EnvSpawn => self.sys_env_spawn(caller, a[0], a[1], a[2], a[3], a[4]),
-            Syscall::EnvStatus => self.sys_env_status(a[0]),
-            Syscall::PageAlloc => self.sys_page_alloc(caller),
-            Syscall::PageGrant => self.sys_page_grant(caller, a[0], a[1], a[2]),
-            Syscall::PageFree => {
-                self.pages.free(caller, Page(a[0]))?;
-                self.reap();
-                Ok(0)
-            }
-            Syscall::InsertPte => self.sys_insert_pte(caller, a[0], a[1], a[2]),
-            Syscall::RemovePte => {
-                let env = self.envs.get(caller).ok_or(Error::NoSuchEnv)?;
-                env.space.remove_pte(&mut self.pages, &mut self.machine, caller, a[0]).map(|()| 0)
-            }
-            Syscall::PageStats => Ok(self.pages.free_count()),
-            Syscall::NicInfo => self.sys_nic_info(a[0]),
-            Syscall::DpfInsert => self.sys_dpf_insert(caller, a[0], a[1], a[2], a[3]),
-            Syscall::DpfDelete => self.sys_dpf_delete(caller, a[0]),
-            Syscall::DpfRef => self.sys_dpf_ref(caller, a[0], a[1]),
-            Syscall::NetXmit => self.sys_net_xmit(caller, a[0], a[1], a[2], a[3]),
+            Syscall::ConsoleWrite => (self.sys_console_write(caller, a[0], a[1]), Resume),
+            Syscall::Time => (self.sys_time_now(), Resume),
+            Syscall::EnvId => (Ok(caller.0 as usize), Resume),
+            Syscall::EnvYield => (Ok(0), Schedule),
+            Syscall::EnvExit => (self.sys_env_exit(caller, a[0]), Schedule),
+            Syscall::EnvSpawn => (self.sys_env_spawn(caller, a[0], a[1], a[2], a[3], a[4]), Resume),
+            // The teardown runs before the caller does again, so it sees its victims gone.
+            Syscall::EnvKill => (self.sys_env_kill(caller, a[0]), Schedule),
+            Syscall::EnvStatus => (self.sys_env_status(a[0]), Resume),
+            Syscall::PageAlloc => (self.sys_page_alloc(caller), Resume),
+            Syscall::PageGrant => (self.sys_page_grant(caller, a[0], a[1], a[2]), Resume),
+            Syscall::PageFree => (self.sys_page_free(caller, a[0]), Resume),
+            Syscall::PageStats => (Ok(self.pages.free_count()), Resume),
+            Syscall::InsertPte => (self.sys_pte_insert(caller, a[0], a[1], a[2]), Resume),
+            Syscall::RemovePte => (self.sys_pte_remove(caller, a[0]), Resume),
+            Syscall::NicInfo => (self.sys_nic_info(a[0]), Resume),
             Syscall::PktringSetring => {
                 let geometry = RingGeometry { va: a[0], entry_count: a[1], entry_size: a[2], counter: a[3] };
-                self.sys_pktring_setring(caller, geometry)
+                (self.sys_pktring_setring(caller, geometry), Resume)
             }
             Syscall::PktringModring => {
                 let geometry = RingGeometry { va: a[1], entry_count: a[2], entry_size: a[3], counter: a[4] };
-                self.sys_pktring_modring(caller, a[0], geometry)
+                (self.sys_pktring_modring(caller, a[0], geometry), Resume)
             }
-            Syscall::PktringDelring => self.sys_pktring_delring(caller, a[0]),
-            Syscall::PktringStats => self.sys_pktring_stats(caller, a[0]),
-            Syscall::WkInstall => self.sys_wk_install(caller, a[0], a[1]),
-            Syscall::KernelStats => self.sys_kernel_stats(caller, a[0]),
-            Syscall::EnvYield | Syscall::EnvExit | Syscall::WkSleep | Syscall::EnvKill => unreachable!("handled in syscall()"),
+            Syscall::PktringDelring => (self.sys_pktring_delring(caller, a[0]), Resume),
+            Syscall::PktringStats => (self.sys_pktring_stats(caller, a[0]), Resume),
+            Syscall::DpfInsert => (self.sys_dpf_insert(caller, a[0], a[1], a[2], a[3]), Resume),
+            Syscall::DpfDelete => (self.sys_dpf_delete(caller, a[0]), Resume),
+            Syscall::DpfRef => (self.sys_dpf_ref(caller, a[0], a[1]), Resume),
+            Syscall::NetXmit => (self.sys_net_xmit(caller, a[0], a[1], a[2], a[3], a[4]), Resume),
+            Syscall::WkInstall => (self.sys_wk_install(caller, a[0], a[1]), Resume),
+            Syscall::WkSleep => (self.sys_wk_sleep(caller), Schedule),
+            Syscall::KernelStats => (self.sys_kernel_stats(caller, a[0]), Resume),
         }
+    }
+
+    fn sys_time_now(&self) -> Result<usize, Error> {
+        Ok(self.machine.now_ns() as usize)
+    }
+
+    fn sys_env_exit(&mut self, caller: EnvId, status: usize) -> Result<usize, Error> {
+        self.destroy(caller, EnvStatus::Exited(status as u32), "");
+        Ok(0)
+    }
+
+    fn sys_page_free(&mut self, caller: EnvId, page: usize) -> Result<usize, Error> {
+        self.pages.free(caller, Page(page))?;
+        self.reap();
+        Ok(0)
+    }
+
+    fn sys_pte_remove(&mut self, caller: EnvId, va: usize) -> Result<usize, Error> {
+        let env = self.envs.get(caller).ok_or(Error::NoSuchEnv)?;
+        env.space.remove_pte(&mut self.pages, &mut self.machine, caller, va).map(|()| 0)
+    }
+
+    fn sys_wk_sleep(&mut self, caller: EnvId) -> Result<usize, Error> {
+        self.sleep(caller);
+        Ok(0)
     }
 
     /// Copies `len` (at most `max`) bytes of the caller's memory at `ptr` into `buffer`.
@@ -649,7 +677,7 @@ impl<M: Machine> Kernel<M> {
             Stat::MaxInterruptsOffCause => irq.max_off_cause as usize,
             Stat::InterruptsOffOver1ms => irq.off_over_1ms as usize,
             Stat::InterruptsOffOver10ms => irq.off_over_10ms as usize,
-            Stat::DpfCodeStale => usize::from(self.machine.classifier_generation() != Some(self.net.dpf.generation())),
+            Stat::DpfCodeStale => usize::from(self.net.classifier.generation() != Some(self.net.dpf.generation())),
         })
     }
 
@@ -671,7 +699,7 @@ impl<M: Machine> Kernel<M> {
         self.pages.grant(caller, page, to, rights).map(|()| 0)
     }
 
-    fn sys_insert_pte(&mut self, caller: EnvId, va: usize, page: usize, flags: usize) -> Result<usize, Error> {
+    fn sys_pte_insert(&mut self, caller: EnvId, va: usize, page: usize, flags: usize) -> Result<usize, Error> {
         let flags = PteFlags::from_bits(flags as u64).ok_or(Error::BadFlags)?;
         let budget = self.page_budget(caller, self.live_tables(caller));
         let env = self.envs.get_mut(caller).ok_or(Error::NoSuchEnv)?;

@@ -35,8 +35,8 @@ pub struct Wakeup {
     pub addresses: Vec<u64>,
     /// The pages it reads, pinned while installed.
     pins: Vec<Page>,
-    /// The machine's handle for the loaded code, once loaded.
-    pub code: Option<u64>,
+    /// The loaded code, once loaded.
+    pub code: Option<crate::kernel::LoadedCode>,
 }
 
 /// Code bytes a predicate of `terms` terms compiles to at most (for the heap charge).

@@ -6,7 +6,9 @@
 //! Each program gets an equal share of init's resources and CPU tickets: the kernel carves a
 //! child's quota out of its parent's (`docs/kernel.md`, "Quotas"), so programs started by
 //! init are isolated from one another, whatever they spawn. `prog%N` gives a program N/256 of
-//! what is left instead (for example `init=hostile%254:load:idle:1000:20,worker`).
+//! what is left instead (for example `init=hostile%254:load:idle:1000:20,worker`). A leading
+//! `!` starts the program privileged (for example `init=!sysbench`): it may then install copy
+//! and fallback filters and send unchecked frames.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 extern crate alloc;
@@ -30,15 +32,20 @@ fn run(args: exos::Args) -> i32 {
     let specs: Vec<&str> = list.split(',').filter(|s| !s.is_empty()).collect();
     let mut failures = 0;
     for (n, spec) in specs.iter().enumerate() {
+        let (privileged, spec) = match spec.strip_prefix('!') {
+            Some(rest) => (true, rest),
+            None => (false, *spec),
+        };
         let mut parts = spec.split(':');
-        let (program, share) = match parts.next().unwrap_or_default().split_once('%') {
+        let first = parts.next().unwrap_or_default();
+        let (program, share) = match first.split_once('%') {
             Some((program, share)) => (program, share.parse().unwrap_or(0)),
             // An equal part of what is left for each program still to start, keeping 1/256
             // for init itself (its wakeup predicate).
-            None => (spec.split(':').next().unwrap_or_default(), (SPAWN_SHARE_WHOLE - 1) / (specs.len() - n)),
+            None => (first, (SPAWN_SHARE_WHOLE - 1) / (specs.len() - n)),
         };
         let words: Vec<&str> = parts.collect();
-        match sys::env_spawn_with(program, &exos::Args::encode(&words), spawn_flags(false, share)) {
+        match sys::env_spawn_with(program, &exos::Args::encode(&words), spawn_flags(privileged, share)) {
             Ok(id) => println!("init: started {program} as env {:08x}", id.0),
             Err(error) => {
                 println!("init: cannot start {program}: {error}");

@@ -6,6 +6,9 @@
 //!   until N frames or T seconds; with `hold` it never hands entries back (to provoke drops);
 //!   prints the ring's drop count at the end.
 //! - `gather [nic=N]`: sends one broadcast frame gathered from three regions on three pages.
+//!
+//! Every sending mode sends from the UDP port it sends to, and first takes that port with a
+//! filter: the kernel sends only frames whose source port the sender receives on.
 //! - `badxmit`: tries `net_xmit` from memory it does not hold and with a bad counter.
 //! - `flood port=P count=N [nic=N] [delay_ms=D]`: sends N UDP frames to port P as fast as the
 //!   queue takes them, after waiting D ms; prints its rate.
@@ -67,19 +70,28 @@ fn run(args: exos::Args) -> i32 {
     }
 }
 
-/// A UDP/IPv4 broadcast frame to `port` with `payload` (checksums 0: the tests read raw bytes).
+/// A UDP/IPv4 broadcast frame from and to `port` with `payload` (checksums 0: the tests read
+/// raw bytes).
 fn udp_frame(mac: [u8; 6], port: u16, payload: &[u8]) -> Vec<u8> {
     let mut frame = vec![0xff; 6];
     frame.extend_from_slice(&mac);
     frame.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
     frame.extend_from_slice(&((28 + payload.len()) as u16).to_be_bytes());
     frame.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 2, 15, 10, 0, 2, 255]);
-    frame.extend_from_slice(&4000u16.to_be_bytes());
+    frame.extend_from_slice(&port.to_be_bytes());
     frame.extend_from_slice(&port.to_be_bytes());
     frame.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
     frame.extend_from_slice(&[0, 0]);
     frame.extend_from_slice(payload);
     frame
+}
+
+/// Takes UDP port `port` with a filter into a small ring, so frames from it may be sent. The
+/// ring (and with it the right to send) lasts as long as the returned value.
+fn claim(port: u16) -> Result<PacketRing, Error> {
+    let ring = PacketRing::new(2, 128)?;
+    sys::dpf_insert(&Filter::udp_port(port).to_bytes(), ring.id, 0)?;
+    Ok(ring)
 }
 
 fn recv(options: &Options) -> i32 {
@@ -168,6 +180,10 @@ fn send_and_wait(nic: usize, segments: &[GatherSegment]) -> Result<(), Error> {
 fn gather(nic: usize) -> i32 {
     let mac = sys::nic_info(nic).map(|i| i.mac).unwrap_or_default();
     let frame = udp_frame(mac, 7777, b"gathered from three regions on three pages!");
+    let Ok(_port) = claim(7777) else {
+        println!("netprobe: gather: port 7777 taken");
+        return 1;
+    };
     // Three page-aligned buffers; the frame is cut into three unequal parts.
     let mut pages = vec![0u8; 4 * PAGE_SIZE];
     let base = pages.as_ptr() as usize;
@@ -213,6 +229,13 @@ fn flood(options: &Options) -> i32 {
     let mac = sys::nic_info(nic).map(|i| i.mac).unwrap_or_default();
     let size = options.number("size", 60).clamp(60, 1514) as usize;
     let frame = udp_frame(mac, port, &vec![0x5a; size - 42]);
+    let _port = match claim(port) {
+        Ok(ring) => ring,
+        Err(error) => {
+            println!("netprobe: flood {port}: cannot take the port: {error}");
+            return 1;
+        }
+    };
     // One in-flight counter per queued frame is not needed: the frame bytes never change, so
     // every send shares one buffer and one counter.
     let counter = AtomicU64::new(0);
@@ -248,9 +271,9 @@ fn flood(options: &Options) -> i32 {
 }
 
 fn dirty() -> i32 {
-    let ring = PacketRing::new(4, 2048).expect("ring");
-    sys::dpf_insert(&Filter::udp_port(6000).to_bytes(), ring.id, 0).expect("filter");
-    let frame = udp_frame([0; 6], 6000, &[1; 1000]);
+    let ring = claim(6000).expect("port 6000");
+    let mac = sys::nic_info(0).map(|i| i.mac).unwrap_or_default();
+    let frame = udp_frame(mac, 6000, &[1; 1000]);
     let counter = AtomicU64::new(0);
     let segment = [GatherSegment { addr: frame.as_ptr() as u64, len: frame.len() as u64 }];
     let mut queued = 0;

@@ -124,7 +124,7 @@ impl<M: Machine> Kernel<M> {
             return Some(Job::Predicate { env, serial, predicate });
         }
         let generation = self.net.dpf.generation();
-        if self.net.dpf.is_empty() || self.machine.classifier_generation() == Some(generation) {
+        if self.net.dpf.is_empty() || self.net.classifier.generation() == Some(generation) {
             return None;
         }
         let now = self.machine.now_ns();
@@ -157,7 +157,7 @@ impl<M: Machine> Kernel<M> {
                 match code {
                     Some(code) if code.generation == self.net.dpf.generation() => {
                         let bytes = code.bytes.len();
-                        if self.machine.load_classifier(&code) {
+                        if self.net.classifier.install(&mut self.machine, &code) {
                             self.log(format_args!(
                                 "dpf: compiled {} filters into {bytes} bytes in {} us",
                                 self.net.dpf.len(),

@@ -3,9 +3,11 @@
 
 use super::{Kernel, Machine};
 use crate::account::{Resources, cost};
+use crate::net::classifier::Classifier;
 use crate::net::nic::{NicDriver, PhysSegment};
 use crate::net::ring::{PacketRing, RingGeometry};
-use crate::net::xmit::{OutgoingFrame, TransmitQueues};
+use crate::net::transmit_check::{self, HeaderCopy, Refusal};
+use crate::net::xmit::{HeaderSlots, OutgoingFrame, TransmitQueues};
 use crate::ownership::{Page, PageOwnership};
 use crate::vm::Access;
 use alloc::boxed::Box;
@@ -16,6 +18,7 @@ use dpf::{Dpf, Filter, FilterAccessError, FilterClass, FilterId, InsertError, In
 use xok_abi::layout::PAGE_SIZE;
 use xok_abi::net::{
     DPF_COPY, DPF_FALLBACK, GATHER_SEGMENT_LEN, RINGS_PER_ENV, XMIT_MAX_FRAME, XMIT_MAX_SEGMENTS, XMIT_MIN_FRAME,
+    XMIT_UNCHECKED,
 };
 use xok_abi::{EnvId, Error};
 
@@ -50,6 +53,8 @@ pub struct Network {
     /// All installed filters. Shared with a classifier compile running outside the kernel's
     /// critical section (`kernel::jobs`); changes clone it only while such a compile runs.
     pub dpf: Arc<Dpf>,
+    /// Their compiled code, when it matches their structure.
+    pub classifier: Classifier,
     /// What each installed filter costs whom, by id.
     filter_charges: BTreeMap<u64, FilterCharge>,
     /// Holds of ended environments on filters, still to drop (a few at a time, so an exit
@@ -58,6 +63,8 @@ pub struct Network {
     doomed: VecDeque<(EnvId, FilterId)>,
     /// Frames waiting for each NIC.
     queues: Vec<TransmitQueues>,
+    /// Each NIC's kernel memory for checked headers.
+    header_slots: Vec<HeaderSlots>,
     /// Frames on a NIC, by token.
     in_flight: BTreeMap<u64, OutgoingFrame>,
     next_token: u64,
@@ -74,9 +81,11 @@ impl Default for Network {
             rings: BTreeMap::new(),
             next_ring: 0,
             dpf: Arc::new(Dpf::new()),
+            classifier: Classifier::default(),
             filter_charges: BTreeMap::new(),
             doomed: VecDeque::new(),
             queues: Vec::new(),
+            header_slots: Vec::new(),
             in_flight: BTreeMap::new(),
             next_token: 1,
             zero_page: None,
@@ -86,11 +95,6 @@ impl Default for Network {
 }
 
 impl Network {
-    /// Adds a NIC; it gets the next number.
-    pub fn add_nic(&mut self, nic: Box<dyn NicDriver + Send>) {
-        self.nics.push(nic);
-        self.queues.push(TransmitQueues::default());
-    }
 
     fn ring_of(&self, env: EnvId, ring: usize) -> Result<u32, Error> {
         let id = u32::try_from(ring).map_err(|_| Error::NoSuchRing)?;
@@ -112,7 +116,31 @@ fn unpin_all(pages: &mut PageOwnership, pins: &[Page]) {
     }
 }
 
+/// Drops the first `count` bytes of `segments` (they go from a header slot instead).
+fn drop_front(segments: &mut Vec<PhysSegment>, count: usize) {
+    let mut left = count;
+    segments.retain_mut(|segment| {
+        let len = usize::from(segment.len);
+        if left >= len {
+            left -= len;
+            return false;
+        }
+        segment.address += left as u64;
+        segment.len -= left as u16;
+        left = 0;
+        true
+    });
+}
+
 impl<M: Machine> Kernel<M> {
+    /// Adds a NIC (it gets the next number) with its header slots.
+    pub fn add_nic(&mut self, nic: Box<dyn NicDriver + Send>) {
+        let pages = (0..HeaderSlots::PAGES).map(|_| self.pages.alloc_kernel().expect("pages for a NIC's header slots at boot")).collect();
+        self.net.nics.push(nic);
+        self.net.queues.push(TransmitQueues::default());
+        self.net.header_slots.push(HeaderSlots::new(pages));
+    }
+
     /// Drops everything `env` held in the network: rings (unpinning their pages), and frames
     /// still waiting to be sent. Frames already on a NIC finish and are released then. Its
     /// filters go in teardown steps ([`Kernel::teardown_step`]). Every charge goes back.
@@ -323,10 +351,18 @@ impl<M: Machine> Kernel<M> {
         }
     }
 
-    pub(super) fn sys_net_xmit(&mut self, caller: EnvId, nic: usize, gather: usize, count: usize, counter: usize) -> Result<usize, Error> {
+    pub(super) fn sys_net_xmit(&mut self, caller: EnvId, nic: usize, gather: usize, count: usize, counter: usize, flags: usize) -> Result<usize, Error> {
         let info = self.net.nics.get(nic).ok_or(Error::NoSuchNic)?.info();
         if !info.link_up {
             return Err(Error::LinkDown);
+        }
+        if flags & !XMIT_UNCHECKED != 0 {
+            return Err(Error::BadFlags);
+        }
+        let checked = flags & XMIT_UNCHECKED == 0;
+        let privileged = self.envs.get(caller).is_some_and(|env| env.privileged);
+        if !checked && !privileged {
+            return Err(Error::NotPermitted);
         }
         if !(1..=XMIT_MAX_SEGMENTS).contains(&count) {
             return Err(Error::BadLength);
@@ -360,22 +396,31 @@ impl<M: Machine> Kernel<M> {
                 done += chunk;
             }
         }
+        let header = if checked {
+            let header = self.copy_header(&segments, total);
+            self.check_source(caller, info.mac, &header)?;
+            drop_front(&mut segments, header.bytes().len());
+            // The slot's address is filled in when the frame goes onto the NIC.
+            let on_wire = header.bytes().len().max(MIN_WIRE_FRAME);
+            segments.insert(0, PhysSegment { address: 0, len: on_wire as u16 });
+            Some(header)
+        } else {
+            None
+        };
         let tree = self.accounts.tree_of(caller);
         if !self.net.queues[nic].has_room(tree) {
             return Err(Error::QueueFull);
         }
+        let user_segments = &segments[usize::from(header.is_some())..];
+        let mut pins: Vec<Page> = user_segments.iter().map(|s| Page(s.address as usize / PAGE_SIZE)).collect();
+        pins.push(counter_page);
         if total < MIN_WIRE_FRAME
+            && header.is_none()
             && let Some(zero) = self.net.zero_page
         {
             segments.push(PhysSegment { address: zero.address() as u64, len: (MIN_WIRE_FRAME - total) as u16 });
         }
-        let mut pins: Vec<Page> = segments
-            .iter()
-            .map(|s| Page(s.address as usize / PAGE_SIZE))
-            .filter(|page| Some(*page) != self.net.zero_page)
-            .collect();
-        pins.push(counter_page);
-        let frame = OutgoingFrame { env: caller, tree, segments, counter: (counter_page, counter % PAGE_SIZE), pins };
+        let frame = OutgoingFrame { env: caller, tree, segments, counter: (counter_page, counter % PAGE_SIZE), pins, header, slot: None };
         self.charge(caller, Resources::heap(frame.heap_charge()))?;
         for &page in &frame.pins {
             self.pages.pin(page).expect("pages mapped by the caller are in use");
@@ -385,10 +430,54 @@ impl<M: Machine> Kernel<M> {
         Ok(0)
     }
 
+    /// Copies the first bytes of the frame in `segments` (the headers the check reads).
+    fn copy_header(&self, segments: &[PhysSegment], total: usize) -> HeaderCopy {
+        let mut header = HeaderCopy::zeroed(HeaderCopy::len_for(total));
+        let mut filled = 0;
+        let bytes = header.bytes_mut();
+        for segment in segments {
+            if filled == bytes.len() {
+                break;
+            }
+            let take = usize::from(segment.len).min(bytes.len() - filled);
+            let address = segment.address as usize;
+            self.machine.read(Page(address / PAGE_SIZE), address % PAGE_SIZE, &mut bytes[filled..filled + take]);
+            filled += take;
+        }
+        header
+    }
+
+    /// The transmit check (`net::transmit_check`): the frame must come from `nic_mac`, and its
+    /// mirror image must be classified to a filter `caller` holds.
+    fn check_source(&mut self, caller: EnvId, nic_mac: [u8; 6], header: &HeaderCopy) -> Result<(), Error> {
+        let probe = transmit_check::mirror(header, nic_mac).map_err(|refusal| match refusal {
+            Refusal::ForeignMac => Error::ForeignSource,
+            Refusal::Malformed => Error::MalformedHeader,
+        })?;
+        match self.net.classifier.classify(&self.net.dpf, probe.bytes()).owner {
+            Some(owner) if self.net.dpf.holds(owner, caller.0) => Ok(()),
+            _ => Err(Error::ForeignSource),
+        }
+    }
+
     /// Moves waiting frames onto NIC `nic`, round-robin between senders, and tells the NIC.
     fn pump_transmit(&mut self, nic: usize) {
         let mut pushed = false;
-        while let Some(frame) = self.net.queues[nic].pop_fitting(self.net.nics[nic].tx_room()) {
+        loop {
+            let (room, slot_free) = (self.net.nics[nic].tx_room(), self.net.header_slots[nic].available());
+            let fits = |frame: &OutgoingFrame| frame.descriptors() <= room && (frame.header.is_none() || slot_free);
+            let Some(mut frame) = self.net.queues[nic].pop_fitting(fits) else { break };
+            if let Some(header) = &frame.header {
+                let slots = &mut self.net.header_slots[nic];
+                let slot = slots.take().expect("a free slot was checked");
+                let (page, offset) = slots.place(slot);
+                let mut bytes = [0u8; crate::net::xmit::HEADER_SLOT_SIZE];
+                bytes[..header.bytes().len()].copy_from_slice(header.bytes());
+                let on_wire = &mut frame.segments[0];
+                self.machine.write(page, offset, &bytes[..usize::from(on_wire.len)]);
+                on_wire.address = (page.address() + offset) as u64;
+                frame.slot = Some(slot);
+            }
             let token = self.net.next_token;
             self.net.next_token += 1;
             self.net.nics[nic].tx_push(&frame.segments, token);
@@ -400,9 +489,13 @@ impl<M: Machine> Kernel<M> {
         }
     }
 
-    /// The NIC is done with frame `token`: decrement its counter and unpin its pages.
-    fn transmit_done(&mut self, token: u64) {
+    /// NIC `nic` is done with frame `token`: decrement its counter, unpin its pages and free
+    /// its header slot.
+    fn transmit_done(&mut self, nic: usize, token: u64) {
         let Some(frame) = self.net.in_flight.remove(&token) else { return };
+        if let Some(slot) = frame.slot {
+            self.net.header_slots[nic].give_back(slot);
+        }
         let (page, offset) = frame.counter;
         let mut word = [0u8; 8];
         self.machine.read(page, offset, &mut word);
@@ -425,50 +518,39 @@ impl<M: Machine> Kernel<M> {
     }
 
     /// Receives, completes and refills on NIC `n` (also used when polling without interrupts).
+    /// Each received frame goes into the ring of its owner filter and of every matching copy
+    /// filter; a frame nobody takes is counted.
     pub fn poll_nic(&mut self, n: usize) {
         let now = self.machine.now_ns();
-        let Network { nics, rings, dpf, unmatched, .. } = &mut self.net;
+        let Network { nics, rings, dpf, classifier, unmatched, .. } = &mut self.net;
         let machine = &mut self.machine;
         let mut woken: Vec<EnvId> = Vec::new();
-        nics[n].rx_poll(&mut |frame| deliver(machine, dpf, rings, unmatched, &mut woken, n as u32, now, frame));
+        nics[n].rx_poll(&mut |frame| {
+            let classification = classifier.classify(dpf, frame);
+            let owner = classification.owner.and_then(|id| dpf.payload(id));
+            let copies = dpf.copy_ids(&classification).filter_map(|id| dpf.payload(id));
+            let mut stored = false;
+            for ring in owner.into_iter().chain(copies) {
+                if let Some(ring) = rings.get_mut(&ring) {
+                    ring.deliver(machine, frame, n as u32, now);
+                    stored = true;
+                    if !woken.contains(&ring.owner) {
+                        woken.push(ring.owner);
+                    }
+                }
+            }
+            if !stored {
+                *unmatched += 1;
+            }
+        });
         for env in woken {
             self.notify(env);
         }
         let mut done = Vec::new();
         self.net.nics[n].tx_reclaim(&mut |token| done.push(token));
         for token in done {
-            self.transmit_done(token);
+            self.transmit_done(n, token);
         }
         self.pump_transmit(n);
-    }
-}
-
-/// Demultiplexes one received frame into the rings of its owner filter and copy filters.
-#[allow(clippy::too_many_arguments)] // reason: the disjoint parts of `Network` it needs
-fn deliver(
-    machine: &mut impl Machine,
-    dpf: &Dpf,
-    rings: &mut BTreeMap<u32, PacketRing>,
-    unmatched: &mut u64,
-    woken: &mut Vec<EnvId>,
-    nic: u32,
-    now: u64,
-    frame: &[u8],
-) {
-    let classification = machine.classify(dpf, frame);
-    let owner = classification.owner.and_then(|id| dpf.payload(id));
-    let copies = classification.copies.iter().filter_map(|i| dpf.copy_filter(i).and_then(|id| dpf.payload(id)));
-    let mut stored = false;
-    for ring in owner.into_iter().chain(copies) {
-        if let Some(ring) = rings.get_mut(&ring) {
-            ring.deliver(machine, frame, nic, now);
-            stored = true;
-            if !woken.contains(&ring.owner) {
-                woken.push(ring.owner);
-            }
-        }
-    }
-    if !stored {
-        *unmatched += 1;
     }
 }

@@ -3,7 +3,7 @@
 //! exit, quota cannot be laundered, orphans stay killable, and sleepers cost nothing until an
 //! event names them.
 
-use super::net_tests::{DATA, env_with_ring, insert_filter, install, map_data, poke, receive, udp_frame, with_nic, with_nic_over};
+use super::net_tests::{DATA, env_with_ring, insert_filter, install, map_data, poke, receive, send, udp_frame, udp_from, with_nic, with_nic_over};
 use super::tests::{TestMachine, call, kernel_with_pages};
 use super::*;
 use alloc::vec::Vec;
@@ -92,6 +92,9 @@ fn charges_cover_the_heap_objects_take_and_exits_leave_nothing_behind() {
                 insert_filter(k, env, &shape_filter(n), ring, 0).unwrap();
             }
         });
+        // The classifier's compile and load (host memory in the test machine, the code
+        // window on the bare metal) are not the predicate's: run them first.
+        k.run_jobs_inline();
         let (rings, ring_paid) = measured(&mut k, |k| {
             for _ in 0..8 {
                 call(k, env, Syscall::PktringSetring, [DATA, 4, 256, 0, 0]).unwrap();
@@ -101,9 +104,17 @@ fn charges_cover_the_heap_objects_take_and_exits_leave_nothing_behind() {
             install(k, env, &alloc::format!("locations {DATA:#x}; [0]:u32 != 0 && [0+8]:u64 > 2 || [0+16]:u8 == 1")).unwrap();
             k.run_jobs_inline();
         });
+        // Checked frames, some on the NIC and the rest queued (each keeps its header copy).
+        let (frames, frame_paid) = measured(&mut k, |k| {
+            for _ in 0..60 {
+                send(k, env, &udp_from(1, 400)).unwrap();
+            }
+        });
         if round == 0 {
             std::eprintln!(
-                "heap per object (taken / charged): filter {} / {}, shape {} / {}, ring {} / {}, predicate {} / {}",
+                "heap per object (taken / charged): frame {} / {}, filter {} / {}, shape {} / {}, ring {} / {}, predicate {} / {}",
+                frames / 60,
+                frame_paid / 60,
                 filters / 2000,
                 paid / 2000,
                 shapes / 40,
@@ -116,6 +127,7 @@ fn charges_cover_the_heap_objects_take_and_exits_leave_nothing_behind() {
         }
         k.destroy(env, EnvStatus::Exited(0), "");
         k.run_jobs_inline();
+        k.nic_interrupt(11); // the frames on the NIC finish
         assert_eq!((k.net.dpf.len(), k.net.dpf.group_count(), k.accounts.len()), (0, 0, 0));
         residue.push(live() - before);
     }

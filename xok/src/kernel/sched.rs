@@ -13,7 +13,7 @@
 //! environment may write, or the clock in a way that is not a deadline -- at every tick
 //! ([`crate::wk::WakePlan`]). Each evaluation is timed and charged to the sleeper's pass.
 
-use super::{Kernel, Machine, Next};
+use super::{Kernel, Machine};
 use crate::account::ROOT_TICKETS;
 use crate::wk::WakePlan;
 use alloc::collections::BTreeSet;
@@ -101,15 +101,14 @@ impl<M: Machine> Kernel<M> {
 
     /// `wk_sleep`: the caller sleeps until its predicate holds. Evaluated once now (charged
     /// to the caller); false makes it a sleeper that only events re-evaluate.
-    pub(super) fn sleep(&mut self, caller: EnvId) -> Next {
+    pub(super) fn sleep(&mut self, caller: EnvId) {
         if self.envs.get(caller).is_none_or(|env| env.wakeup.is_none()) || self.evaluate(caller) {
-            return Next::Schedule;
+            return;
         }
-        let Some(env) = self.envs.get_mut(caller) else { return Next::Schedule };
+        let Some(env) = self.envs.get_mut(caller) else { return };
         env.sleeping = true;
         self.sched.runnable.retain(|e| *e != caller);
         self.arm(caller);
-        Next::Schedule
     }
 
     /// Arranges the next check of sleeper `id` beyond events: at its deadline, or every tick

@@ -12,8 +12,9 @@ use xok_abi::layout::{USER_BASE, USER_TOP};
 pub(super) struct TestMachine {
     pub(super) mem: FakeMem,
     pub(super) console: Vec<u8>,
-    /// The generation of the last classifier code "loaded".
-    pub(super) classifier: Option<u64>,
+    /// Code loaded by `load_code`, mapped executable in this process, by handle.
+    pub(super) code: std::collections::BTreeMap<u64, xok_codegen::jit::Mapped>,
+    next_code: u64,
     /// The clock (nanoseconds), moved by tests.
     pub(super) now: u64,
     /// The heap use reported (tests set it; the default is an empty 64 MiB heap).
@@ -55,16 +56,16 @@ impl Machine for TestMachine {
     fn wake_check(&mut self, wakeup: &mut crate::wk::Wakeup) -> bool {
         wakeup.interpret(&self.mem)
     }
-    fn release_code(&mut self, _handle: u64) {}
-    fn classify(&mut self, dpf: &dpf::Dpf, frame: &[u8]) -> dpf::Classification {
-        dpf.classify_interpreted(frame)
+    fn load_code(&mut self, bytes: &[u8]) -> Option<LoadedCode> {
+        // Any signature: the bytes are copied as they are (only the classifier's are run).
+        let mapped = xok_codegen::jit::Mapped::map([bytes], &dpf::compile::signature(), 64).ok()?;
+        self.next_code += 1;
+        let code = LoadedCode { handle: self.next_code, entry: mapped.entry(0) as usize };
+        self.code.insert(code.handle, mapped);
+        Some(code)
     }
-    fn load_classifier(&mut self, code: &dpf::compile::CompiledCode) -> bool {
-        self.classifier = Some(code.generation);
-        true
-    }
-    fn classifier_generation(&self) -> Option<u64> {
-        self.classifier
+    fn release_code(&mut self, code: LoadedCode) {
+        assert!(self.code.remove(&code.handle).is_some(), "released code that was not loaded");
     }
     fn heap_use(&self) -> HeapUse {
         if self.heap.size == 0 { HeapUse { used: 0, peak: 0, size: 64 << 20 } } else { self.heap }

@@ -5,6 +5,8 @@
 //! end in the kernel killing the attacker, then checks how the child ended. Each attack prints
 //! one line, `hostile: attack <name>: REFUSED|CONTAINED|FAILED (<detail>)`, and a summary line
 //! ends the run. The QEMU test asserts that every attack was refused or contained.
+//! `hostile forge` makes only the forging attacks (`forge.rs`), for the test that watches the
+//! wire.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 extern crate alloc;
@@ -15,6 +17,7 @@ use exos::abi::layout::{HEAP_BASE, PAGE_SIZE, USER_BASE, USER_TOP};
 use exos::abi::{EnvId, EnvStatus, Error, KILLED_BY_PARENT, PteFlags, Rights, SYSCALL_COUNT, Stat, Syscall};
 use exos::{println, sys};
 
+mod forge;
 mod quota;
 
 exos::entry!(run);
@@ -53,6 +56,12 @@ impl Report {
             println!("hostile: interrupts off for 1 ms or more {over_1ms} times, 10 ms or more {over_10ms} times, during {name}");
             self.off_counts = counts;
         }
+    }
+
+    /// Prints the summary line; the exit status (0 when every attack was refused or contained).
+    fn finish(&self) -> i32 {
+        println!("hostile: summary: {} attacks, {} refused or contained, {} failed", self.attacks, self.attacks - self.failed, self.failed);
+        i32::from(self.failed != 0)
     }
 
     /// Records a syscall attack: refused when it failed with one of `expected`.
@@ -98,10 +107,10 @@ fn driver() -> i32 {
     loop_forever_attack(&mut report);
     quota::attacks(&mut report);
     console_forgery(&mut report);
+    forge::attacks(&mut report);
     let free_after = sys::page_stats();
     println!("hostile: free pages before {free_before}, after {free_after}");
-    println!("hostile: summary: {} attacks, {} refused or contained, {} failed", report.attacks, report.attacks - report.failed, report.failed);
-    if report.failed == 0 { 0 } else { 1 }
+    report.finish()
 }
 
 /// Wild, kernel, unaligned, unmapped and overflowing pointers and lengths to every syscall that
@@ -258,7 +267,12 @@ fn start_child(attack: &str, extra: &[&str]) -> Result<EnvId, Error> {
 
 /// Waits (yielding) until the child is no longer alive.
 fn wait_for(child: EnvId) -> Option<EnvStatus> {
-    let deadline = sys::time() + CHILD_DEADLINE_NS;
+    wait_for_within(child, CHILD_DEADLINE_NS)
+}
+
+/// Waits (yielding) up to `ns` nanoseconds until the child is no longer alive.
+fn wait_for_within(child: EnvId, ns: u64) -> Option<EnvStatus> {
+    let deadline = sys::time() + ns;
     while sys::time() < deadline {
         match sys::env_status(child) {
             Ok(EnvStatus::Alive) => sys::env_yield(),
@@ -336,6 +350,15 @@ fn loop_forever_attack(r: &mut Report) {
 fn child(attack: &str, extra: &[&str]) -> i32 {
     if let Some(status) = quota::child(attack, extra) {
         return status;
+    }
+    match attack {
+        "victim" => return forge::victim(),
+        "forge" => {
+            let mut report = Report::new();
+            forge::attacks(&mut report);
+            return report.finish();
+        }
+        _ => {}
     }
     // SAFETY: not sound on purpose: every attack below faults, and the kernel kills this
     // environment before any of them could return.

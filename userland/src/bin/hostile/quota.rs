@@ -174,7 +174,6 @@ pub fn child(attack: &str, extra: &[&str]) -> Option<i32> {
             core::hint::spin_loop();
         },
         "hog" => hog(),
-        "idle" => idle(),
         "flood" => flood(),
         "load" => load(extra),
         "crowd" => crowd(extra),
@@ -246,7 +245,7 @@ fn exhaust_rings() -> i32 {
 
 /// Starts `count` sleeping children, each with `share`/256 of what is left.
 fn idle_children(count: usize, share: usize) -> Vec<EnvId> {
-    (0..count).filter_map(|_| sys::env_spawn_with("hostile", &exos::Args::encode(&["idle"]), spawn_flags(false, share)).ok()).collect()
+    (0..count).filter_map(|_| sys::env_spawn_with("sleeper", b"", spawn_flags(false, share)).ok()).collect()
 }
 
 /// Ends every environment of `children`.
@@ -358,7 +357,7 @@ fn spawn_flood() -> i32 {
         if children.len() >= 2000 {
             break None;
         }
-        match sys::env_spawn_with("hostile", &exos::Args::encode(&["idle"]), spawn_flags(false, 8)) {
+        match sys::env_spawn_with("sleeper", b"", spawn_flags(false, 8)) {
             Ok(child) => children.push(child),
             Err(error) => break Some(error),
         }
@@ -414,22 +413,52 @@ fn idle() -> i32 {
 }
 
 /// Sends minimum frames of the private ethertype from the NIC's own MAC as fast as the
-/// kernel takes them (the frames end in QEMU's user network, which drops them).
+/// kernel takes them (the frames end in QEMU's user network, which drops them). Each flooder
+/// first takes the frames tagged with its id (bytes 18..22) with a filter: the kernel sends
+/// only frames the sender would receive, mirrored.
 fn flood() -> i32 {
     let Ok(info) = sys::nic_info(0) else { return 12 };
+    let tag = sys::env_id().0;
+    let _ring = match take_flood_tag(tag) {
+        Ok(ring) => ring,
+        Err(error) => {
+            println!("hostile: flooder {tag:#x}: filter refused: {error}");
+            return 14;
+        }
+    };
     let mut frame = [0u8; 60];
     frame[..6].fill(0xff);
     frame[6..12].copy_from_slice(&info.mac);
     frame[12..14].copy_from_slice(&PRIVATE_ETHERTYPE.to_be_bytes());
+    frame[18..22].copy_from_slice(&tag.to_be_bytes());
     let counter = AtomicU64::new(0);
     let segment = [GatherSegment { addr: frame.as_ptr() as u64, len: frame.len() as u64 }];
     loop {
-        if sys::net_xmit(0, &segment, &counter).is_ok() {
-            counter.fetch_add(1, Ordering::Relaxed);
-        } else {
-            sys::env_yield();
+        match sys::net_xmit(0, &segment, &counter) {
+            Ok(()) => {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(Error::QueueFull | Error::QuotaExceeded) => sys::env_yield(),
+            Err(error) => {
+                println!("hostile: flooder {tag:#x}: frame refused: {error}");
+                return 15;
+            }
         }
     }
+}
+
+/// Takes the flood frames tagged `tag` with a filter into a small ring (kept as long as the
+/// ring). All tags share one filter shape, which `load` makes first: a flooder's share of the
+/// quota is too small to pay for a shape of its own.
+fn take_flood_tag(tag: u32) -> Result<PacketRing, Error> {
+    let filter = FilterBuilder::new()
+        .ethertype(PRIVATE_ETHERTYPE)
+        .atom(Atom::new(Base::Frame, 18, Width::W4, tag))
+        .build()
+        .map_err(|_| Error::BadFilter)?;
+    let ring = PacketRing::new(2, 128)?;
+    sys::dpf_insert(&filter.to_bytes(), ring.id, 0)?;
+    Ok(ring)
 }
 
 /// Children one `crowd` starts at most (their shares stay close to one environment each
@@ -444,6 +473,11 @@ fn load(extra: &[&str]) -> i32 {
     let kind = extra.first().copied().unwrap_or("spin");
     let count: usize = extra.get(1).and_then(|w| w.parse().ok()).unwrap_or(100);
     let seconds: u64 = extra.get(2).and_then(|w| w.parse().ok()).unwrap_or(10);
+    // The flooders' filter shape, made here so that they only add filters to it.
+    let _shape = match kind {
+        "flood" => take_flood_tag(sys::env_id().0).ok(),
+        _ => None,
+    };
     let (mut crowds, mut running) = (Vec::new(), 0);
     while running < count {
         let want = (count - running).min(CROWD);
@@ -484,7 +518,12 @@ fn crowd(extra: &[&str]) -> i32 {
     let mut started = 0;
     for n in 0..count {
         let share = (SPAWN_SHARE_WHOLE / (count - n)).max(1);
-        if let Err(error) = sys::env_spawn_with("hostile", &exos::Args::encode(&[kind]), spawn_flags(false, share)) {
+        // Sleepers are a program of their own, small enough for a thousand to fit.
+        let spawned = match kind {
+            "idle" => sys::env_spawn_with("sleeper", b"", spawn_flags(false, share)),
+            _ => sys::env_spawn_with("hostile", &exos::Args::encode(&[kind]), spawn_flags(false, share)),
+        };
+        if let Err(error) = spawned {
             println!("hostile: crowd: {started} of {count} {kind} children started; then {error}");
             break;
         }

@@ -243,7 +243,7 @@ fn start_nics(kernel: &mut Kernel<BareMachine>) {
             if info.link_up { "up" } else { "down" }
         );
         timer::unmask(nic.irq());
-        kernel.net.add_nic(nic);
+        kernel.add_nic(nic);
     }
     // The NICs' rings and buffers are the kernel's for good: count free pages from here.
     kernel.finish_boot();

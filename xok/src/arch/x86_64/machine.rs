@@ -3,7 +3,7 @@
 
 use super::code::{CodeArena, CodeRange};
 use super::{serial, timer};
-use crate::kernel::Machine;
+use crate::kernel::{LoadedCode, Machine};
 use crate::ownership::Page;
 use crate::vm::PhysMem;
 use x86_64::PhysAddr;
@@ -20,14 +20,12 @@ pub struct BareMachine {
     pub kernel_root: u64,
     /// Executable memory for compiled filters and predicates (set once at boot).
     pub code: Option<CodeArena>,
-    /// The compiled DPF trie: the structure generation it was made for, and where it runs.
-    dpf_code: Option<(u64, CodeRange)>,
 }
 
 impl BareMachine {
     /// A machine whose kernel page table is at `kernel_root`; the code arena comes later.
     pub fn new(kernel_root: u64) -> Self {
-        BareMachine { kernel_root, code: None, dpf_code: None }
+        BareMachine { kernel_root, code: None }
     }
 }
 
@@ -104,54 +102,31 @@ impl Machine for BareMachine {
     fn wake_check(&mut self, wakeup: &mut crate::wk::Wakeup) -> bool {
         let Some(compiled) = wakeup.compiled.as_ref() else { return wakeup.interpret(self) };
         if wakeup.code.is_none() {
-            let mut arena = self.code.take();
-            wakeup.code = arena.as_mut().and_then(|a| a.load(self, compiled.code())).map(CodeRange::to_handle);
-            self.code = arena;
+            wakeup.code = self.load_code(compiled.code());
         }
         match wakeup.code {
-            // SAFETY: the handle names the predicate's code, loaded above into the executable
+            // SAFETY: the entry is the predicate's code, loaded above into the executable
             // window and kept there until release_code; the address table was made by
             // wkpred::resolve for this predicate and its pages are pinned while installed.
-            Some(handle) => unsafe {
-                let function = wkpred::exec::entry_point(CodeRange::from_handle(handle).entry());
+            Some(code) => unsafe {
+                let function = wkpred::exec::entry_point(code.entry as *const u8);
                 wkpred::exec::call(function, compiled, &wakeup.addresses)
             },
             None => wakeup.interpret(self),
         }
     }
 
-    fn release_code(&mut self, handle: u64) {
-        if let Some(arena) = self.code.as_mut() {
-            arena.free(CodeRange::from_handle(handle));
-        }
-    }
-
-    fn classify(&mut self, dpf: &dpf::Dpf, frame: &[u8]) -> dpf::Classification {
-        let current = match self.dpf_code {
-            Some((generation, range)) if generation == dpf.generation() => Some(range),
-            _ => None,
-        };
-        let Some(range) = current else { return dpf.classify_interpreted(frame) };
-        let context = dpf.context();
-        // SAFETY: `range` holds the code compiled for this set's current generation, in the
-        // executable window until the next recompile; `context` is the set's current context.
-        let raw = unsafe { dpf::exec::call(dpf::exec::entry_point(range.entry()), &context, frame) };
-        dpf.resolve(&raw).unwrap_or_else(|| dpf.classify_interpreted(frame))
-    }
-
-    fn load_classifier(&mut self, code: &dpf::compile::CompiledCode) -> bool {
+    fn load_code(&mut self, bytes: &[u8]) -> Option<LoadedCode> {
         let mut arena = self.code.take();
-        if let (Some(arena), Some((_, old))) = (arena.as_mut(), self.dpf_code.take()) {
-            arena.free(old);
-        }
-        let range = arena.as_mut().and_then(|a| a.load(self, &code.bytes));
+        let range = arena.as_mut().and_then(|a| a.load(self, bytes));
         self.code = arena;
-        self.dpf_code = range.map(|range| (code.generation, range));
-        range.is_some()
+        range.map(|range| LoadedCode { handle: range.to_handle(), entry: range.entry() as usize })
     }
 
-    fn classifier_generation(&self) -> Option<u64> {
-        self.dpf_code.map(|(generation, _)| generation)
+    fn release_code(&mut self, code: LoadedCode) {
+        if let Some(arena) = self.code.as_mut() {
+            arena.free(CodeRange::from_handle(code.handle));
+        }
     }
 
     fn heap_use(&self) -> crate::kernel::HeapUse {
