@@ -495,8 +495,8 @@ impl<M: Machine> Kernel<M> {
         match call {
             Syscall::ConsoleWrite => (self.sys_console_write(caller, a[0], a[1]), Resume),
             Syscall::Time => (self.sys_time_now(), Resume),
-            Syscall::EnvId => (Ok(caller.0 as usize), Resume),
-            Syscall::EnvYield => (Ok(0), Schedule),
+            Syscall::EnvId => (self.sys_env_id(caller), Resume),
+            Syscall::EnvYield => (self.sys_env_yield(), Schedule),
             Syscall::EnvExit => (self.sys_env_exit(caller, a[0]), Schedule),
             Syscall::EnvSpawn => (self.sys_env_spawn(caller, a[0], a[1], a[2], a[3], a[4]), Resume),
             // The teardown runs before the caller does again, so it sees its victims gone.
@@ -505,7 +505,7 @@ impl<M: Machine> Kernel<M> {
             Syscall::PageAlloc => (self.sys_page_alloc(caller), Resume),
             Syscall::PageGrant => (self.sys_page_grant(caller, a[0], a[1], a[2]), Resume),
             Syscall::PageFree => (self.sys_page_free(caller, a[0]), Resume),
-            Syscall::PageStats => (Ok(self.pages.free_count()), Resume),
+            Syscall::PageStats => (self.sys_page_stats(), Resume),
             Syscall::InsertPte => (self.sys_pte_insert(caller, a[0], a[1], a[2]), Resume),
             Syscall::RemovePte => (self.sys_pte_remove(caller, a[0]), Resume),
             Syscall::NicInfo => (self.sys_nic_info(a[0]), Resume),
@@ -531,6 +531,19 @@ impl<M: Machine> Kernel<M> {
 
     fn sys_time_now(&self) -> Result<usize, Error> {
         Ok(self.machine.now_ns() as usize)
+    }
+
+    fn sys_env_id(&self, caller: EnvId) -> Result<usize, Error> {
+        Ok(caller.0 as usize)
+    }
+
+    /// Gives up the rest of the time slice: the table sends the caller to the scheduler.
+    fn sys_env_yield(&self) -> Result<usize, Error> {
+        Ok(0)
+    }
+
+    fn sys_page_stats(&self) -> Result<usize, Error> {
+        Ok(self.pages.free_count())
     }
 
     fn sys_env_exit(&mut self, caller: EnvId, status: usize) -> Result<usize, Error> {
