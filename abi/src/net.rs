@@ -75,6 +75,38 @@ pub struct RingEntryHeader {
 pub const RING_HEADER_LEN: usize = 24;
 const _: () = assert!(core::mem::size_of::<RingEntryHeader>() == RING_HEADER_LEN);
 
+impl RingEntryHeader {
+    /// Where `owner` lies in an entry: the word whose write hands the entry over (written
+    /// last by the kernel, first read by the program).
+    pub const OWNER: core::ops::Range<usize> = 0..4;
+
+    /// The header as it lies in an entry (little-endian, `repr(C)` order).
+    pub fn to_bytes(self) -> [u8; RING_HEADER_LEN] {
+        let mut bytes = [0u8; RING_HEADER_LEN];
+        bytes[Self::OWNER].copy_from_slice(&self.owner.to_le_bytes());
+        bytes[4..8].copy_from_slice(&self.captured.to_le_bytes());
+        bytes[8..12].copy_from_slice(&self.nic.to_le_bytes());
+        bytes[12..16].copy_from_slice(&self.reserved.to_le_bytes());
+        bytes[16..24].copy_from_slice(&self.timestamp_ns.to_le_bytes());
+        bytes
+    }
+
+    /// Reads a header from the bytes of an entry.
+    pub fn from_bytes(bytes: [u8; RING_HEADER_LEN]) -> RingEntryHeader {
+        let word = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let mut timestamp = [0u8; 8];
+        timestamp.copy_from_slice(&bytes[16..24]);
+        RingEntryHeader { owner: word(0), captured: word(4), nic: word(8), reserved: word(12), timestamp_ns: u64::from_le_bytes(timestamp) }
+    }
+}
+
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(RingEntryHeader, owner) == RingEntryHeader::OWNER.start);
+    assert!(offset_of!(RingEntryHeader, captured) == 4 && offset_of!(RingEntryHeader, nic) == 8);
+    assert!(offset_of!(RingEntryHeader, reserved) == 12 && offset_of!(RingEntryHeader, timestamp_ns) == 16);
+};
+
 /// Most entries in one ring.
 pub const RING_MAX_ENTRIES: usize = 4096;
 /// Smallest entry (a header and a minimal Ethernet header).
@@ -99,6 +131,28 @@ pub struct GatherSegment {
 /// Size of [`GatherSegment`].
 pub const GATHER_SEGMENT_LEN: usize = 16;
 const _: () = assert!(core::mem::size_of::<GatherSegment>() == GATHER_SEGMENT_LEN);
+const _: () = assert!(core::mem::offset_of!(GatherSegment, addr) == 0 && core::mem::offset_of!(GatherSegment, len) == 8);
+
+impl GatherSegment {
+    /// Reads a segment from the bytes a program passed (little-endian, `repr(C)` order).
+    pub fn from_bytes(bytes: [u8; GATHER_SEGMENT_LEN]) -> GatherSegment {
+        let (addr, len) = bytes.split_at(8);
+        let word = |half: &[u8]| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(half);
+            u64::from_le_bytes(word)
+        };
+        GatherSegment { addr: word(addr), len: word(len) }
+    }
+
+    /// The segment as a program passes it.
+    pub fn to_bytes(self) -> [u8; GATHER_SEGMENT_LEN] {
+        let mut bytes = [0u8; GATHER_SEGMENT_LEN];
+        bytes[..8].copy_from_slice(&self.addr.to_le_bytes());
+        bytes[8..].copy_from_slice(&self.len.to_le_bytes());
+        bytes
+    }
+}
 /// Most segments in one frame.
 pub const XMIT_MAX_SEGMENTS: usize = 8;
 /// Longest frame `net_xmit` sends (Ethernet without FCS).
@@ -120,6 +174,15 @@ pub const DPF_FALLBACK: usize = 2;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layouts_round_trip() {
+        let header = RingEntryHeader { owner: 60, captured: 42, nic: 1, reserved: 0, timestamp_ns: 0x1122_3344_5566_7788 };
+        assert_eq!(RingEntryHeader::from_bytes(header.to_bytes()), header);
+        assert_eq!(&header.to_bytes()[RingEntryHeader::OWNER], &60u32.to_le_bytes());
+        let segment = GatherSegment { addr: 0x7000_1234, len: 1514 };
+        assert_eq!(GatherSegment::from_bytes(segment.to_bytes()), segment);
+    }
 
     #[test]
     fn nic_info_packs() {

@@ -10,7 +10,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use wkpred::{Clause, Op, Operand, Predicate, Term, Width, Word};
 use xok_abi::Error;
 use xok_abi::layout::PAGE_SIZE;
-use xok_abi::net::RING_HEADER_LEN;
+use xok_abi::net::{RING_HEADER_LEN, RingEntryHeader};
 
 /// A registered ring of `count` entries of `size` bytes.
 pub struct PacketRing {
@@ -50,30 +50,34 @@ impl PacketRing {
         Ok(PacketRing { base, count, size, next: 0, stored, consumed: Box::new(AtomicU64::new(0)), id })
     }
 
-    fn owner_word(&self, index: usize) -> *mut u32 {
+    /// Entry `index`'s first byte.
+    fn entry(&self, index: usize) -> *mut u8 {
         // SAFETY: index < count, so the entry lies inside the ring's allocation.
-        unsafe { self.base.as_ptr().add(index * self.size) as *mut u32 }
+        unsafe { self.base.as_ptr().add(index * self.size) }
+    }
+
+    fn owner_word(&self, index: usize) -> *mut u32 {
+        // SAFETY: the owner word lies inside the entry (`RingEntryHeader::OWNER`), 4-aligned
+        // because entries are 8-aligned.
+        unsafe { self.entry(index).add(RingEntryHeader::OWNER.start) as *mut u32 }
     }
 
     /// The next received frame, if the kernel has filled the next entry.
     pub fn peek(&self) -> Option<Received<'_>> {
-        let header = self.owner_word(self.next);
         // SAFETY: the owner word is written by the kernel while we run no code (one CPU), so a
         // volatile read sees either 0 or the final length; the header and frame were written
         // before it.
-        let original = unsafe { header.read_volatile() } as usize;
-        if original == 0 {
+        if unsafe { self.owner_word(self.next).read_volatile() } == 0 {
             return None;
         }
-        // SAFETY: the kernel filled this entry's header (24 bytes) and `captured` frame bytes,
-        // all inside the entry; nothing writes them until we release the entry.
-        unsafe {
-            let captured = (header.add(1).read_volatile() as usize).min(self.size - RING_HEADER_LEN);
-            let nic = header.add(2).read_volatile();
-            let timestamp_ns = (header.add(4) as *const u64).read_volatile();
-            let frame = core::slice::from_raw_parts((header as *const u8).add(RING_HEADER_LEN), captured);
-            Some(Received { frame, original_len: original, nic, timestamp_ns })
-        }
+        let entry = self.entry(self.next);
+        // SAFETY: the kernel filled this entry's header (RING_HEADER_LEN bytes, inside the
+        // entry); nothing writes it until we release the entry.
+        let header = RingEntryHeader::from_bytes(unsafe { (entry as *const [u8; RING_HEADER_LEN]).read_volatile() });
+        let captured = (header.captured as usize).min(self.size - RING_HEADER_LEN);
+        // SAFETY: `captured` frame bytes follow the header inside the entry (bounded above).
+        let frame = unsafe { core::slice::from_raw_parts(entry.add(RING_HEADER_LEN), captured) };
+        Some(Received { frame, original_len: header.owner as usize, nic: header.nic, timestamp_ns: header.timestamp_ns })
     }
 
     /// Hands the entry returned by `peek` back to the kernel.

@@ -17,7 +17,7 @@ use alloc::vec::Vec;
 use dpf::{Dpf, Filter, FilterAccessError, FilterClass, FilterId, InsertError, InsertOptions};
 use xok_abi::layout::PAGE_SIZE;
 use xok_abi::net::{
-    DPF_COPY, DPF_FALLBACK, GATHER_SEGMENT_LEN, RINGS_PER_ENV, XMIT_MAX_FRAME, XMIT_MAX_SEGMENTS, XMIT_MIN_FRAME,
+    DPF_COPY, DPF_FALLBACK, GATHER_SEGMENT_LEN, GatherSegment, RINGS_PER_ENV, XMIT_MAX_FRAME, XMIT_MAX_SEGMENTS, XMIT_MIN_FRAME,
     XMIT_UNCHECKED,
 };
 use xok_abi::{EnvId, Error};
@@ -371,7 +371,8 @@ impl<M: Machine> Kernel<M> {
         let raw = self.copy_in(caller, gather, count * GATHER_SEGMENT_LEN, &mut raw)?;
         let regions: Vec<(usize, usize)> = raw
             .chunks_exact(GATHER_SEGMENT_LEN)
-            .map(|c| (u64::from_le_bytes(c[..8].try_into().unwrap()) as usize, u64::from_le_bytes(c[8..].try_into().unwrap()) as usize))
+            .filter_map(|bytes| bytes.try_into().ok().map(GatherSegment::from_bytes))
+            .map(|segment| (segment.addr as usize, segment.len as usize))
             .collect();
         let total = regions.iter().try_fold(0usize, |sum, (_, len)| sum.checked_add(*len)).ok_or(Error::BadLength)?;
         if !(XMIT_MIN_FRAME..=XMIT_MAX_FRAME).contains(&total) || regions.iter().any(|(_, len)| *len == 0) {

@@ -10,7 +10,7 @@ use dpf::Filter;
 use std::sync::{Arc, Mutex};
 use xok_abi::layout::{PAGE_SIZE, USER_BASE};
 use crate::net::transmit_check;
-use xok_abi::net::{DPF_COPY, DPF_FALLBACK, NicInfo, NicModel, RING_HEADER_LEN, XMIT_UNCHECKED};
+use xok_abi::net::{DPF_COPY, DPF_FALLBACK, GatherSegment, NicInfo, NicModel, RING_HEADER_LEN, XMIT_UNCHECKED};
 
 #[derive(Default)]
 pub(super) struct FakeNicState {
@@ -222,14 +222,14 @@ fn arp_reply(mac: [u8; 6], ip: [u8; 4]) -> Vec<u8> {
 const GATHER_VA: usize = DATA + 3 * PAGE_SIZE;
 const COUNTER_VA: usize = GATHER_VA + 512;
 
+/// The gather list for `regions` (va, len), as a program passes it.
+fn gather_list(regions: &[(usize, usize)]) -> Vec<u8> {
+    regions.iter().flat_map(|(va, len)| GatherSegment { addr: *va as u64, len: *len as u64 }.to_bytes()).collect()
+}
+
 /// Sends the bytes at the `regions` (va, len) of `env` as one frame with `flags`.
 fn send_regions(k: &mut Kernel<TestMachine>, env: EnvId, regions: &[(usize, usize)], flags: usize) -> Result<usize, Error> {
-    let mut gather = Vec::new();
-    for (va, len) in regions {
-        gather.extend_from_slice(&(*va as u64).to_le_bytes());
-        gather.extend_from_slice(&(*len as u64).to_le_bytes());
-    }
-    poke(k, env, GATHER_VA, &gather);
+    poke(k, env, GATHER_VA, &gather_list(regions));
     call(k, env, Syscall::NetXmit, [0, GATHER_VA, regions.len(), COUNTER_VA, flags])
 }
 
@@ -412,20 +412,8 @@ fn short_frames_are_padded_and_bad_sends_refused() {
     let unchecked = wire_bytes(&k, &nic.lock().unwrap().sent[1].0);
     assert_eq!(unchecked.len(), 60, "unchecked frames are padded from the zero page");
     k.envs.get_mut(env).unwrap().privileged = false;
-    let with = |nic_number: usize, regions: &[(usize, usize)], counter: usize| -> Vec<u8> {
-        let mut gather = Vec::new();
-        for (va, len) in regions {
-            gather.extend_from_slice(&(*va as u64).to_le_bytes());
-            gather.extend_from_slice(&(*len as u64).to_le_bytes());
-        }
-        let mut args = gather;
-        args.extend_from_slice(&(nic_number as u64).to_le_bytes());
-        args.extend_from_slice(&(counter as u64).to_le_bytes());
-        args
-    };
     let mut bad = |nic_number: usize, regions: &[(usize, usize)], counter: usize| {
-        let args = with(nic_number, regions, counter);
-        poke(&mut k, env, GATHER_VA, &args[..regions.len() * 16]);
+        poke(&mut k, env, GATHER_VA, &gather_list(regions));
         call(&mut k, env, Syscall::NetXmit, [nic_number, GATHER_VA, regions.len(), counter, 0])
     };
     assert_eq!(bad(1, &[(DATA, 42)], COUNTER_VA), Err(Error::NoSuchNic));

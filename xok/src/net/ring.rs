@@ -124,7 +124,7 @@ impl PacketRing {
     }
 
     fn read_owner(&self, mem: &impl PhysMem, offset: usize) -> u32 {
-        let at = self.start + offset;
+        let at = self.start + offset + RingEntryHeader::OWNER.start;
         let mut word = [0u8; 4];
         // Entries are 8-aligned, so the owner word never straddles a page.
         mem.read(self.pages[at / PAGE_SIZE], at % PAGE_SIZE, &mut word);
@@ -140,21 +140,13 @@ impl PacketRing {
         }
         let captured = frame.len().min(self.entry_size - RING_HEADER_LEN);
         self.write(mem, offset + RING_HEADER_LEN, &frame[..captured]);
-        let header = RingEntryHeader {
-            owner: 0,
-            captured: captured as u32,
-            nic,
-            reserved: 0,
-            timestamp_ns,
-        };
-        let mut bytes = [0u8; RING_HEADER_LEN];
-        bytes[4..8].copy_from_slice(&header.captured.to_le_bytes());
-        bytes[8..12].copy_from_slice(&header.nic.to_le_bytes());
-        bytes[16..24].copy_from_slice(&header.timestamp_ns.to_le_bytes());
-        self.write(mem, offset + 4, &bytes[4..]);
-        // The owner word last: it hands the entry to the program.
         let original = u32::try_from(frame.len()).unwrap_or(u32::MAX);
-        self.write(mem, offset, &original.to_le_bytes());
+        let header = RingEntryHeader { owner: original, captured: captured as u32, nic, reserved: 0, timestamp_ns };
+        let bytes = header.to_bytes();
+        let owner = RingEntryHeader::OWNER;
+        self.write(mem, offset + owner.end, &bytes[owner.end..]);
+        // The owner word last: it hands the entry to the program.
+        self.write(mem, offset + owner.start, &bytes[owner]);
         self.next = (self.next + 1) % self.entry_count;
         self.stored += 1;
         if let Some((page, offset)) = self.counter {
@@ -218,10 +210,8 @@ mod tests {
         let mut ring = PacketRing::register(A, &s.space, &mut s.pages, &s.mem, geometry(BASE, 4, 128)).unwrap();
         assert_eq!(ring.deliver(&mut s.mem, &[0xab; 60], 1, 777), Delivery::Stored);
         assert_eq!(owner(&s, BASE), 60);
-        let header = read(&s, BASE, RING_HEADER_LEN);
-        assert_eq!(&header[4..8], &60u32.to_le_bytes());
-        assert_eq!(&header[8..12], &1u32.to_le_bytes());
-        assert_eq!(&header[16..24], &777u64.to_le_bytes());
+        let header = RingEntryHeader::from_bytes(read(&s, BASE, RING_HEADER_LEN).try_into().unwrap());
+        assert_eq!(header, RingEntryHeader { owner: 60, captured: 60, nic: 1, reserved: 0, timestamp_ns: 777 });
         assert_eq!(read(&s, BASE + RING_HEADER_LEN, 60), [0xab; 60]);
         assert_eq!(ring.deliver(&mut s.mem, &[1; 10], 0, 0), Delivery::Stored);
         assert_eq!(owner(&s, BASE + 128), 10);
@@ -234,7 +224,8 @@ mod tests {
         let frame: Vec<u8> = (0..200).map(|i| i as u8).collect();
         ring.deliver(&mut s.mem, &frame, 0, 0);
         assert_eq!(owner(&s, BASE), 200);
-        assert_eq!(&read(&s, BASE + 4, 4), &40u32.to_le_bytes());
+        let header = RingEntryHeader::from_bytes(read(&s, BASE, RING_HEADER_LEN).try_into().unwrap());
+        assert_eq!((header.owner, header.captured), (200, 40));
         assert_eq!(read(&s, BASE + RING_HEADER_LEN, 40), &frame[..40]);
         // The second entry is untouched by the truncated first frame.
         assert_eq!(owner(&s, BASE + 64), 0);
