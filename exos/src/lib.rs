@@ -1,19 +1,23 @@
 //! exos, the library operating system programs on xok link against.
 //!
-//! This part is the runtime: the `syscall` stubs ([`sys`]), the program entry and arguments
-//! ([`rt`]), a heap built on `page_alloc` + `insert_pte` ([`heap`]) and console output
-//! ([`print!`], [`println!`]). Networking comes in later layers.
+//! The runtime: the `syscall` stubs ([`sys`]), the program entry and arguments ([`rt`]), a
+//! heap built on `page_alloc` + `insert_pte` ([`heap`]) and console output ([`print!`],
+//! [`println!`]). Kernel resources are owned handles that give themselves back on `Drop`:
+//! packet rings ([`ring`]), filters ([`filter`]), transmit buffers ([`xmit`]) and the one
+//! wakeup predicate ([`wait`]). smoltcp sees the NIC through [`netdev`].
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
 
 pub mod console;
 pub mod echo;
+pub mod filter;
 pub mod heap;
 pub mod netdev;
 pub mod ring;
 pub mod rt;
 pub mod sys;
+pub mod wait;
 pub mod xmit;
 
 pub use rt::Args;

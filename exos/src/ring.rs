@@ -1,13 +1,15 @@
-//! A packet ring in the program's own memory, and the wakeup predicate that sleeps until a
-//! frame lands in it: the kernel counts stored frames in one word, the ring counts consumed
-//! frames in another, and the predicate is "the two differ" -- installed once, any ring size.
+//! A packet ring in the program's own memory, and the wakeup clause that sleeps until a frame
+//! lands in it: the kernel counts stored frames in one word, the ring counts consumed frames
+//! in another, and the clause is "the two differ" -- installed once, any ring size. A ring is
+//! an owned handle: dropping it unregisters it (`pktring_delring`) and only then frees its
+//! memory; the filters that deliver into it are handles too ([`crate::filter`]).
 
-use alloc::alloc::{Layout, alloc_zeroed};
+use crate::filter::InstalledFilter;
+use alloc::alloc::{Layout, alloc_zeroed, dealloc};
 use alloc::boxed::Box;
-use alloc::vec::Vec;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
-use wkpred::{Clause, Op, Operand, Predicate, Term, Width, Word};
+use wkpred::{Clause, Op, Operand, Predicate, Term};
 use xok_abi::Error;
 use xok_abi::layout::PAGE_SIZE;
 use xok_abi::net::{RING_HEADER_LEN, RingEntryHeader};
@@ -15,6 +17,7 @@ use xok_abi::net::{RING_HEADER_LEN, RingEntryHeader};
 /// A registered ring of `count` entries of `size` bytes.
 pub struct PacketRing {
     base: NonNull<u8>,
+    layout: Layout,
     count: usize,
     size: usize,
     next: usize,
@@ -23,7 +26,7 @@ pub struct PacketRing {
     /// Frames this program has handed back.
     consumed: Box<AtomicU64>,
     /// The kernel's id for the ring.
-    pub id: usize,
+    id: usize,
 }
 
 /// A received frame, borrowed from its ring entry until [`PacketRing::release`].
@@ -46,8 +49,31 @@ impl PacketRing {
         // SAFETY: the layout has a non-zero size.
         let base = NonNull::new(unsafe { alloc_zeroed(layout) }).ok_or(Error::NoMemory)?;
         let stored = Box::new(AtomicU64::new(0));
-        let id = crate::sys::pktring_setring(base.as_ptr() as usize, count, size, &stored)?;
-        Ok(PacketRing { base, count, size, next: 0, stored, consumed: Box::new(AtomicU64::new(0)), id })
+        match crate::sys::pktring_setring(base.as_ptr() as usize, count, size, &stored) {
+            Ok(id) => Ok(PacketRing { base, layout, count, size, next: 0, stored, consumed: Box::new(AtomicU64::new(0)), id }),
+            Err(error) => {
+                // SAFETY: allocated above with `layout`; the kernel refused it, so nothing else
+                // refers to it.
+                unsafe { dealloc(base.as_ptr(), layout) };
+                Err(error)
+            }
+        }
+    }
+
+    /// The kernel's number for the ring (for raw syscalls; programs use [`PacketRing::install`]).
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    /// Installs an exclusive filter that delivers into this ring.
+    pub fn install(&self, filter: &dpf::Filter) -> Result<InstalledFilter, Error> {
+        InstalledFilter::install(filter, self.id, 0)
+    }
+
+    /// Installs a filter of another class (`xok_abi::net::DPF_COPY`, `DPF_FALLBACK`; both need
+    /// privilege) that delivers into this ring.
+    pub fn install_with(&self, filter: &dpf::Filter, flags: usize) -> Result<InstalledFilter, Error> {
+        InstalledFilter::install(filter, self.id, flags)
     }
 
     /// Entry `index`'s first byte.
@@ -96,49 +122,20 @@ impl PacketRing {
     /// Adds the clause "a frame is waiting": the kernel's stored count differs from this
     /// ring's consumed count. (A dropped frame is not stored, so it wakes nobody.)
     pub fn wakeup_clause(&self, predicate: &mut Predicate) {
-        let word = |predicate: &mut Predicate, counter: &AtomicU64| {
-            let address = counter.as_ptr() as u64;
-            let location = location_of(predicate, address);
-            Word { location, offset: (address % PAGE_SIZE as u64) as u16, width: Width::W64 }
-        };
-        let stored = word(predicate, &self.stored);
-        let consumed = word(predicate, &self.consumed);
+        let stored = crate::wait::word_of(predicate, &self.stored);
+        let consumed = crate::wait::word_of(predicate, &self.consumed);
         predicate.clauses.push(Clause { terms: alloc::vec![Term { left: stored, op: Op::Ne, right: Operand::Word(consumed) }] });
     }
 }
 
-/// The index of `address`'s page in the predicate's location table (adding it if new).
-pub fn location_of(predicate: &mut Predicate, address: u64) -> u32 {
-    let page = address & !(PAGE_SIZE as u64 - 1);
-    match predicate.locations.iter().position(|&l| l == page) {
-        Some(i) => i as u32,
-        None => {
-            predicate.locations.push(page);
-            (predicate.locations.len() - 1) as u32
+impl Drop for PacketRing {
+    fn drop(&mut self) {
+        // Unregistered first: the kernel stops writing and unpins the pages. Should it refuse
+        // (it cannot for a ring we registered), the memory is leaked rather than reused under
+        // the kernel's writes.
+        if crate::sys::pktring_delring(self.id).is_ok() {
+            // SAFETY: allocated in `new` with `self.layout`; the kernel no longer refers to it.
+            unsafe { dealloc(self.base.as_ptr(), self.layout) };
         }
     }
-}
-
-/// Adds the clause "the tick counter has reached `deadline`".
-pub fn deadline_clause(predicate: &mut Predicate, deadline: u64) {
-    let location = location_of(predicate, xok_abi::layout::TICKS_VA as u64);
-    let word = Word { location, offset: 0, width: Width::W64 };
-    predicate.clauses.push(Clause { terms: alloc::vec![Term { left: word, op: Op::Ge, right: Operand::Constant(deadline) }] });
-}
-
-/// Adds the clause "the tick counter has reached the value in `deadline`": a deadline the
-/// program moves by storing into the word, without installing the predicate again.
-pub fn deadline_word_clause(predicate: &mut Predicate, deadline: &AtomicU64) {
-    let ticks = location_of(predicate, xok_abi::layout::TICKS_VA as u64);
-    let address = deadline.as_ptr() as u64;
-    let location = location_of(predicate, address);
-    let left = Word { location: ticks, offset: 0, width: Width::W64 };
-    let right = Word { location, offset: (address % PAGE_SIZE as u64) as u16, width: Width::W64 };
-    predicate.clauses.push(Clause { terms: alloc::vec![Term { left, op: Op::Ge, right: Operand::Word(right) }] });
-}
-
-/// Installs `predicate` as the caller's wakeup predicate.
-pub fn install(predicate: &Predicate) -> Result<(), Error> {
-    let bytes: Vec<u8> = wkpred::encode(predicate).map_err(|_| Error::BadPredicate)?;
-    crate::sys::wk_install(&bytes)
 }

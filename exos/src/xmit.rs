@@ -1,5 +1,6 @@
 //! A pool of transmit buffers for `net_xmit`: each buffer is free while its completion counter
-//! is 0; sending sets it to 1 and the kernel decrements it when the NIC is done.
+//! is 0; sending sets it to 1 and the kernel decrements it when the NIC is done. Dropping the
+//! pool waits until the NIC is done with every buffer.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -55,5 +56,20 @@ impl TxPool {
             crate::sys::env_yield();
         }
         Err(Error::QueueFull)
+    }
+}
+
+impl Drop for TxPool {
+    fn drop(&mut self) {
+        for _ in 0..100_000 {
+            if self.counters.iter().all(|counter| counter.load(Ordering::Acquire) == 0) {
+                return;
+            }
+            crate::sys::env_yield();
+        }
+        // The NIC never finished: leak the buffers and counters rather than hand memory the
+        // kernel still reads and writes to the heap.
+        core::mem::forget(core::mem::take(&mut self.buffers));
+        core::mem::forget(core::mem::replace(&mut self.counters, Box::new(core::array::from_fn(|_| AtomicU64::new(0)))));
     }
 }

@@ -14,9 +14,8 @@
 extern crate alloc;
 
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
 use exos::abi::{SPAWN_SHARE_WHOLE, Stat, spawn_flags};
-use exos::ring::{deadline_word_clause, install};
+use exos::wait::Waiter;
 use exos::{println, sys};
 
 exos::entry!(run);
@@ -55,15 +54,10 @@ fn run(args: exos::Args) -> i32 {
     }
     // The predicate after the programs: compiling it is charged to init's CPU share, which
     // must not delay their start.
-    let wake_at = AtomicU64::new(0);
-    let mut predicate = wkpred::Predicate::default();
-    deadline_word_clause(&mut predicate, &wake_at);
-    let can_sleep = install(&predicate).is_ok();
+    let mut waiter = Waiter::new();
     while sys::kernel_stat(Stat::Envs) > 1 {
-        if can_sleep {
-            wake_at.store(sys::ticks() + CHECK_TICKS, Ordering::Release);
-            sys::wk_sleep();
-        } else {
+        let slept = waiter.as_mut().map(|waiter| waiter.sleep_until(sys::ticks() + CHECK_TICKS));
+        if !matches!(slept, Some(Ok(()))) {
             sys::env_yield();
         }
     }

@@ -10,8 +10,9 @@
 //! Every sending mode sends from the UDP port it sends to, and first takes that port with a
 //! filter: the kernel sends only frames whose source port the sender receives on.
 //! - `badxmit`: tries `net_xmit` from memory it does not hold and with a bad counter.
-//! - `flood port=P count=N [nic=N] [delay_ms=D]`: sends N UDP frames to port P as fast as the
-//!   queue takes them, after waiting D ms; prints its rate.
+//! - `flood port=P count=N [nic=N] [delay_ms=D] [wait_filters=F]`: sends N UDP frames to port
+//!   P as fast as the queue takes them, after waiting D ms (and, first, until F filters exist);
+//!   prints its rate.
 //! - `dirty`: sets up a ring and a filter, queues frames, and exits at once.
 //! - `filters count=N`: installs N UDP-port filters (ports 20000..) on one ring and waits for
 //!   one frame to port 20000, so the kernel compiles the trie (it logs the compile time).
@@ -27,10 +28,12 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use dpf::Filter;
-use exos::abi::Error;
+use exos::abi::{Error, Stat};
 use exos::abi::layout::{PAGE_SIZE, TICK_HZ};
 use exos::abi::net::GatherSegment;
-use exos::ring::{PacketRing, deadline_clause, install};
+use exos::filter::InstalledFilter;
+use exos::ring::PacketRing;
+use exos::wait::Waiter;
 use exos::{println, sys};
 
 exos::entry!(run);
@@ -86,12 +89,17 @@ fn udp_frame(mac: [u8; 6], port: u16, payload: &[u8]) -> Vec<u8> {
     frame
 }
 
-/// Takes UDP port `port` with a filter into a small ring, so frames from it may be sent. The
-/// ring (and with it the right to send) lasts as long as the returned value.
-fn claim(port: u16) -> Result<PacketRing, Error> {
+/// A UDP port taken with a filter into a small ring, so frames from it may be sent, for as
+/// long as the value lives.
+struct Claim {
+    _filter: InstalledFilter,
+    ring: PacketRing,
+}
+
+/// Takes UDP port `port`.
+fn claim(port: u16) -> Result<Claim, Error> {
     let ring = PacketRing::new(2, 128)?;
-    sys::dpf_insert(&Filter::udp_port(port).to_bytes(), ring.id, 0)?;
-    Ok(ring)
+    Ok(Claim { _filter: ring.install(&Filter::udp_port(port))?, ring })
 }
 
 fn recv(options: &Options) -> i32 {
@@ -108,19 +116,18 @@ fn recv(options: &Options) -> i32 {
             return 1;
         }
     };
-    if let Err(error) = sys::dpf_insert(&Filter::udp_port(port).to_bytes(), ring.id, 0) {
-        println!("netprobe: port {port}: filter refused: {error}");
-        return 1;
-    }
+    let _filter = match ring.install(&Filter::udp_port(port)) {
+        Ok(filter) => filter,
+        Err(error) => {
+            println!("netprobe: port {port}: filter refused: {error}");
+            return 1;
+        }
+    };
     let deadline = sys::ticks() + options.number("seconds", 10) * TICK_HZ;
     // `poll` yields instead of sleeping (for measuring the receive ceiling without wakeups).
     let poll = options.flag("poll");
-    if !poll {
-        let mut predicate = wkpred::Predicate::default();
-        ring.wakeup_clause(&mut predicate);
-        deadline_clause(&mut predicate, deadline);
-        install(&predicate).expect("wakeup predicate");
-    }
+    let mut waiter = Waiter::new().expect("the process's waiter");
+    waiter.watch_ring(&ring);
     println!("netprobe: port {port} ready");
     let mut seen = 0;
     let mut held = 0;
@@ -160,7 +167,11 @@ fn recv(options: &Options) -> i32 {
             }
             continue;
         }
-        if poll { sys::env_yield() } else { sys::wk_sleep() }
+        if poll {
+            sys::env_yield();
+        } else {
+            waiter.sleep_until(deadline).expect("wakeup predicate");
+        }
     }
     let rate = (seen.saturating_sub(1)) * 1_000_000_000 / (last_ns - first_ns).max(1);
     println!("netprobe: port {port} done: {seen} frames, {} dropped, {rate} frames/s", ring.drops());
@@ -229,6 +240,14 @@ fn flood(options: &Options) -> i32 {
     let mac = sys::nic_info(nic).map(|i| i.mac).unwrap_or_default();
     let size = options.number("size", 60).clamp(60, 1514) as usize;
     let frame = udp_frame(mac, port, &vec![0x5a; size - 42]);
+    // `wait_filters=N`: take the port only once N filters exist, so that another sender's
+    // filter makes the shape and its compile (whose CPU time is charged to whoever caused it)
+    // is not this sender's.
+    let wait_filters = options.number("wait_filters", 0) as usize;
+    let give_up = sys::time() + 10_000_000_000;
+    while sys::kernel_stat(Stat::Filters) < wait_filters && sys::time() < give_up {
+        sys::env_yield();
+    }
     let _port = match claim(port) {
         Ok(ring) => ring,
         Err(error) => {
@@ -280,27 +299,30 @@ fn dirty() -> i32 {
     while sys::net_xmit(0, &segment, &counter).is_ok() && queued < 40 {
         queued += 1;
     }
-    println!("netprobe: dirty exit with a ring ({}), a filter and {queued} frames queued", ring.id);
-    0
+    println!("netprobe: dirty exit with a ring ({}), a filter and {queued} frames queued", ring.ring.id());
+    // Ends here, without giving anything back: the kernel must clean up.
+    sys::env_exit(0)
 }
 
 fn filters(options: &Options) -> i32 {
     let count = options.number("count", 10) as u16;
     let ring = PacketRing::new(4, 2048).expect("ring");
+    let mut installed = Vec::new();
     for n in 0..count {
-        if let Err(error) = sys::dpf_insert(&Filter::udp_port(20000 + n).to_bytes(), ring.id, 0) {
-            println!("netprobe: filter {n} refused: {error}");
-            return 1;
+        match ring.install(&Filter::udp_port(20000 + n)) {
+            Ok(filter) => installed.push(filter),
+            Err(error) => {
+                println!("netprobe: filter {n} refused: {error}");
+                return 1;
+            }
         }
     }
     let deadline = sys::ticks() + 30 * TICK_HZ;
-    let mut predicate = wkpred::Predicate::default();
-    ring.wakeup_clause(&mut predicate);
-    deadline_clause(&mut predicate, deadline);
-    install(&predicate).expect("wakeup predicate");
+    let mut waiter = Waiter::new().expect("the process's waiter");
+    waiter.watch_ring(&ring);
     println!("netprobe: {count} filters installed");
     while ring.peek().is_none() && sys::ticks() < deadline {
-        sys::wk_sleep();
+        waiter.sleep_until(deadline).expect("wakeup predicate");
     }
     println!("netprobe: filters got a frame: {}", ring.peek().is_some());
     0

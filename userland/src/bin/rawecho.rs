@@ -10,7 +10,8 @@ extern crate alloc;
 
 use dpf::Filter;
 use exos::abi::layout::TICK_HZ;
-use exos::ring::{PacketRing, deadline_clause, install};
+use exos::ring::PacketRing;
+use exos::wait::Waiter;
 use exos::{println, sys};
 
 exos::entry!(run);
@@ -42,19 +43,19 @@ fn run(args: exos::Args) -> i32 {
         }
     };
     let mut ring = PacketRing::new(32, 2048).expect("packet ring");
+    let mut filters = alloc::vec::Vec::new();
     for filter in [Filter::arp_for(ip), Filter::icmp_to(ip)] {
-        if let Err(error) = sys::dpf_insert(&filter.to_bytes(), ring.id, 0) {
-            println!("rawecho: filter refused: {error}");
-            return 1;
+        match ring.install(&filter) {
+            Ok(installed) => filters.push(installed),
+            Err(error) => {
+                println!("rawecho: filter refused: {error}");
+                return 1;
+            }
         }
     }
     let deadline = seconds.map(|s| sys::ticks() + s * TICK_HZ);
-    let mut predicate = wkpred::Predicate::default();
-    ring.wakeup_clause(&mut predicate);
-    if let Some(deadline) = deadline {
-        deadline_clause(&mut predicate, deadline);
-    }
-    install(&predicate).expect("wakeup predicate");
+    let mut waiter = Waiter::new().expect("the process's waiter");
+    waiter.watch_ring(&ring);
     let mut tx = exos::xmit::TxPool::new(nic);
     let m = info.mac;
     println!(
@@ -76,7 +77,7 @@ fn run(args: exos::Args) -> i32 {
         if deadline.is_some_and(|d| sys::ticks() >= d) {
             break;
         }
-        sys::wk_sleep();
+        waiter.sleep_until(deadline.unwrap_or(u64::MAX)).expect("wakeup predicate");
     }
     println!("rawecho: received {received}, answered {answered}, ring drops {}", ring.drops());
     0

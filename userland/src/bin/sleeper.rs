@@ -3,9 +3,8 @@
 //! an exos program gets, so a thousand of them fit in one program's share of memory.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
-use core::sync::atomic::{AtomicU64, Ordering};
-use exos::ring::{deadline_word_clause, install};
 use exos::sys;
+use exos::wait::Waiter;
 
 exos::entry!(run);
 
@@ -13,14 +12,10 @@ exos::entry!(run);
 const WAKE_EVERY: u64 = 6000;
 
 fn run(_: exos::Args) -> i32 {
-    let wake_at = AtomicU64::new(0);
-    let mut predicate = wkpred::Predicate::default();
-    deadline_word_clause(&mut predicate, &wake_at);
-    if install(&predicate).is_err() {
-        return 1;
-    }
+    let Some(mut waiter) = Waiter::new() else { return 1 };
     loop {
-        wake_at.store(sys::ticks() + WAKE_EVERY, Ordering::Release);
-        sys::wk_sleep();
+        if waiter.sleep_until(sys::ticks() + WAKE_EVERY).is_err() {
+            return 1;
+        }
     }
 }

@@ -69,7 +69,7 @@ fn transmit() -> Result<alloc::string::String, Error> {
     const PER_ROUND: u64 = 50;
     let mac = sys::nic_info(0)?.mac;
     let ring = PacketRing::new(2, 128)?;
-    sys::dpf_insert(&Filter::udp_port(PORT).to_bytes(), ring.id, 0)?;
+    let _port = ring.install(&Filter::udp_port(PORT))?;
     let payload = alloc::vec![0x5au8; 1472];
     let mut header = alloc::vec![0xffu8; 6];
     header.extend_from_slice(&mac);

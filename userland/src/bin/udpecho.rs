@@ -10,10 +10,9 @@ extern crate alloc;
 
 use alloc::vec;
 use dpf::Filter;
-use exos::abi::layout::TICK_HZ;
 use exos::netdev::RingDevice;
-use core::sync::atomic::{AtomicU64, Ordering};
-use exos::ring::{PacketRing, deadline_word_clause, install};
+use exos::ring::PacketRing;
+use exos::wait::Waiter;
 use exos::{println, sys};
 use smoltcp::iface::{Config, Interface, SocketSet};
 use smoltcp::socket::udp;
@@ -47,10 +46,14 @@ fn run(args: exos::Args) -> i32 {
         return 1;
     };
     let ring = PacketRing::new(64, 2048).expect("packet ring");
+    let mut filters = alloc::vec::Vec::new();
     for filter in [Filter::arp_for(ip), Filter::icmp_to(ip), Filter::udp_port(port)] {
-        if let Err(error) = sys::dpf_insert(&filter.to_bytes(), ring.id, 0) {
-            println!("udpecho: filter refused: {error}");
-            return 1;
+        match ring.install(&filter) {
+            Ok(installed) => filters.push(installed),
+            Err(error) => {
+                println!("udpecho: filter refused: {error}");
+                return 1;
+            }
         }
     }
     let mut device = RingDevice::new(ring, nic);
@@ -68,13 +71,10 @@ fn run(args: exos::Args) -> i32 {
     let handle = sockets.add(socket);
     sockets.get_mut::<udp::Socket>(handle).bind(port).expect("bind");
     println!("udpecho: {}.{}.{}.{} port {port} ready", ip[0], ip[1], ip[2], ip[3]);
-    // One predicate for the whole run: a frame stored, or the tick counter reaching `wake_at`,
-    // which the loop moves to smoltcp's next timer before each sleep.
-    let wake_at = alloc::boxed::Box::new(AtomicU64::new(0));
-    let mut predicate = wkpred::Predicate::default();
-    device.ring.wakeup_clause(&mut predicate);
-    deadline_word_clause(&mut predicate, &wake_at);
-    install(&predicate).expect("wakeup predicate");
+    // One predicate for the whole run: a frame stored, or the deadline the loop moves to
+    // smoltcp's next timer before each sleep.
+    let mut waiter = Waiter::new().expect("the process's waiter");
+    waiter.watch_ring(&device.ring);
     let mut echoed = 0u64;
     let mut buffer = [0u8; 1536];
     while echoed < count {
@@ -88,8 +88,7 @@ fn run(args: exos::Args) -> i32 {
         iface.poll(now(), &mut device, &mut sockets);
         // Sleep until a frame is stored or smoltcp's next timer (ARP retries, ...), at most 1 s.
         let delay_ms = iface.poll_delay(now(), &sockets).map_or(1000, |d| d.total_millis().min(1000));
-        wake_at.store(sys::ticks() + delay_ms * TICK_HZ / 1000 + 1, Ordering::Release);
-        sys::wk_sleep();
+        waiter.sleep_ms(delay_ms).expect("wakeup predicate");
     }
     println!("udpecho: echoed {echoed} datagrams");
     0

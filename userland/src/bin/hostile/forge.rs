@@ -12,6 +12,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use dpf::Filter;
 use exos::abi::net::{GatherSegment, XMIT_UNCHECKED};
 use exos::abi::{EnvStatus, Error, Stat};
+use exos::filter::InstalledFilter;
 use exos::ring::PacketRing;
 use exos::{println, sys};
 
@@ -86,13 +87,17 @@ fn send(frame: &[u8], flags: usize) -> Result<(), Error> {
     Ok(())
 }
 
-/// A ring holding `filters`; the right to send from them lasts as long as it.
-fn hold(filters: &[Filter]) -> Result<PacketRing, Error> {
+/// `filters` held into a small ring; the right to send from them lasts as long as the value.
+struct Held {
+    _filters: Vec<InstalledFilter>,
+    _ring: PacketRing,
+}
+
+/// Holds `filters`.
+fn hold(filters: &[Filter]) -> Result<Held, Error> {
     let ring = PacketRing::new(2, 128)?;
-    for filter in filters {
-        sys::dpf_insert(&filter.to_bytes(), ring.id, 0)?;
-    }
-    Ok(ring)
+    let filters = filters.iter().map(|filter| ring.install(filter)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Held { _filters: filters, _ring: ring })
 }
 
 /// Every forging attack, from the driver (skipped, and said so, without a NIC).

@@ -13,7 +13,9 @@ use dpf::{Atom, Base, Filter, FilterBuilder, Width};
 use exos::abi::layout::{PAGE_SIZE, USER_BASE};
 use exos::abi::net::GatherSegment;
 use exos::abi::{EnvId, EnvStatus, Error, PteFlags, Rights, SPAWN_SHARE_WHOLE, Stat, spawn_flags};
-use exos::ring::{PacketRing, deadline_word_clause, install};
+use exos::filter::InstalledFilter;
+use exos::ring::PacketRing;
+use exos::wait::{deadline_word_clause, install};
 use exos::{println, sys};
 
 /// Where children map pages for rings (far from everything else).
@@ -83,7 +85,7 @@ fn squatting(r: &mut Report) {
         ("squat on all ARP", Filter::arp()),
         ("squat on all TCP", FilterBuilder::new().ip_protocol(6).build().unwrap_or_default()),
     ] {
-        r.expect_error(name, sys::dpf_insert(&filter.to_bytes(), ring.id, 0), &[Error::NotPermitted]);
+        r.expect_error(name, sys::dpf_insert(&filter.to_bytes(), ring.id(), 0), &[Error::NotPermitted]);
     }
 }
 
@@ -140,7 +142,7 @@ fn afterwards(r: &mut Report) {
     let started = sys::env_spawn("hello", &exos::Args::encode(&["after-the-attacks"])).map(wait_for);
     r.outcome("a new program starts after the attacks", matches!(started, Ok(Some(EnvStatus::Exited(0)))), &format!("{started:?}"));
     let ok = PacketRing::new(4, 2048).and_then(|ring| {
-        let id = sys::dpf_insert(&shape_filter(700).to_bytes(), ring.id, 0)?;
+        let id = sys::dpf_insert(&shape_filter(700).to_bytes(), ring.id(), 0)?;
         sys::dpf_delete(id)
     });
     r.outcome("a new filter shape installs after the attacks", ok.is_ok(), &format!("{ok:?}"));
@@ -191,7 +193,7 @@ fn verdict(attack: &str, count: usize, what: &str, stop: Option<Error>, expected
 fn exhaust_filters() -> i32 {
     let Ok(ring) = PacketRing::new(4, 2048) else { return 10 };
     let mut count = 0;
-    let stop = (1..=u16::MAX).find_map(|port| match sys::dpf_insert(&Filter::udp_port(port).to_bytes(), ring.id, 0) {
+    let stop = (1..=u16::MAX).find_map(|port| match sys::dpf_insert(&Filter::udp_port(port).to_bytes(), ring.id(), 0) {
         Ok(_) => {
             count += 1;
             None
@@ -204,7 +206,7 @@ fn exhaust_filters() -> i32 {
 fn exhaust_shapes() -> i32 {
     let Ok(ring) = PacketRing::new(4, 2048) else { return 10 };
     let mut count = 0;
-    let stop = (0..1400).find_map(|n| match sys::dpf_insert(&shape_filter(n).to_bytes(), ring.id, 0) {
+    let stop = (0..1400).find_map(|n| match sys::dpf_insert(&shape_filter(n).to_bytes(), ring.id(), 0) {
         Ok(_) => {
             count += 1;
             None
@@ -287,7 +289,7 @@ fn exhaust_refs() -> i32 {
     let children = idle_children(16, 4);
     let (mut refs, mut stop) = (0, None);
     'outer: for port in 1..=u16::MAX {
-        let filter = match sys::dpf_insert(&Filter::udp_port(port).to_bytes(), ring.id, 0) {
+        let filter = match sys::dpf_insert(&Filter::udp_port(port).to_bytes(), ring.id(), 0) {
             Ok(filter) => filter,
             Err(error) => {
                 stop = Some(error);
@@ -339,7 +341,7 @@ fn shape_churn() -> i32 {
     let start = sys::time();
     let mut rounds = 0;
     for n in 0..100 {
-        let Ok(id) = sys::dpf_insert(&shape_filter(800 + n).to_bytes(), ring.id, 0) else { break };
+        let Ok(id) = sys::dpf_insert(&shape_filter(800 + n).to_bytes(), ring.id(), 0) else { break };
         let _ = sys::dpf_delete(id);
         rounds += 1;
     }
@@ -447,18 +449,17 @@ fn flood() -> i32 {
     }
 }
 
-/// Takes the flood frames tagged `tag` with a filter into a small ring (kept as long as the
-/// ring). All tags share one filter shape, which `load` makes first: a flooder's share of the
-/// quota is too small to pay for a shape of its own.
-fn take_flood_tag(tag: u32) -> Result<PacketRing, Error> {
+/// Takes the flood frames tagged `tag` with a filter into a small ring (both kept as long as
+/// the returned pair). All tags share one filter shape, which `load` makes first: a flooder's
+/// share of the quota is too small to pay for a shape of its own.
+fn take_flood_tag(tag: u32) -> Result<(InstalledFilter, PacketRing), Error> {
     let filter = FilterBuilder::new()
         .ethertype(PRIVATE_ETHERTYPE)
         .atom(Atom::new(Base::Frame, 18, Width::W4, tag))
         .build()
         .map_err(|_| Error::BadFilter)?;
     let ring = PacketRing::new(2, 128)?;
-    sys::dpf_insert(&filter.to_bytes(), ring.id, 0)?;
-    Ok(ring)
+    Ok((ring.install(&filter)?, ring))
 }
 
 /// Children one `crowd` starts at most (their shares stay close to one environment each
