@@ -3,6 +3,9 @@
 
 # What init starts for `make run`: program[:arg...] separated by commas.
 CMDLINE ?= init=hello,worker,sysbench
+# The files programs serve (under www/ in the image).
+DOCROOT ?= site
+export XOK_DOCROOT = $(abspath $(DOCROOT))
 
 setup:
 	@scripts/setup.sh

@@ -8,6 +8,9 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+extern crate alloc;
+
+pub mod initrd;
 pub mod layout;
 pub mod net;
 
@@ -181,10 +184,16 @@ pub enum Stat {
     InterruptsOffOver1ms = 19,
     /// How many times the kernel ran with interrupts off for 10 ms (a timer tick) or more.
     InterruptsOffOver10ms = 20,
+    /// The physical page where the initrd (the file store, a cpio newc archive) starts: it and
+    /// the pages after it are public, so any program may map them read-only with
+    /// `insert_pte`. 0 if the kernel has none to share.
+    InitrdPage = 21,
+    /// The initrd's length in bytes.
+    InitrdBytes = 22,
 }
 
 /// Number of defined stats.
-pub const STAT_COUNT: usize = 21;
+pub const STAT_COUNT: usize = 23;
 
 impl Stat {
     /// The stat with number `n`, if there is one.
@@ -193,7 +202,7 @@ impl Stat {
         const ALL: [Stat; STAT_COUNT] = [
             FreePages, HeapUsed, HeapPeak, HeapSize, HeapCharged, Filters, Shapes, Envs, Zombies, MyPages,
             MyHeap, MyEnvs, MyShapes, MyFilters, MyTickets, LostTicks, MaxInterruptsOffNs, DpfCodeStale,
-            MaxInterruptsOffCause, InterruptsOffOver1ms, InterruptsOffOver10ms,
+            MaxInterruptsOffCause, InterruptsOffOver1ms, InterruptsOffOver10ms, InitrdPage, InitrdBytes,
         ];
         ALL.get(n).copied()
     }

@@ -4,7 +4,8 @@
 //! heap built on `page_alloc` + `insert_pte` ([`heap`]) and console output ([`print!`],
 //! [`println!`]). Kernel resources are owned handles that give themselves back on `Drop`:
 //! packet rings ([`ring`]), filters ([`filter`]), transmit buffers ([`xmit`]) and the one
-//! wakeup predicate ([`wait`]). smoltcp sees the NIC through [`netdev`].
+//! wakeup predicate ([`wait`]). Files come from the image ([`fs`]); smoltcp sees the NIC
+//! through [`netdev`].
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
@@ -12,6 +13,7 @@ extern crate alloc;
 pub mod console;
 pub mod echo;
 pub mod filter;
+pub mod fs;
 pub mod heap;
 pub mod netdev;
 pub mod ring;

@@ -49,6 +49,7 @@ fn hostile_is_contained_while_worker_finishes() {
     // The forging attacks ran against a victim (the wire-level check is in net.rs).
     assert!(output.contains("hostile: attack forge a TCP RST for another program's connection: REFUSED (the frame's source is not the sender's)"), "{output}");
     assert!(output.contains("hostile: attack disturb the victim's sends by forging: REFUSED (it sent all its datagrams)"), "{output}");
+    assert!(output.contains("hostile: attack write to the mapped file store (in a child): CONTAINED"), "{output}");
     let summary = lines_with(&output, "hostile: summary:").pop().expect("hostile finished");
     assert!(summary.ends_with(" 0 failed"), "{summary}");
     assert!(output.contains("(hostile) exited with status 0"), "{output}");
@@ -179,4 +180,28 @@ fn a_neighbour_keeps_its_share_beside_spinners_sleepers_and_flooders() {
         assert!(slowdown <= bound, "{crowd}: {ms} ms against {alone} ms alone:\n{output}");
     }
     eprintln!("{}", report.join("\n"));
+}
+
+/// 64-bit FNV-1a, as `files cat` prints it.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// Programs read the document root from the image (`exos::fs` over the initrd's public pages):
+/// every file listed with its length, contents identical to the host's, a missing one refused.
+#[test]
+fn programs_read_the_document_root_from_the_image() {
+    let guest = Guest::boot("init=files:list,files:cat:www/index.html:www/xok.txt:www/nope", &[]).unwrap();
+    let (status, output) = guest.wait_exit(Duration::from_secs(60)).unwrap();
+    assert_eq!(status, EXIT_SUCCESS, "{output}");
+    let docroot = xok_tools::image::workspace_root().join("site");
+    for (name, bytes) in xok_tools::image::docroot_files(&docroot).unwrap() {
+        assert!(output.contains(&format!("files: {name} {} bytes\n", bytes.len())), "{name} not listed:\n{output}");
+    }
+    for name in ["index.html", "xok.txt"] {
+        let bytes = std::fs::read(docroot.join(name)).unwrap();
+        let line = format!("files: www/{name} {} bytes fnv1a {:016x}", bytes.len(), fnv1a(&bytes));
+        assert!(output.contains(&line), "missing {line:?}:\n{output}");
+    }
+    assert!(output.contains("files: www/nope: no such file"), "{output}");
 }

@@ -1,4 +1,6 @@
-//! Builds the boot image: the kernel ELF and an initrd holding every userland program.
+//! Builds the boot image: the kernel ELF and an initrd holding every userland program and,
+//! under `www/`, the files of a document root (`XOK_DOCROOT`, default `site/` in the
+//! repository; `make run DOCROOT=dir` sets it), which programs read through `exos::fs`.
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -56,7 +58,9 @@ pub fn build(out: &Path) -> Result<Image> {
     for name in program_names(&root)? {
         files.push((name.clone(), stripped(&binaries.join(&name))?));
     }
-    let archive = xok::initrd::write_archive(files.iter().map(|(name, bytes)| (name.as_str(), bytes.as_slice())));
+    let docroot = std::env::var_os("XOK_DOCROOT").map_or_else(|| root.join("site"), PathBuf::from);
+    files.extend(docroot_files(&docroot)?);
+    let archive = xok_abi::initrd::write_archive(files.iter().map(|(name, bytes)| (name.as_str(), bytes.as_slice())));
     std::fs::create_dir_all(out)?;
     let image = Image { kernel: out.join("xok"), initrd: out.join("initrd.cpio") };
     write_atomically(&image.initrd, &archive)?;
@@ -78,6 +82,27 @@ fn stripped(program: &Path) -> Result<Vec<u8>> {
         bail!("strip {} failed ({status})", program.display());
     }
     std::fs::read(&out).with_context(|| format!("reading {}", out.display()))
+}
+
+/// Every regular file under `docroot`, named `www/<path relative to docroot>`, in path order.
+pub fn docroot_files(docroot: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut files = Vec::new();
+    let mut directories = vec![docroot.to_path_buf()];
+    while let Some(directory) = directories.pop() {
+        for entry in std::fs::read_dir(&directory).with_context(|| format!("reading the document root {}", directory.display()))? {
+            let path = entry?.path();
+            if path.is_dir() {
+                directories.push(path);
+                continue;
+            }
+            let relative = path.strip_prefix(docroot).expect("found under the document root");
+            let Some(name) = relative.to_str() else { bail!("{} is not a UTF-8 path", path.display()) };
+            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            files.push((format!("www/{name}"), bytes));
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 fn target_dir(root: &Path) -> PathBuf {

@@ -7,7 +7,7 @@
 
 use crate::account::{Accounts, Resources, cost};
 use crate::env::{Env, EnvTable, MAX_ENVS};
-use crate::initrd::Initrd;
+use xok_abi::initrd::Initrd;
 use crate::net::ring::RingGeometry;
 use crate::ownership::{Page, PageOwnership};
 use crate::program;
@@ -133,6 +133,8 @@ pub struct Kernel<M: Machine> {
     ticks_page: Page,
     kernel_mappings: KernelMappings,
     initrd: Initrd<'static>,
+    /// The initrd's first physical page, once its pages are public ([`Kernel::share_initrd`]).
+    initrd_page: Option<Page>,
 }
 
 /// Formats a log line to the console without allocating.
@@ -178,6 +180,7 @@ impl<M: Machine> Kernel<M> {
             ticks_page,
             kernel_mappings,
             initrd,
+            initrd_page: None,
         }
     }
 
@@ -596,6 +599,16 @@ impl<M: Machine> Kernel<M> {
         self.spawn(Some(caller), &path, &args_buffer[..args_len], privileged, share).map(|id| id.0 as usize)
     }
 
+    /// Makes the initrd's pages, from `first` on, public (`PageOwnership::add_public`): every
+    /// program may then map its files read-only (`Stat::InitrdPage`, `Stat::InitrdBytes`).
+    /// The initrd must start at `first` and its last page must hold nothing else.
+    pub fn share_initrd(&mut self, first: Page) {
+        for n in 0..self.initrd.len().div_ceil(PAGE_SIZE) {
+            self.pages.add_public(Page(first.0 + n));
+        }
+        self.initrd_page = Some(first);
+    }
+
     /// Whether environments or filters of ended environments are still to be torn down.
     pub fn teardown_pending(&self) -> bool {
         !self.dying.is_empty() || !self.releasing.is_empty() || self.filter_teardown_pending()
@@ -691,6 +704,8 @@ impl<M: Machine> Kernel<M> {
             Stat::InterruptsOffOver1ms => irq.off_over_1ms as usize,
             Stat::InterruptsOffOver10ms => irq.off_over_10ms as usize,
             Stat::DpfCodeStale => usize::from(self.net.classifier.generation() != Some(self.net.dpf.generation())),
+            Stat::InitrdPage => self.initrd_page.map_or(0, |page| page.0),
+            Stat::InitrdBytes => self.initrd_page.map_or(0, |_| self.initrd.len()),
         })
     }
 

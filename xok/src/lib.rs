@@ -1,7 +1,7 @@
 //! xok, an x86-64 exokernel.
 //!
 //! The kernel only multiplexes and protects hardware. The mechanisms (page ownership vectors,
-//! address spaces, environments, syscall dispatch, the initrd and ELF loader) are plain Rust with
+//! address spaces, environments, syscall dispatch, the ELF loader over the initrd) are plain Rust with
 //! host unit tests; `arch` and the boot path run only on the bare metal.
 #![cfg_attr(not(test), no_std)]
 
@@ -13,7 +13,6 @@ pub mod ownership;
 pub mod vm;
 pub mod wk;
 pub mod env;
-pub mod initrd;
 pub mod kernel;
 pub mod net;
 pub mod program;

@@ -49,6 +49,9 @@ enum PageState {
     Kernel,
     /// On the free list.
     Free,
+    /// Every environment may read it and map it read-only; nobody may write it, grant it or
+    /// free it (the initrd's pages: the machine's file store).
+    Public,
     /// Held by environments or pinned; charged to the environment that allocated it.
     InUse { holders: Vec<Holder>, pins: u32, charged_to: EnvId },
 }
@@ -79,6 +82,14 @@ impl PageOwnership {
         if let Some(state @ PageState::Reserved) = self.pages.get_mut(page.0) {
             *state = PageState::Free;
             self.free.push(page);
+        }
+    }
+
+    /// Makes a reserved page public: readable by every environment, writable by none (boot
+    /// time only; the page stays public for good).
+    pub fn add_public(&mut self, page: Page) {
+        if let Some(state @ PageState::Reserved) = self.pages.get_mut(page.0) {
+            *state = PageState::Public;
         }
     }
 
@@ -142,14 +153,19 @@ impl PageOwnership {
         }
     }
 
-    /// The rights `env` holds on `page` (empty if none or no such page).
+    /// The rights `env` holds on `page` (empty if none or no such page; read on a public page).
     pub fn rights(&self, env: EnvId, page: Page) -> Rights {
         match self.pages.get(page.0) {
             Some(PageState::InUse { holders, .. }) => {
                 holders.iter().find(|h| h.env == env).map_or(Rights::empty(), |h| h.rights)
             }
+            Some(PageState::Public) => Rights::READ,
             _ => Rights::empty(),
         }
+    }
+
+    fn is_public(&self, page: Page) -> bool {
+        matches!(self.pages.get(page.0), Some(PageState::Public))
     }
 
     /// Gives `to` the rights `rights` on `page`, which `from` must hold (all of them). A new
@@ -157,6 +173,10 @@ impl PageOwnership {
     pub fn grant(&mut self, from: EnvId, page: Page, to: EnvId, rights: Rights) -> Result<(), Error> {
         if rights.is_empty() {
             return Err(Error::BadFlags);
+        }
+        if self.is_public(page) {
+            // Everyone reads it already; nobody may give more.
+            return if rights == Rights::READ { Ok(()) } else { Err(Error::NoRights) };
         }
         let holders = self.holders_mut(page)?;
         let granter = holders.iter().find(|h| h.env == from).ok_or(Error::NoRights)?;
@@ -179,6 +199,9 @@ impl PageOwnership {
     /// while the kernel pins it (a packet ring, a wakeup predicate, a frame being sent) and
     /// `env` is its last holder: the page would be in use and held by nobody.
     pub fn free(&mut self, env: EnvId, page: Page) -> Result<(), Error> {
+        if self.is_public(page) {
+            return Err(Error::NoRights);
+        }
         let Some(PageState::InUse { holders, pins, .. }) = self.pages.get_mut(page.0) else {
             return Err(Error::NoSuchPage);
         };
@@ -201,6 +224,10 @@ impl PageOwnership {
     /// rights.
     pub fn add_mapping(&mut self, env: EnvId, page: Page, write: bool) -> Result<(), Error> {
         let needed = if write { Rights::READ | Rights::WRITE } else { Rights::READ };
+        if self.is_public(page) {
+            // Read-only mappings of public pages need no record: the page never goes away.
+            return if write { Err(Error::NoRights) } else { Ok(()) };
+        }
         let holders = self.holders_mut(page)?;
         let holder = holders.iter_mut().find(|h| h.env == env).ok_or(Error::NoRights)?;
         if !holder.rights.contains(needed) {
@@ -214,7 +241,7 @@ impl PageOwnership {
     pub fn check_mapping(&self, env: EnvId, page: Page, write: bool) -> Result<(), Error> {
         let needed = if write { Rights::READ | Rights::WRITE } else { Rights::READ };
         match self.pages.get(page.0) {
-            Some(PageState::InUse { .. }) => {
+            Some(PageState::InUse { .. } | PageState::Public) => {
                 if self.rights(env, page).contains(needed) { Ok(()) } else { Err(Error::NoRights) }
             }
             _ => Err(Error::NoSuchPage),
@@ -223,6 +250,9 @@ impl PageOwnership {
 
     /// Forgets one mapping of `page` by `env` (the page-table entry is gone).
     pub fn remove_mapping(&mut self, env: EnvId, page: Page) {
+        if self.is_public(page) {
+            return;
+        }
         let holder = self
             .holders_mut(page)
             .ok()
@@ -241,6 +271,8 @@ impl PageOwnership {
                 *pins += 1;
                 Ok(())
             }
+            // Public pages never go away: a pin (a frame sent from a file) needs no count.
+            Some(PageState::Public) => Ok(()),
             _ => Err(Error::NoSuchPage),
         }
     }
@@ -249,6 +281,7 @@ impl PageOwnership {
     pub fn unpin(&mut self, page: Page) {
         match self.pages.get_mut(page.0) {
             Some(PageState::InUse { pins, .. }) if *pins > 0 => *pins -= 1,
+            Some(PageState::Public) => return,
             _ => panic!("unpin of {page:?}, which is not pinned"),
         }
         self.release_if_unused(page);
@@ -533,6 +566,25 @@ mod tests {
         pages.free(C, page).unwrap();
         assert_eq!(pages.holders_paid_by(B), 0);
         pages.release_env(B);
+        assert_eq!(pages.holders_paid_by(A), 0);
+    }
+
+    #[test]
+    fn public_pages_are_readable_by_all_and_writable_by_none() {
+        let mut pages = PageOwnership::new(64);
+        pages.add_public(Page(40));
+        assert_eq!(pages.rights(A, Page(40)), Rights::READ);
+        assert_eq!(pages.rights(B, Page(40)), Rights::READ);
+        assert_eq!(pages.add_mapping(A, Page(40), true), Err(Error::NoRights));
+        assert_eq!(pages.check_mapping(A, Page(40), true), Err(Error::NoRights));
+        pages.add_mapping(A, Page(40), false).unwrap();
+        pages.remove_mapping(A, Page(40));
+        assert_eq!(pages.grant(A, Page(40), B, Rights::READ | Rights::WRITE), Err(Error::NoRights));
+        assert_eq!(pages.grant(A, Page(40), B, Rights::READ), Ok(()));
+        assert_eq!(pages.free(A, Page(40)), Err(Error::NoRights));
+        pages.pin(Page(40)).unwrap();
+        pages.unpin(Page(40));
+        assert_eq!(pages.free_count(), 0, "a public page never reaches the free list");
         assert_eq!(pages.holders_paid_by(A), 0);
     }
 

@@ -85,7 +85,7 @@ pub(super) fn kernel_with_pages(count: usize) -> Kernel<TestMachine> {
     let rx = program_header::PF_R | program_header::PF_X;
     let rw = program_header::PF_R | program_header::PF_W;
     let program = elf(header::ET_EXEC, base, &[(base, 64, &[0xcc; 64], rx), (base + 0x1000, 0x2100, b"data", rw)]);
-    let archive = crate::initrd::write_archive([("good", &program[..]), ("junk", b"\x7fELFjunk")]);
+    let archive = xok_abi::initrd::write_archive([("good", &program[..]), ("junk", b"\x7fELFjunk")]);
     let initrd = Initrd::new(Box::leak(archive.into_boxed_slice()));
     let mut pages = PageOwnership::new(count);
     for n in 256..count {
@@ -304,4 +304,30 @@ fn page_tables_count_against_the_quota() {
     // Two tables did not fit; at most one page may.
     let _ = call(&mut k, a, Syscall::PageAlloc, [0; 5]);
     assert_eq!(call(&mut k, a, Syscall::PageAlloc, [0; 5]), Err(Error::QuotaExceeded));
+}
+
+#[test]
+fn the_initrd_is_public_readable_by_every_program_and_writable_by_none() {
+    let mut k = kernel();
+    let first = Page(100); // below 256: reserved, as the initrd's pages are at boot
+    k.share_initrd(first);
+    let env = k.spawn(None, "good", b"", false, 0).unwrap();
+    let stat = |k: &mut Kernel<TestMachine>, stat: xok_abi::Stat| call(k, env, Syscall::KernelStats, [stat as usize, 0, 0, 0, 0]);
+    assert_eq!(stat(&mut k, xok_abi::Stat::InitrdPage), Ok(100));
+    let bytes = stat(&mut k, xok_abi::Stat::InitrdBytes).unwrap();
+    assert!(bytes > 0);
+    let last = first.0 + bytes.div_ceil(PAGE_SIZE) - 1;
+    let va = 0x60_0000_0000;
+    let free = k.pages.free_count();
+    assert_eq!(call(&mut k, env, Syscall::InsertPte, [va, first.0, PteFlags::WRITE.bits() as usize, 0, 0]), Err(Error::NoRights));
+    call(&mut k, env, Syscall::InsertPte, [va, first.0, 0, 0, 0]).unwrap();
+    call(&mut k, env, Syscall::InsertPte, [va + PAGE_SIZE, last, 0, 0, 0]).unwrap();
+    assert_eq!(call(&mut k, env, Syscall::InsertPte, [va, last + 1, 0, 0, 0]), Err(Error::NoSuchPage), "the page after it is not public");
+    assert_eq!(call(&mut k, env, Syscall::PageFree, [first.0, 0, 0, 0, 0]), Err(Error::NoRights));
+    assert_eq!(call(&mut k, env, Syscall::PageGrant, [first.0, env.0 as usize, 3, 0, 0]), Err(Error::NoRights));
+    k.destroy(env, EnvStatus::Exited(0), "");
+    k.run_jobs_inline();
+    assert!(k.pages.free_count() >= free, "nothing of the mapping stays behind");
+    let next = k.spawn(None, "good", b"", false, 0).unwrap();
+    call(&mut k, next, Syscall::InsertPte, [va, first.0, 0, 0, 0]).unwrap();
 }

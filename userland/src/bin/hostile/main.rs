@@ -104,6 +104,7 @@ fn driver() -> i32 {
     exhaustion_attack(&mut report);
     fatal_attacks(&mut report);
     read_only_grant_attack(&mut report);
+    file_store_attacks(&mut report);
     loop_forever_attack(&mut report);
     quota::attacks(&mut report);
     console_forgery(&mut report);
@@ -328,6 +329,22 @@ fn read_only_grant_attack(r: &mut Report) {
     sys::page_free(page).expect("free granted page");
 }
 
+/// The file store's pages (the initrd) are public: readable by all, writable by none.
+fn file_store_attacks(r: &mut Report) {
+    let page = sys::kernel_stat(Stat::InitrdPage);
+    if page == 0 {
+        return r.outcome("write to the file store", false, "the kernel shares no file store");
+    }
+    // SAFETY: SCRATCH is unused here; a writable mapping must be refused.
+    r.expect_error("map a file-store page writable", unsafe { sys::insert_pte(SCRATCH, page, PteFlags::WRITE) }, &[Error::NoRights]);
+    r.expect_error("free a file-store page", sys::page_free(page), &[Error::NoRights]);
+    r.expect_error("grant write rights on a file-store page", sys::page_grant(page, sys::env_id(), Rights::READ | Rights::WRITE), &[Error::NoRights]);
+    match start_child("write-file-store", &[]).map(wait_for) {
+        Ok(Some(EnvStatus::Killed(14))) => r.outcome("write to the mapped file store (in a child)", true, "killed by the kernel, vector 14"),
+        other => r.outcome("write to the mapped file store (in a child)", false, &format!("{other:?}")),
+    }
+}
+
 fn loop_forever_attack(r: &mut Report) {
     let child = match start_child("loop-forever", &[]) {
         Ok(child) => child,
@@ -383,6 +400,12 @@ fn child(attack: &str, extra: &[&str]) -> i32 {
             "x87-instruction" => core::arch::asm!("fld1", "fstp st(0)"),
             "int-0x80" => core::arch::asm!("int 0x80"),
             "read-only" => read_only_child(extra),
+            "write-file-store" => {
+                let file = exos::fs::open("www/index.html").map(|file| file.bytes().as_ptr());
+                if let Ok(byte) = file {
+                    core::ptr::write_volatile(byte as *mut u8, b'!');
+                }
+            }
             "loop-forever" => loop { core::hint::spin_loop() },
             _ => {
                 println!("hostile: unknown attack {attack}");

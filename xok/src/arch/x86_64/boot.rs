@@ -5,7 +5,7 @@
 use super::code::{CODE_WINDOW, CodeArena};
 use super::machine::{BareMachine, IDENTITY_MAPPED};
 use super::{gdt, idt, serial, timer, trap};
-use crate::initrd::Initrd;
+use xok_abi::initrd::Initrd;
 use crate::kernel::Kernel;
 use crate::kprintln;
 use crate::ownership::{Page, PageOwnership};
@@ -131,6 +131,19 @@ extern "C" fn kernel_main(start_info: u64) -> ! {
     upper_half[((CODE_WINDOW >> 39) & 511) as usize - 256] = code_entry;
     let mappings = KernelMappings { low_gigabyte: pd | bits::PRESENT | bits::WRITABLE, upper_half };
     let mut kernel = Kernel::new(machine, pages, mappings, initrd);
+    // The file store: programs map the initrd's pages read-only. The loader puts it on a page
+    // boundary; the rest of its last page (reserved with it, used by nothing) is cleared so
+    // that no stale memory becomes readable.
+    if module.paddr.is_multiple_of(PAGE_SIZE as u64) {
+        let end = (module.paddr + module.size) as usize;
+        let tail = end.next_multiple_of(PAGE_SIZE) - end;
+        // SAFETY: [end, end + tail) is the rest of the initrd's last page, inside the identity
+        // map (checked above) and kept out of the allocator with the initrd; nothing uses it.
+        unsafe { core::ptr::write_bytes(end as *mut u8, 0, tail) };
+        kernel.share_initrd(Page(module.paddr as usize / PAGE_SIZE));
+    } else {
+        kprintln!("initrd at {:#x} is not page-aligned: programs cannot map its files", module.paddr);
+    }
     // A secret seed for DPF's dispatch hashing, so nobody can aim connections at one bucket.
     kernel.net.dpf = alloc::sync::Arc::new(dpf::Dpf::with_seed(super::cpu::rdtsc()));
     start_nics(&mut kernel);

@@ -1,4 +1,6 @@
-//! The initrd: a cpio "newc" archive of programs and data files, read in place.
+//! The initrd: a cpio "newc" archive of programs and data files, read in place. It is part of
+//! the interface: the kernel loads programs from it, and programs read their files from it
+//! (exos maps its pages, which every environment may read: `Stat::InitrdPage`).
 //!
 //! Every header field is checked; a malformed archive yields an error, never a panic.
 //! [`write_archive`] makes archives (the image builder in `tools` and the tests use it).
@@ -81,6 +83,16 @@ impl<'a> Initrd<'a> {
         let data = self.bytes.get(data_start..data_end).ok_or(InitrdError::Truncated(data_start))?;
         let name = name.trim_start_matches("./").trim_start_matches('/');
         Ok(Some((File { name, data }, align4(data_end))))
+    }
+
+    /// The archive's size in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether the archive has no bytes at all.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
     }
 
     /// Checks the whole archive and counts its files.
