@@ -10,6 +10,7 @@
 
 extern crate alloc;
 
+pub mod arp;
 pub mod initrd;
 pub mod layout;
 pub mod net;

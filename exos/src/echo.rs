@@ -1,6 +1,6 @@
 //! Answers for the two questions every host must answer: ARP requests for its address and
-//! ICMP echo requests to it. Frames are read through smoltcp's checked wire views, so a
-//! malformed frame gets no answer, never a panic.
+//! ICMP echo requests to it; and what arpd learns from ARP and announces. Frames are read
+//! through smoltcp's checked wire views, so a malformed frame gets no answer, never a panic.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -20,6 +20,44 @@ pub fn reply(frame: &[u8], mac: [u8; 6], ip: [u8; 4]) -> Option<Vec<u8>> {
         EthernetProtocol::Ipv4 => echo_reply(&ethernet, mac, ip),
         _ => None,
     }
+}
+
+/// The sender of an ARP request or reply for IPv4 over Ethernet: its address and MAC (`None`
+/// for anything else, and for a sender claiming 0.0.0.0, a probe).
+pub fn arp_sender(frame: &[u8]) -> Option<([u8; 4], [u8; 6])> {
+    let ethernet = EthernetFrame::new_checked(frame).ok()?;
+    if ethernet.ethertype() != EthernetProtocol::Arp {
+        return None;
+    }
+    let packet = ArpPacket::new_checked(ethernet.payload()).ok()?;
+    let ArpRepr::EthernetIpv4 { source_hardware_addr, source_protocol_addr, .. } = ArpRepr::parse(&packet).ok()? else {
+        return None;
+    };
+    let ip = source_protocol_addr.octets();
+    (ip != [0; 4]).then_some((ip, source_hardware_addr.0))
+}
+
+/// A gratuitous ARP: a broadcast request for `ip` from `ip` itself, announcing that `ip` is
+/// at `mac`.
+pub fn gratuitous_arp(mac: [u8; 6], ip: [u8; 4]) -> Vec<u8> {
+    arp_request(mac, ip, ip)
+}
+
+/// A broadcast ARP request from `mac`/`ip` asking for `target`.
+pub fn arp_request(mac: [u8; 6], ip: [u8; 4], target: [u8; 4]) -> Vec<u8> {
+    let request = ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Request,
+        source_hardware_addr: EthernetAddress(mac),
+        source_protocol_addr: Ipv4Address::from_octets(ip),
+        target_hardware_addr: EthernetAddress([0; 6]),
+        target_protocol_addr: Ipv4Address::from_octets(target),
+    };
+    let header = EthernetRepr { src_addr: EthernetAddress(mac), dst_addr: EthernetAddress::BROADCAST, ethertype: EthernetProtocol::Arp };
+    let mut out = vec![0u8; header.buffer_len() + request.buffer_len()];
+    let mut frame = EthernetFrame::new_unchecked(&mut out[..]);
+    header.emit(&mut frame);
+    request.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
+    out
 }
 
 fn arp_reply(ethernet: &EthernetFrame<&[u8]>, mac: EthernetAddress, ip: Ipv4Address) -> Option<Vec<u8>> {
@@ -136,6 +174,21 @@ mod tests {
         let mut wrong = frame.clone();
         wrong[33] = 16; // to 10.0.2.16
         assert_eq!(reply(&wrong, MAC, IP), None);
+    }
+
+    #[test]
+    fn senders_are_learned_and_announcements_built() {
+        assert_eq!(arp_sender(&arp_request(IP)), Some(([10, 0, 2, 2], PEER_MAC)));
+        let announcement = gratuitous_arp(MAC, IP);
+        assert_eq!(arp_sender(&announcement), Some((IP, MAC)));
+        assert_eq!(&announcement[..6], &[0xff; 6]);
+        assert_eq!(&announcement[38..42], &IP, "asks for its own address");
+        let mut probe = arp_request(IP);
+        probe[28..32].copy_from_slice(&[0; 4]);
+        assert_eq!(arp_sender(&probe), None, "a probe teaches nothing");
+        for len in 0..42 {
+            assert_eq!(arp_sender(&announcement[..len]), None);
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 extern crate alloc;
 
+pub mod arp;
 pub mod console;
 pub mod echo;
 pub mod filter;

@@ -1,6 +1,10 @@
 //! Program entry: `_start` aligns the stack and calls into Rust, which reads the arguments the
 //! kernel put at `ARGS_VA`, runs the program's `main` (named with [`crate::entry!`]), and exits
 //! with its status. A panic prints its message and exits with status 101.
+//!
+//! Argument words of the form `exos.<name>=<value>` are settings for exos itself, like
+//! environment variables (the ARP table's page: `exos.arp=<page>`); programs do not see them
+//! among their arguments, and [`setting`] reads them.
 
 use alloc::vec::Vec;
 
@@ -11,14 +15,27 @@ pub struct Args {
     block: &'static [u8],
 }
 
+/// The prefix of argument words that are settings for exos (see [`setting`]).
+pub const SETTING_PREFIX: &str = "exos.";
+
+/// Every word of an argument block.
+fn words(block: &'static [u8]) -> impl Iterator<Item = &'static str> {
+    block.split(|&b| b == 0).filter(|word| !word.is_empty()).map(|word| core::str::from_utf8(word).unwrap_or(""))
+}
+
+/// The argument block this program was started with (set once at entry).
+static BLOCK: spin::Once<&'static [u8]> = spin::Once::new();
+
+/// The value of exos setting `name` (the word `exos.<name>=<value>`), if the program was
+/// started with one.
+pub fn setting(name: &str) -> Option<&'static str> {
+    words(BLOCK.get()?).find_map(|word| word.strip_prefix(SETTING_PREFIX)?.strip_prefix(name)?.strip_prefix('='))
+}
+
 impl Args {
-    /// The argument words.
+    /// The argument words (without exos settings).
     pub fn iter(&self) -> impl Iterator<Item = &'static str> + use<> {
-        let block = self.block;
-        block
-            .split(|&b| b == 0)
-            .filter(|word| !word.is_empty())
-            .map(|word| core::str::from_utf8(word).unwrap_or(""))
+        words(self.block).filter(|word| !word.starts_with(SETTING_PREFIX))
     }
 
     /// The argument words, collected.
@@ -85,6 +102,7 @@ mod bare {
             let len = (*args as usize).min(xok_abi::ARGS_MAX);
             core::slice::from_raw_parts(args.add(1) as *const u8, len)
         };
+        BLOCK.call_once(|| block);
         // SAFETY: the program defines exos_main through exos::entry!.
         let status = unsafe { exos_main(Args { block }) };
         crate::sys::env_exit(status as u32)

@@ -308,3 +308,37 @@ fn forged_frames_never_reach_the_wire_and_the_victims_all_do() {
         assert_eq!(&rewritten[0][34..36], &7400u16.to_be_bytes(), "{model}: from the attacker's own port");
     }
 }
+
+/// arpd owns ARP: it announces the guest's address at start (Linux, told to accept gratuitous
+/// ARP, learns the guest's MAC without asking), answers arping, and learns the host into the
+/// table page another program reads (`arplookup`, waiting on the table's version word).
+#[test]
+fn arpd_announces_answers_and_learns_into_the_shared_table() {
+    for model in MODELS {
+        let ns = xok_tests::Netns::new(model).unwrap();
+        ns.exec(&["sysctl", "-q", "-w", "net.ipv4.conf.tap0.arp_accept=1"]).unwrap();
+        let host_mac = ns.exec(&["cat", "/sys/class/net/tap0/address"]).unwrap().trim().to_string();
+        let args = ns.nic_args(model, "52:54:00:ab:cd:01");
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let guest = Guest::boot_in(Some(&ns), "init=arpd:seconds=12,arplookup:10.0.2.2:seconds=10", &args).unwrap();
+        guest.wait_for("arpd: 10.0.2.15 announced; table ready", Duration::from_secs(30)).unwrap();
+        // The announcement reaches Linux's neighbour table with no question asked.
+        let mut neighbour = String::new();
+        for _ in 0..50 {
+            neighbour = ns.exec(&["ip", "neigh", "show", "10.0.2.15", "dev", "tap0"]).unwrap();
+            if neighbour.contains("52:54:00:ab:cd:01") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(neighbour.contains("52:54:00:ab:cd:01"), "{model}: Linux did not learn the announcement: {neighbour:?}");
+        let arping = ns.exec(&["arping", "-c", "3", "-w", "5", "-i", "tap0", "10.0.2.15"]).unwrap();
+        let all_answered = arping.contains("3 packets received") || arping.contains("3 packets transmitted, 3 packets received");
+        assert!(all_answered && arping.contains("52:54:00:ab:cd:01"), "{model}: {arping}");
+        let (status, output) = guest.wait_exit(Duration::from_secs(60)).unwrap();
+        assert_eq!(status, EXIT_SUCCESS, "{model}: {output}");
+        assert!(output.contains(&format!("arplookup: 10.0.2.2 is at {host_mac}")), "{model}: the table did not learn {host_mac}:\n{output}");
+        let answered = lines_with(&output, "arpd: answered").pop().unwrap_or_default().to_string();
+        assert!(answered.starts_with("arpd: answered 3 requests") || answered.starts_with("arpd: answered 4 requests"), "{model}: {answered}");
+    }
+}

@@ -6,7 +6,9 @@
 //! Each program gets an equal share of init's resources and CPU tickets: the kernel carves a
 //! child's quota out of its parent's (`docs/kernel.md`, "Quotas"), so programs started by
 //! init are isolated from one another, whatever they spawn. `prog%N` gives a program N/256 of
-//! what is left instead (for example `init=hostile%254:load:idle:1000:20,worker`). A leading
+//! what is left instead (for example `init=hostile%254:load:idle:1000:20,worker`). init also
+//! holds the ARP table page: it grants `arpd` write access (`table=<page>`) and every other
+//! program read access (the exos setting `exos.arp=<page>`). A leading
 //! `!` starts the program privileged (for example `init=!sysbench`): it may then install copy
 //! and fallback filters and send unchecked frames.
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -14,7 +16,8 @@
 extern crate alloc;
 
 use alloc::vec::Vec;
-use exos::abi::{SPAWN_SHARE_WHOLE, Stat, spawn_flags};
+use alloc::format;
+use exos::abi::{Rights, SPAWN_SHARE_WHOLE, Stat, spawn_flags};
 use exos::wait::Waiter;
 use exos::{println, sys};
 
@@ -29,6 +32,11 @@ fn run(args: exos::Args) -> i32 {
         return 0;
     };
     let specs: Vec<&str> = list.split(',').filter(|s| !s.is_empty()).collect();
+    // The ARP table page: arpd writes it, every other program reads it (`exos::arp`). init
+    // holds it, so it outlives any one program.
+    let arp_table = sys::page_alloc().ok();
+    let arp_setting = arp_table.map(|page| format!("exos.arp={page}"));
+    let arpd_table = arp_table.map(|page| format!("table={page}"));
     let mut failures = 0;
     for (n, spec) in specs.iter().enumerate() {
         let (privileged, spec) = match spec.strip_prefix('!') {
@@ -43,9 +51,19 @@ fn run(args: exos::Args) -> i32 {
             // for init itself (its wakeup predicate).
             None => (first, (SPAWN_SHARE_WHOLE - 1) / (specs.len() - n)),
         };
-        let words: Vec<&str> = parts.collect();
+        let mut words: Vec<&str> = parts.collect();
+        let is_arpd = program == "arpd";
+        words.extend(if is_arpd { arpd_table.as_deref() } else { arp_setting.as_deref() });
         match sys::env_spawn_with(program, &exos::Args::encode(&words), spawn_flags(privileged, share)) {
-            Ok(id) => println!("init: started {program} as env {:08x}", id.0),
+            Ok(id) => {
+                println!("init: started {program} as env {:08x}", id.0);
+                let rights = if is_arpd { Rights::READ | Rights::WRITE } else { Rights::READ };
+                if let Some(page) = arp_table
+                    && let Err(error) = sys::page_grant(page, id, rights)
+                {
+                    println!("init: {program} gets no ARP table: {error}");
+                }
+            }
             Err(error) => {
                 println!("init: cannot start {program}: {error}");
                 failures += 1;
