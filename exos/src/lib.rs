@@ -16,6 +16,7 @@ pub mod echo;
 pub mod filter;
 pub mod fs;
 pub mod heap;
+pub mod ipv4;
 pub mod netdev;
 pub mod ring;
 pub mod rt;

@@ -38,6 +38,16 @@ impl Args {
         words(self.block).filter(|word| !word.starts_with(SETTING_PREFIX))
     }
 
+    /// The value of the word `key=value`, if there is one.
+    pub fn value(&self, key: &str) -> Option<&'static str> {
+        self.iter().find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
+    }
+
+    /// The value of `key=value` parsed (`None` if absent or unparsable).
+    pub fn parsed<T: core::str::FromStr>(&self, key: &str) -> Option<T> {
+        self.value(key)?.parse().ok()
+    }
+
     /// The argument words, collected.
     pub fn to_vec(&self) -> Vec<&'static str> {
         self.iter().collect()

@@ -9,7 +9,6 @@
 //! T seconds; default: run until killed).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
-extern crate alloc;
 
 use dpf::Filter;
 use exos::abi::layout::TICK_HZ;
@@ -17,28 +16,17 @@ use exos::arp::{ArpTable, Neighbours};
 use exos::ring::PacketRing;
 use exos::wait::Waiter;
 use exos::xmit::TxPool;
+use exos::ipv4::{self, Dotted};
 use exos::{echo, println, sys};
 
 exos::entry!(run);
 
 fn run(args: exos::Args) -> i32 {
-    let (mut ip, mut nic, mut table, mut age) = ([10, 0, 2, 15], 0usize, None::<usize>, 300u64);
-    let mut seconds: Option<u64> = None;
-    for word in args.iter() {
-        match word.split_once('=') {
-            Some(("ip", v)) => {
-                let parts: alloc::vec::Vec<u8> = v.split('.').filter_map(|p| p.parse().ok()).collect();
-                if let [a, b, c, d] = parts[..] {
-                    ip = [a, b, c, d];
-                }
-            }
-            Some(("nic", v)) => nic = v.parse().unwrap_or(nic),
-            Some(("table", v)) => table = v.parse().ok(),
-            Some(("age", v)) => age = v.parse().unwrap_or(age),
-            Some(("seconds", v)) => seconds = v.parse().ok(),
-            _ => println!("arpd: ignoring argument {word}"),
-        }
-    }
+    let ip = args.value("ip").and_then(ipv4::parse).unwrap_or([10, 0, 2, 15]);
+    let nic: usize = args.parsed("nic").unwrap_or(0);
+    let table: Option<usize> = args.parsed("table");
+    let age: u64 = args.parsed("age").unwrap_or(300);
+    let seconds: Option<u64> = args.parsed("seconds");
     let Some(table) = table.and_then(|page| ArpTable::writable(page).ok()) else {
         println!("arpd: no table page (init passes table=<page>)");
         return 1;
@@ -54,7 +42,7 @@ fn run(args: exos::Args) -> i32 {
     let _filter = match ring.install(&Filter::arp_for(ip)) {
         Ok(filter) => filter,
         Err(error) => {
-            println!("arpd: ARP for {}.{}.{}.{} is taken: {error}", ip[0], ip[1], ip[2], ip[3]);
+            println!("arpd: ARP for {} is taken: {error}", Dotted(ip));
             return 1;
         }
     };
@@ -62,7 +50,7 @@ fn run(args: exos::Args) -> i32 {
     if let Err(error) = tx.send(&echo::gratuitous_arp(mac, ip)) {
         println!("arpd: announcement refused: {error}");
     }
-    println!("arpd: {}.{}.{}.{} announced; table ready", ip[0], ip[1], ip[2], ip[3]);
+    println!("arpd: {} announced; table ready", Dotted(ip));
     let mut waiter = Waiter::new().expect("the process's waiter");
     waiter.watch_ring(&ring);
     let mut ring = ring;

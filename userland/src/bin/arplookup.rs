@@ -9,18 +9,17 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use exos::abi::layout::TICK_HZ;
 use exos::arp::ArpTable;
 use exos::wait::Waiter;
+use exos::ipv4::{self, Dotted};
 use exos::{println, sys};
 
 exos::entry!(run);
 
 fn run(args: exos::Args) -> i32 {
-    let words = args.to_vec();
-    let parts: alloc::vec::Vec<u8> = words.first().map(|w| w.split('.').filter_map(|p| p.parse().ok()).collect()).unwrap_or_default();
-    let [a, b, c, d] = parts[..] else {
+    let Some(ip) = args.iter().next().and_then(ipv4::parse) else {
         println!("arplookup: usage: arplookup A.B.C.D [seconds=T]");
         return 2;
     };
-    let seconds: u64 = words.iter().find_map(|w| w.strip_prefix("seconds=")).and_then(|v| v.parse().ok()).unwrap_or(10);
+    let seconds: u64 = args.parsed("seconds").unwrap_or(10);
     let table = match ArpTable::get() {
         Ok(table) => table,
         Err(error) => {
@@ -34,12 +33,12 @@ fn run(args: exos::Args) -> i32 {
     let deadline = sys::ticks() + seconds * TICK_HZ;
     loop {
         seen.store(table.version().load(Ordering::Acquire), Ordering::Release);
-        if let Some(m) = table.lookup([a, b, c, d]) {
-            println!("arplookup: {a}.{b}.{c}.{d} is at {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5]);
+        if let Some(m) = table.lookup(ip) {
+            println!("arplookup: {} is at {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", Dotted(ip), m[0], m[1], m[2], m[3], m[4], m[5]);
             return 0;
         }
         if sys::ticks() >= deadline {
-            println!("arplookup: {a}.{b}.{c}.{d} unknown after {seconds} s");
+            println!("arplookup: {} unknown after {seconds} s", Dotted(ip));
             return 1;
         }
         if waiter.sleep_until(deadline).is_err() {

@@ -16,25 +16,10 @@ use exos::{println, sys};
 
 exos::entry!(run);
 
-fn parse_ip(text: &str) -> Option<[u8; 4]> {
-    let mut out = [0u8; 4];
-    let mut parts = text.split('.');
-    for byte in &mut out {
-        *byte = parts.next()?.parse().ok()?;
-    }
-    parts.next().is_none().then_some(out)
-}
-
 fn run(args: exos::Args) -> i32 {
-    let (mut ip, mut nic, mut seconds) = ([10, 0, 2, 15], 0usize, None);
-    for word in args.iter() {
-        match word.split_once('=') {
-            Some(("ip", v)) => ip = parse_ip(v).unwrap_or(ip),
-            Some(("nic", v)) => nic = v.parse().unwrap_or(0),
-            Some(("seconds", v)) => seconds = v.parse::<u64>().ok(),
-            _ => println!("rawecho: ignoring argument {word}"),
-        }
-    }
+    let ip = args.value("ip").and_then(exos::ipv4::parse).unwrap_or([10, 0, 2, 15]);
+    let nic: usize = args.parsed("nic").unwrap_or(0);
+    let seconds: Option<u64> = args.parsed("seconds");
     let info = match sys::nic_info(nic) {
         Ok(info) => info,
         Err(error) => {
@@ -59,8 +44,15 @@ fn run(args: exos::Args) -> i32 {
     let mut tx = exos::xmit::TxPool::new(nic);
     let m = info.mac;
     println!(
-        "rawecho: nic {nic} ({:?}) mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} ip {}.{}.{}.{} ready",
-        info.model, m[0], m[1], m[2], m[3], m[4], m[5], ip[0], ip[1], ip[2], ip[3]
+        "rawecho: nic {nic} ({:?}) mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} ip {} ready",
+        info.model,
+        m[0],
+        m[1],
+        m[2],
+        m[3],
+        m[4],
+        m[5],
+        exos::ipv4::Dotted(ip)
     );
     let (mut received, mut answered) = (0u64, 0u64);
     loop {

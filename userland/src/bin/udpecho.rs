@@ -26,21 +26,10 @@ fn now() -> Instant {
 }
 
 fn run(args: exos::Args) -> i32 {
-    let (mut ip, mut port, mut nic, mut count) = ([10, 0, 2, 15], 7u16, 0usize, u64::MAX);
-    for word in args.iter() {
-        match word.split_once('=') {
-            Some(("ip", v)) => {
-                let parts: alloc::vec::Vec<u8> = v.split('.').filter_map(|p| p.parse().ok()).collect();
-                if let [a, b, c, d] = parts[..] {
-                    ip = [a, b, c, d];
-                }
-            }
-            Some(("port", v)) => port = v.parse().unwrap_or(port),
-            Some(("nic", v)) => nic = v.parse().unwrap_or(nic),
-            Some(("count", v)) => count = v.parse().unwrap_or(count),
-            _ => println!("udpecho: ignoring argument {word}"),
-        }
-    }
+    let ip = args.value("ip").and_then(exos::ipv4::parse).unwrap_or([10, 0, 2, 15]);
+    let port: u16 = args.parsed("port").unwrap_or(7);
+    let nic: usize = args.parsed("nic").unwrap_or(0);
+    let count: u64 = args.parsed("count").unwrap_or(u64::MAX);
     let Ok(info) = sys::nic_info(nic) else {
         println!("udpecho: no nic {nic}");
         return 1;
@@ -70,7 +59,7 @@ fn run(args: exos::Args) -> i32 {
     let mut sockets = SocketSet::new(vec![]);
     let handle = sockets.add(socket);
     sockets.get_mut::<udp::Socket>(handle).bind(port).expect("bind");
-    println!("udpecho: {}.{}.{}.{} port {port} ready", ip[0], ip[1], ip[2], ip[3]);
+    println!("udpecho: {} port {port} ready", exos::ipv4::Dotted(ip));
     // One predicate for the whole run: a frame stored, or the deadline the loop moves to
     // smoltcp's next timer before each sleep.
     let mut waiter = Waiter::new().expect("the process's waiter");
