@@ -2,6 +2,11 @@
 //! of a neighbour. Layout: a version word at offset 0, odd while arpd is writing (a sequence
 //! lock: a reader copies what it needs and retries if the version moved or was odd), then
 //! [`ARP_ENTRIES`] entries of [`ARP_ENTRY_LEN`] bytes from [`ARP_ENTRIES_AT`].
+//!
+//! The request page: programs that miss an address ask arpd to find it. Layout: a counter
+//! word at offset 0 that a program bumps after writing a request, then [`ARP_REQUEST_SLOTS`]
+//! `u64` slots from offset 8, each 0 (free) or an IPv4 address (big-endian in the low 32
+//! bits, plus [`ARP_REQUEST_PENDING`]) that arpd clears once it has sent the request.
 
 /// Where the entries start in the page.
 pub const ARP_ENTRIES_AT: usize = 16;
@@ -9,6 +14,21 @@ pub const ARP_ENTRIES_AT: usize = 16;
 pub const ARP_ENTRY_LEN: usize = 24;
 /// Entries in the page.
 pub const ARP_ENTRIES: usize = (crate::layout::PAGE_SIZE - ARP_ENTRIES_AT) / ARP_ENTRY_LEN;
+
+/// Request slots in the request page.
+pub const ARP_REQUEST_SLOTS: usize = crate::layout::PAGE_SIZE / 8 - 1;
+/// Marks a request slot in use (so that 0.0.0.0 is never confused with a free slot).
+pub const ARP_REQUEST_PENDING: u64 = 1 << 32;
+
+/// A request slot's value for `ip`.
+pub fn request_word(ip: [u8; 4]) -> u64 {
+    ARP_REQUEST_PENDING | u64::from(u32::from_be_bytes(ip))
+}
+
+/// The address a request slot asks for, if it holds a request.
+pub fn requested_ip(word: u64) -> Option<[u8; 4]> {
+    (word & ARP_REQUEST_PENDING != 0).then(|| (word as u32).to_be_bytes())
+}
 
 /// One neighbour: its IPv4 address, its MAC, and when arpd last heard from it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -64,6 +84,14 @@ pub fn lookup(page: &[u8], ip: [u8; 4]) -> Option<[u8; 6]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_round_trip() {
+        assert_eq!(requested_ip(request_word([10, 0, 2, 2])), Some([10, 0, 2, 2]));
+        assert_eq!(requested_ip(request_word([0, 0, 0, 0])), Some([0, 0, 0, 0]));
+        assert_eq!(requested_ip(0), None);
+        assert_eq!(8 + ARP_REQUEST_SLOTS * 8, crate::layout::PAGE_SIZE);
+    }
 
     #[test]
     fn entries_fit_and_round_trip() {

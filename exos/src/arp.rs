@@ -1,37 +1,118 @@
 //! The ARP table as programs see it: a page that `arpd` writes and every program maps
-//! read-only (layout: `xok_abi::arp`). Where it is comes from init, not the kernel: init
-//! allocates the page, gives arpd write access and every other program it starts read access,
-//! and names the page in their settings (`exos.arp=<page>`, see [`crate::rt::setting`]).
+//! read-only, and a request page where programs ask arpd for addresses it does not know yet
+//! (layouts: `xok_abi::arp`). Where they are comes from init, not the kernel: init allocates
+//! both pages, gives arpd write access to both and every other program it starts read access
+//! to the table and write access to the requests, and names them in their settings
+//! (`exos.arp=<page>`, `exos.arpreq=<page>`; see [`crate::rt::setting`]).
 
+use alloc::boxed::Box;
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
-use xok_abi::arp::{ARP_ENTRIES, ARP_ENTRY_LEN, ArpEntry, entry_offset};
-use xok_abi::layout::PAGE_SIZE;
+use xok_abi::arp::{ARP_ENTRIES, ARP_ENTRY_LEN, ArpEntry, entry_offset, request_word, requested_ip};
+use xok_abi::layout::{PAGE_SIZE, TICK_HZ};
 use xok_abi::{Error, PteFlags};
+
+use crate::wait::Waiter;
 
 /// Where exos maps the table (an address of exos's choosing).
 pub const ARP_VA: usize = 0x5f_ffff_0000;
+/// Where exos maps the request page.
+pub const ARP_REQUESTS_VA: usize = 0x5f_fffe_0000;
 
-/// The mapped ARP table.
+/// A mapped page, as words.
+type Words = &'static [AtomicU64; PAGE_SIZE / 8];
+
+/// The mapped ARP table (and request page, if the program has one).
 #[derive(Clone, Copy, Debug)]
 pub struct ArpTable {
-    page: &'static [AtomicU64; PAGE_SIZE / 8],
+    page: Words,
+    requests: Option<Words>,
+    /// The table version this program saw last (for its waiter).
+    seen: &'static AtomicU64,
 }
 
 impl ArpTable {
-    /// The table named by this program's `exos.arp` setting, mapped read-only on first use.
-    /// Waits (yielding, at most a second) for the read right, which the parent grants right
-    /// after starting the program.
+    /// The table named by this program's settings, mapped on first use. Waits (yielding, at
+    /// most a second) for the rights, which the parent grants right after starting the
+    /// program.
     pub fn get() -> Result<ArpTable, Error> {
         static TABLE: spin::Once<Result<ArpTable, Error>> = spin::Once::new();
         *TABLE.call_once(|| {
             let page = crate::rt::setting("arp").and_then(|v| v.parse().ok()).ok_or(Error::NotFound)?;
-            map_at(ARP_VA, page, PteFlags::empty())
+            let requests = crate::rt::setting("arpreq").and_then(|v| v.parse().ok());
+            ArpTable::map(page, PteFlags::empty(), requests)
         })
     }
 
-    /// The table in `page` mapped writable (arpd's side: it alone holds the write right).
-    pub fn writable(page: usize) -> Result<ArpTable, Error> {
-        map_at(ARP_VA, page, PteFlags::WRITE)
+    /// The table in `page` mapped writable, with the request page (arpd's side: it alone
+    /// may write the table).
+    pub fn writable(page: usize, requests: Option<usize>) -> Result<ArpTable, Error> {
+        ArpTable::map(page, PteFlags::WRITE, requests)
+    }
+
+    fn map(page: usize, flags: PteFlags, requests: Option<usize>) -> Result<ArpTable, Error> {
+        let page = map_words(ARP_VA, page, flags)?;
+        let requests = requests.map(|requests| map_words(ARP_REQUESTS_VA, requests, PteFlags::WRITE)).transpose()?;
+        Ok(ArpTable::over(page, requests))
+    }
+
+    /// A table over pages already in memory.
+    fn over(page: Words, requests: Option<Words>) -> ArpTable {
+        ArpTable { page, requests, seen: Box::leak(Box::new(AtomicU64::new(0))) }
+    }
+
+    /// The MAC of `ip`: from the table, or else by asking arpd (again every second) and
+    /// sleeping on `waiter` until the table has it or tick `deadline` passes (`NotFound`).
+    pub fn resolve(&self, ip: [u8; 4], waiter: &mut Waiter, deadline: u64) -> Result<[u8; 6], Error> {
+        waiter.watch_change(self.version(), self.seen);
+        let mut ask_at = 0;
+        loop {
+            self.seen.store(self.version().load(Ordering::Acquire), Ordering::Release);
+            if let Some(mac) = self.lookup(ip) {
+                return Ok(mac);
+            }
+            let now = crate::sys::ticks();
+            if now >= deadline {
+                return Err(Error::NotFound);
+            }
+            if now >= ask_at {
+                self.request(ip)?;
+                ask_at = now + TICK_HZ;
+            }
+            waiter.sleep_until(deadline.min(ask_at))?;
+        }
+    }
+
+    /// Asks arpd to find `ip` (once: a pending request for it is enough).
+    pub fn request(&self, ip: [u8; 4]) -> Result<(), Error> {
+        let requests = self.requests.ok_or(Error::NotFound)?;
+        let word = request_word(ip);
+        let slots = &requests[1..];
+        if !slots.iter().any(|slot| slot.load(Ordering::Acquire) == word) {
+            let free = slots.iter().find(|slot| slot.compare_exchange(0, word, Ordering::AcqRel, Ordering::Acquire).is_ok());
+            free.ok_or(Error::TooMany)?;
+        }
+        requests[0].fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// The counter programs bump after a request (arpd's waiter watches it).
+    pub fn request_counter(&self) -> Option<&'static AtomicU64> {
+        self.requests.map(|requests| &requests[0])
+    }
+
+    /// Takes every pending request (arpd): the addresses asked for, each once.
+    pub fn take_requests(&self) -> Vec<[u8; 4]> {
+        let mut asked = Vec::new();
+        for slot in self.requests.map_or(&[][..], |requests| &requests[1..]) {
+            let word = slot.swap(0, Ordering::AcqRel);
+            if let Some(ip) = requested_ip(word)
+                && !asked.contains(&ip)
+            {
+                asked.push(ip);
+            }
+        }
+        asked
     }
 
     /// Writes entry `index` (arpd): the version goes odd, the words change, the version goes
@@ -103,7 +184,7 @@ impl ArpTable {
 
 /// Maps `page` at `va` with `flags` (waiting up to a second for the right) and views it as
 /// words.
-pub(crate) fn map_at(va: usize, page: usize, flags: PteFlags) -> Result<ArpTable, Error> {
+fn map_words(va: usize, page: usize, flags: PteFlags) -> Result<Words, Error> {
     let give_up = crate::sys::time() + 1_000_000_000;
     loop {
         // SAFETY: exos keeps `va` for the ARP table; nothing else of the program lives there.
@@ -114,9 +195,9 @@ pub(crate) fn map_at(va: usize, page: usize, flags: PteFlags) -> Result<ArpTable
         }
     }
     // SAFETY: the page is mapped at `va` for the rest of the program (exos never unmaps it);
-    // it is 8-aligned, and every access goes through atomics, so arpd's concurrent writes
-    // are never a data race.
-    Ok(ArpTable { page: unsafe { &*(va as *const [AtomicU64; PAGE_SIZE / 8]) } })
+    // it is 8-aligned, and every access goes through atomics, so other environments'
+    // concurrent writes are never a data race.
+    Ok(unsafe { &*(va as *const [AtomicU64; PAGE_SIZE / 8]) })
 }
 
 const _: () = assert!(xok_abi::arp::ARP_ENTRIES_AT.is_multiple_of(8) && ARP_ENTRY_LEN.is_multiple_of(8));
@@ -164,6 +245,29 @@ impl Neighbours {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn page() -> Words {
+        Box::leak(Box::new(core::array::from_fn(|_| AtomicU64::new(0))))
+    }
+
+    #[test]
+    fn entries_are_stored_under_the_version_lock_and_requests_taken_once() {
+        let table = ArpTable::over(page(), Some(page()));
+        table.store(3, ArpEntry { ip: [10, 0, 2, 2], mac: [7; 6], learned_tick: 5 });
+        assert_eq!(table.version().load(Ordering::Acquire), 2, "odd while writing, even after");
+        assert_eq!(table.lookup([10, 0, 2, 2]), Some([7; 6]));
+        let mut all = Vec::new();
+        table.entries(&mut all);
+        assert_eq!(all.len(), 1);
+        table.request([10, 0, 2, 9]).unwrap();
+        table.request([10, 0, 2, 9]).unwrap();
+        table.request([10, 0, 2, 8]).unwrap();
+        assert_eq!(table.request_counter().unwrap().load(Ordering::Acquire), 3);
+        assert_eq!(table.take_requests(), alloc::vec![[10, 0, 2, 9], [10, 0, 2, 8]], "each address once");
+        assert!(table.take_requests().is_empty());
+        let without = ArpTable::over(page(), None);
+        assert_eq!(without.request([1, 2, 3, 4]), Err(Error::NotFound));
+    }
 
     #[test]
     fn neighbours_are_updated_in_place_aged_and_replaced_oldest_first() {

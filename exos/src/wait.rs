@@ -25,6 +25,8 @@ pub struct Waiter {
     deadline: Box<AtomicU64>,
     /// Whether the kernel has the current clauses.
     installed: bool,
+    /// The (word, seen) pairs watched already, by address.
+    changes: Vec<(usize, usize)>,
 }
 
 impl Waiter {
@@ -36,7 +38,7 @@ impl Waiter {
         let deadline = Box::new(AtomicU64::new(u64::MAX));
         let mut predicate = Predicate::default();
         deadline_word_clause(&mut predicate, &deadline);
-        Some(Waiter { predicate, deadline, installed: false })
+        Some(Waiter { predicate, deadline, installed: false, changes: Vec::new() })
     }
 
     /// Wakes when a frame lands in `ring`. The ring must live as long as the waiter (its
@@ -47,8 +49,14 @@ impl Waiter {
     }
 
     /// Wakes when `word` differs from `seen` (a version word another environment bumps, and
-    /// the value this program saw last). Both must live as long as the waiter.
+    /// the value this program saw last). Both must live as long as the waiter. Watching the
+    /// same pair again changes nothing.
     pub fn watch_change(&mut self, word: &AtomicU64, seen: &AtomicU64) {
+        let pair = (word.as_ptr() as usize, seen.as_ptr() as usize);
+        if self.changes.contains(&pair) {
+            return;
+        }
+        self.changes.push(pair);
         let left = word_of(&mut self.predicate, word);
         let right = word_of(&mut self.predicate, seen);
         self.predicate.clauses.push(Clause { terms: alloc::vec![Term { left, op: Op::Ne, right: Operand::Word(right) }] });

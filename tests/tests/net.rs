@@ -342,3 +342,20 @@ fn arpd_announces_answers_and_learns_into_the_shared_table() {
         assert!(answered.starts_with("arpd: answered 3 requests") || answered.starts_with("arpd: answered 4 requests"), "{model}: {answered}");
     }
 }
+
+/// A program that misses an address asks arpd through the request page; arpd asks the wire,
+/// Linux answers, and the program finds the answer in the table (waiting on its version word).
+#[test]
+fn a_program_resolves_an_unknown_address_through_arpd() {
+    let ns = xok_tests::Netns::new("resolve").unwrap();
+    let host_mac = ns.exec(&["cat", "/sys/class/net/tap0/address"]).unwrap().trim().to_string();
+    let args = ns.nic_args("e1000", "52:54:00:ab:cd:01");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let guest = Guest::boot_in(Some(&ns), "init=arpd:seconds=8,arplookup:10.0.2.2:seconds=6:resolve", &args).unwrap();
+    let (status, output) = guest.wait_exit(Duration::from_secs(60)).unwrap();
+    assert_eq!(status, EXIT_SUCCESS, "{output}");
+    assert!(output.contains(&format!("arplookup: 10.0.2.2 is at {host_mac}")), "not resolved to {host_mac}:\n{output}");
+    let summary = lines_with(&output, "arpd: answered").pop().unwrap_or_default().to_string();
+    assert!(!summary.contains("asked 0 times"), "arpd never asked the wire: {summary}");
+    eprintln!("{summary}");
+}

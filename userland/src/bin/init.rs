@@ -7,8 +7,9 @@
 //! child's quota out of its parent's (`docs/kernel.md`, "Quotas"), so programs started by
 //! init are isolated from one another, whatever they spawn. `prog%N` gives a program N/256 of
 //! what is left instead (for example `init=hostile%254:load:idle:1000:20,worker`). init also
-//! holds the ARP table page: it grants `arpd` write access (`table=<page>`) and every other
-//! program read access (the exos setting `exos.arp=<page>`). A leading
+//! holds the ARP table and request pages: it grants `arpd` write access to both (`table=<page>
+//! requests=<page>`) and every other program read access to the table and write access to the
+//! requests (the exos settings `exos.arp=<page> exos.arpreq=<page>`). A leading
 //! `!` starts the program privileged (for example `init=!sysbench`): it may then install copy
 //! and fallback filters and send unchecked frames.
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -17,6 +18,7 @@ extern crate alloc;
 
 use alloc::vec::Vec;
 use alloc::format;
+use alloc::string::String;
 use exos::abi::{Rights, SPAWN_SHARE_WHOLE, Stat, spawn_flags};
 use exos::wait::Waiter;
 use exos::{println, sys};
@@ -32,11 +34,12 @@ fn run(args: exos::Args) -> i32 {
         return 0;
     };
     let specs: Vec<&str> = list.split(',').filter(|s| !s.is_empty()).collect();
-    // The ARP table page: arpd writes it, every other program reads it (`exos::arp`). init
-    // holds it, so it outlives any one program.
-    let arp_table = sys::page_alloc().ok();
-    let arp_setting = arp_table.map(|page| format!("exos.arp={page}"));
-    let arpd_table = arp_table.map(|page| format!("table={page}"));
+    // The ARP table page (arpd writes it, every other program reads it) and the request page
+    // (every program may ask arpd there): `exos::arp`. init holds them, so they outlive any
+    // one program.
+    let arp_pages = sys::page_alloc().ok().zip(sys::page_alloc().ok());
+    let arp_settings = arp_pages.map(|(table, requests)| [format!("exos.arp={table}"), format!("exos.arpreq={requests}")]);
+    let arpd_settings = arp_pages.map(|(table, requests)| [format!("table={table}"), format!("requests={requests}")]);
     let mut failures = 0;
     for (n, spec) in specs.iter().enumerate() {
         let (privileged, spec) = match spec.strip_prefix('!') {
@@ -53,15 +56,17 @@ fn run(args: exos::Args) -> i32 {
         };
         let mut words: Vec<&str> = parts.collect();
         let is_arpd = program == "arpd";
-        words.extend(if is_arpd { arpd_table.as_deref() } else { arp_setting.as_deref() });
+        let settings = if is_arpd { &arpd_settings } else { &arp_settings };
+        words.extend(settings.iter().flatten().map(String::as_str));
         match sys::env_spawn_with(program, &exos::Args::encode(&words), spawn_flags(privileged, share)) {
             Ok(id) => {
                 println!("init: started {program} as env {:08x}", id.0);
-                let rights = if is_arpd { Rights::READ | Rights::WRITE } else { Rights::READ };
-                if let Some(page) = arp_table
-                    && let Err(error) = sys::page_grant(page, id, rights)
-                {
-                    println!("init: {program} gets no ARP table: {error}");
+                let table_rights = if is_arpd { Rights::READ | Rights::WRITE } else { Rights::READ };
+                if let Some((table, requests)) = arp_pages {
+                    let granted = sys::page_grant(table, id, table_rights).and_then(|()| sys::page_grant(requests, id, Rights::READ | Rights::WRITE));
+                    if let Err(error) = granted {
+                        println!("init: {program} gets no ARP table: {error}");
+                    }
                 }
             }
             Err(error) => {
