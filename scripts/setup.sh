@@ -8,6 +8,7 @@ command -v strip >/dev/null || packages+=(binutils)
 command -v ip >/dev/null || packages+=(iproute2)
 command -v ping >/dev/null || packages+=(iputils-ping)
 command -v arping >/dev/null || packages+=(arping)
+command -v nc >/dev/null || packages+=(netcat-openbsd)
 if ((${#packages[@]})); then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo=sudo

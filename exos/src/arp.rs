@@ -64,10 +64,10 @@ impl ArpTable {
     /// The MAC of `ip`: from the table, or else by asking arpd (again every second) and
     /// sleeping on `waiter` until the table has it or tick `deadline` passes (`NotFound`).
     pub fn resolve(&self, ip: [u8; 4], waiter: &mut Waiter, deadline: u64) -> Result<[u8; 6], Error> {
-        waiter.watch_change(self.version(), self.seen);
+        self.watch(waiter);
         let mut ask_at = 0;
         loop {
-            self.seen.store(self.version().load(Ordering::Acquire), Ordering::Release);
+            self.mark_seen();
             if let Some(mac) = self.lookup(ip) {
                 return Ok(mac);
             }
@@ -81,6 +81,16 @@ impl ArpTable {
             }
             waiter.sleep_until(deadline.min(ask_at))?;
         }
+    }
+
+    /// Makes `waiter` wake when the table changes after [`ArpTable::mark_seen`].
+    pub fn watch(&self, waiter: &mut Waiter) {
+        waiter.watch_change(self.version(), self.seen);
+    }
+
+    /// Notes the table's current version as seen (the waiter then sleeps until it changes).
+    pub fn mark_seen(&self) {
+        self.seen.store(self.version().load(Ordering::Acquire), Ordering::Release);
     }
 
     /// Asks arpd to find `ip` (once: a pending request for it is enough).

@@ -1,71 +1,285 @@
 //! smoltcp's `Device` over a packet ring and a transmit pool: how exos's protocol stack sees
-//! the NIC.
+//! the NIC. [`IpDevice`] gives smoltcp IP packets (`Medium::Ip`) and writes the Ethernet
+//! headers itself, with neighbours' MACs from arpd's table: smoltcp's own neighbour cache holds
+//! 4 entries and cannot be filled from outside (DESIGN.md §6a), and only arpd may speak ARP.
 
+use crate::arp::ArpTable;
+use crate::wait::Waiter;
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
 use crate::ring::PacketRing;
 use crate::xmit::TxPool;
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 use xok_abi::net::XMIT_MAX_FRAME;
 
-/// A NIC as smoltcp sees it: frames from the ring, frames out through `net_xmit`.
-pub struct RingDevice {
-    /// Where received frames land (the caller installs the filters).
-    pub ring: PacketRing,
-    tx: TxPool,
+/// Length of an Ethernet header.
+const ETHERNET_HEADER: usize = 14;
+
+/// Where an [`IpDevice`] is: its MAC and address, its network, and the gateway beyond it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpLink {
+    /// The NIC's MAC.
+    pub mac: [u8; 6],
+    /// The machine's address.
+    pub ip: [u8; 4],
+    /// The network's prefix length.
+    pub prefix: u8,
+    /// Where packets for other networks go.
+    pub gateway: Option<[u8; 4]>,
 }
 
-impl RingDevice {
-    /// A device receiving from `ring` and sending on `nic`.
-    pub fn new(ring: PacketRing, nic: usize) -> RingDevice {
-        RingDevice { ring, tx: TxPool::new(nic) }
+impl IpLink {
+    /// The neighbour a packet to `destination` goes to.
+    pub fn next_hop(&self, destination: [u8; 4]) -> Option<[u8; 4]> {
+        let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix.min(32))).unwrap_or(0);
+        let same = u32::from_be_bytes(destination) & mask == u32::from_be_bytes(self.ip) & mask;
+        if same { Some(destination) } else { self.gateway }
+    }
+
+    /// Whether a received frame is an IPv4 frame for this link (to its MAC or broadcast).
+    pub fn accepts(&self, frame: &[u8]) -> bool {
+        frame.len() > ETHERNET_HEADER && frame[12..14] == [0x08, 0x00] && (frame[..6] == self.mac || frame[..6] == [0xff; 6])
     }
 }
 
-/// A received frame, handed back to the kernel once smoltcp has read it.
-pub struct RxToken<'a> {
+/// Packets that may wait for a neighbour's MAC at once.
+pub const PENDING_MAX: usize = 16;
+/// How long a packet waits for a neighbour's MAC before it is dropped (ticks: 3 s).
+pub const PENDING_TICKS: u64 = 300;
+
+/// A NIC as smoltcp sees it with `Medium::Ip`: IPv4 packets in and out; exos strips and
+/// writes the Ethernet headers. A packet to a neighbour the table does not know waits (a few,
+/// for a few seconds) while arpd is asked; [`IpDevice::send_pending`] sends it once the table
+/// has the answer.
+pub struct IpDevice {
+    /// Where received frames land (the caller installs the filters).
+    pub ring: PacketRing,
+    /// The sending half.
+    pub out: IpSender,
+}
+
+/// The sending half of an [`IpDevice`].
+pub struct IpSender {
+    tx: TxPool,
+    link: IpLink,
+    table: ArpTable,
+    /// Packets waiting for their next hop's MAC: the hop, when they began to wait, the packet.
+    pending: VecDeque<([u8; 4], u64, Vec<u8>)>,
+    /// Packets dropped for want of a neighbour's MAC.
+    pub unresolved: u64,
+}
+
+impl IpDevice {
+    /// A device receiving from `ring` and sending on `nic` as `link`, resolving through `table`.
+    pub fn new(ring: PacketRing, nic: usize, link: IpLink, table: ArpTable) -> IpDevice {
+        IpDevice { ring, out: IpSender { tx: TxPool::new(nic), link, table, pending: VecDeque::new(), unresolved: 0 } }
+    }
+
+    /// Makes `waiter` wake when a frame arrives or the ARP table changes (an answer for a
+    /// waiting packet).
+    pub fn watch(&self, waiter: &mut Waiter) {
+        waiter.watch_ring(&self.ring);
+        self.out.table.watch(waiter);
+    }
+
+    /// Sends the waiting packets whose neighbour the table now knows, and drops those that
+    /// waited too long. Call it before each sleep.
+    pub fn send_pending(&mut self) {
+        let out = &mut self.out;
+        out.table.mark_seen();
+        let now = crate::sys::ticks();
+        let mut waiting = core::mem::take(&mut out.pending);
+        waiting.retain(|(hop, since, packet)| {
+            if let Some(mac) = out.table.lookup(*hop) {
+                return !out.send_to(mac, packet);
+            }
+            if now.saturating_sub(*since) > PENDING_TICKS {
+                out.unresolved += 1;
+                return false;
+            }
+            true
+        });
+        out.pending = waiting;
+    }
+}
+
+impl IpSender {
+    /// Sends `packet` in an Ethernet frame to `mac`; false if no transmit buffer is free.
+    fn send_to(&mut self, mac: [u8; 6], packet: &[u8]) -> bool {
+        let Some(index) = self.tx.free_buffer() else { return false };
+        let len = packet.len().min(XMIT_MAX_FRAME - ETHERNET_HEADER);
+        let source = self.link.mac;
+        let buffer = self.tx.buffer(index);
+        buffer[..6].copy_from_slice(&mac);
+        buffer[6..12].copy_from_slice(&source);
+        buffer[12..14].copy_from_slice(&[0x08, 0x00]);
+        buffer[ETHERNET_HEADER..ETHERNET_HEADER + len].copy_from_slice(&packet[..len]);
+        // A refused send is a lost packet, which the protocols above recover from.
+        let _ = self.tx.send_buffer(index, ETHERNET_HEADER + len);
+        true
+    }
+}
+
+/// A received IPv4 packet (the frame behind its Ethernet header).
+pub struct IpRxToken<'a> {
     ring: &'a mut PacketRing,
 }
 
-/// Room for one frame to send.
-pub struct TxToken<'a> {
-    tx: &'a mut TxPool,
+/// Room for one packet to send.
+pub struct IpTxToken<'a> {
+    out: &'a mut IpSender,
     index: usize,
 }
 
-impl phy::RxToken for RxToken<'_> {
+impl phy::RxToken for IpRxToken<'_> {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        let result = f(self.ring.peek().map_or(&[][..], |received| received.frame));
+        let result = f(self.ring.peek().and_then(|received| received.frame.get(ETHERNET_HEADER..)).unwrap_or(&[]));
         self.ring.release();
         result
     }
 }
 
-impl phy::TxToken for TxToken<'_> {
+impl phy::TxToken for IpTxToken<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        // A refused send is a lost frame, which TCP and the applications above recover from.
-        self.tx.send_with(self.index, len, f).0
+        let IpTxToken { out, index } = self;
+        let len = len.min(XMIT_MAX_FRAME - ETHERNET_HEADER);
+        let buffer = out.tx.buffer(index);
+        let result = f(&mut buffer[ETHERNET_HEADER..ETHERNET_HEADER + len]);
+        let mut destination = [0u8; 4];
+        destination.copy_from_slice(&buffer[ETHERNET_HEADER + 16..ETHERNET_HEADER + 20]);
+        let neighbour = out.link.next_hop(destination);
+        match (neighbour, neighbour.and_then(|hop| out.table.lookup(hop))) {
+            (_, Some(mac)) => {
+                let source = out.link.mac;
+                let buffer = out.tx.buffer(index);
+                buffer[..6].copy_from_slice(&mac);
+                buffer[6..12].copy_from_slice(&source);
+                buffer[12..14].copy_from_slice(&[0x08, 0x00]);
+                // A refused send is a lost packet, which the protocols above recover from.
+                let _ = out.tx.send_buffer(index, ETHERNET_HEADER + len);
+            }
+            (Some(hop), None) if out.pending.len() < PENDING_MAX => {
+                let packet = out.tx.buffer(index)[ETHERNET_HEADER..ETHERNET_HEADER + len].to_vec();
+                out.pending.push_back((hop, crate::sys::ticks(), packet));
+                let _ = out.table.request(hop);
+            }
+            _ => out.unresolved += 1,
+        }
+        result
     }
 }
 
-impl phy::Device for RingDevice {
-    type RxToken<'a> = RxToken<'a>;
-    type TxToken<'a> = TxToken<'a>;
+impl phy::Device for IpDevice {
+    type RxToken<'a> = IpRxToken<'a>;
+    type TxToken<'a> = IpTxToken<'a>;
 
-    fn receive(&mut self, _now: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
-        self.ring.peek()?;
-        let index = self.tx.free_buffer()?;
-        Some((RxToken { ring: &mut self.ring }, TxToken { tx: &mut self.tx, index }))
+    fn receive(&mut self, _now: Instant) -> Option<(IpRxToken<'_>, IpTxToken<'_>)> {
+        loop {
+            let received = self.ring.peek()?;
+            if self.out.link.accepts(received.frame) {
+                break;
+            }
+            self.ring.release();
+        }
+        let index = self.out.tx.free_buffer()?;
+        Some((IpRxToken { ring: &mut self.ring }, IpTxToken { out: &mut self.out, index }))
     }
 
-    fn transmit(&mut self, _now: Instant) -> Option<TxToken<'_>> {
-        let index = self.tx.free_buffer()?;
-        Some(TxToken { tx: &mut self.tx, index })
+    fn transmit(&mut self, _now: Instant) -> Option<IpTxToken<'_>> {
+        let index = self.out.tx.free_buffer()?;
+        Some(IpTxToken { out: &mut self.out, index })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
         let mut capabilities = DeviceCapabilities::default();
-        capabilities.medium = Medium::Ethernet;
-        capabilities.max_transmission_unit = XMIT_MAX_FRAME;
+        capabilities.medium = Medium::Ip;
+        capabilities.max_transmission_unit = XMIT_MAX_FRAME - ETHERNET_HEADER;
         capabilities
+    }
+}
+
+/// A program's place on the network, from its arguments: `ip=A.B.C.D` (10.0.2.15),
+/// `prefix=N` (24), `gateway=A.B.C.D` (10.0.2.2), `nic=N` (0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostConfig {
+    /// The NIC to use.
+    pub nic: usize,
+    /// The machine's address.
+    pub ip: [u8; 4],
+    /// The network's prefix length.
+    pub prefix: u8,
+    /// Where packets for other networks go.
+    pub gateway: Option<[u8; 4]>,
+}
+
+impl HostConfig {
+    /// The configuration the arguments ask for.
+    pub fn from_args(args: &crate::Args) -> HostConfig {
+        HostConfig {
+            nic: args.parsed("nic").unwrap_or(0),
+            ip: args.value("ip").and_then(crate::ipv4::parse).unwrap_or([10, 0, 2, 15]),
+            prefix: args.parsed("prefix").unwrap_or(24),
+            gateway: args.value("gateway").and_then(crate::ipv4::parse).or(Some([10, 0, 2, 2])),
+        }
+    }
+
+    /// Opens the network: a ring of `entries` entries taking `filters`, an [`IpDevice`] over
+    /// it resolving through arpd's table, and a smoltcp interface with the address and the
+    /// default route. The filters live as long as the returned `Vec`.
+    pub fn open(
+        &self,
+        entries: usize,
+        filters: &[dpf::Filter],
+        now: smoltcp::time::Instant,
+    ) -> Result<(IpDevice, smoltcp::iface::Interface, Vec<crate::filter::InstalledFilter>), xok_abi::Error> {
+        use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address};
+        let info = crate::sys::nic_info(self.nic)?;
+        let table = ArpTable::get()?;
+        let ring = PacketRing::new(entries, 2048)?;
+        let installed = filters.iter().map(|filter| ring.install(filter)).collect::<Result<Vec<_>, _>>()?;
+        let link = IpLink { mac: info.mac, ip: self.ip, prefix: self.prefix, gateway: self.gateway };
+        let mut device = IpDevice::new(ring, self.nic, link, table);
+        let mut config = smoltcp::iface::Config::new(HardwareAddress::Ip);
+        config.random_seed = crate::sys::time();
+        let mut iface = smoltcp::iface::Interface::new(config, &mut device, now);
+        iface.update_ip_addrs(|addrs| {
+            let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(Ipv4Address::from_octets(self.ip)), self.prefix));
+        });
+        if let Some(gateway) = self.gateway {
+            let _ = iface.routes_mut().add_default_ipv4_route(Ipv4Address::from_octets(gateway));
+        }
+        Ok((device, iface, installed))
+    }
+}
+
+/// smoltcp's clock: now, from the kernel's.
+pub fn now() -> smoltcp::time::Instant {
+    smoltcp::time::Instant::from_micros((crate::sys::time() / 1000) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_hops_and_accepted_frames() {
+        let link = IpLink { mac: [2, 0, 0, 0, 0, 1], ip: [10, 0, 2, 15], prefix: 24, gateway: Some([10, 0, 2, 2]) };
+        assert_eq!(link.next_hop([10, 0, 2, 99]), Some([10, 0, 2, 99]));
+        assert_eq!(link.next_hop([192, 168, 1, 1]), Some([10, 0, 2, 2]));
+        assert_eq!(IpLink { gateway: None, ..link }.next_hop([192, 168, 1, 1]), None);
+        assert_eq!(IpLink { prefix: 0, ..link }.next_hop([192, 168, 1, 1]), Some([192, 168, 1, 1]));
+        let mut frame = [0u8; 60];
+        frame[..6].copy_from_slice(&link.mac);
+        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        assert!(link.accepts(&frame));
+        frame[..6].copy_from_slice(&[0xff; 6]);
+        assert!(link.accepts(&frame));
+        frame[..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+        assert!(!link.accepts(&frame), "another MAC");
+        frame[..6].copy_from_slice(&link.mac);
+        frame[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert!(!link.accepts(&frame), "ARP is arpd's");
+        assert!(!link.accepts(&frame[..14]));
     }
 }

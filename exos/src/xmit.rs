@@ -38,13 +38,24 @@ impl TxPool {
     pub fn send_with<R>(&mut self, index: usize, len: usize, fill: impl FnOnce(&mut [u8]) -> R) -> (R, Result<(), Error>) {
         let len = len.min(XMIT_MAX_FRAME);
         let result = fill(&mut self.buffers[index][..len]);
+        (result, self.send_buffer(index, len))
+    }
+
+    /// Free buffer `index`, to fill before [`TxPool::send_buffer`].
+    pub fn buffer(&mut self, index: usize) -> &mut [u8; XMIT_MAX_FRAME] {
+        &mut self.buffers[index]
+    }
+
+    /// Sends the first `len` bytes of free buffer `index`.
+    pub fn send_buffer(&mut self, index: usize, len: usize) -> Result<(), Error> {
+        let len = len.min(XMIT_MAX_FRAME);
         self.counters[index].store(1, Ordering::Release);
         let segment = [GatherSegment { addr: self.buffers[index].as_ptr() as u64, len: len as u64 }];
         let sent = crate::sys::net_xmit(self.nic, &segment, &self.counters[index]);
         if sent.is_err() {
             self.counters[index].store(0, Ordering::Release);
         }
-        (result, sent)
+        sent
     }
 
     /// Sends a copy of `frame`, waiting (yielding) for a free buffer; bounded.

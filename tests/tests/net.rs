@@ -219,11 +219,12 @@ fn linux_ping_and_arping_reach_rawecho_from_a_namespace() {
 #[test]
 fn exos_smoltcp_udp_echo_over_rings_and_net_xmit() {
     for model in MODELS {
-        let (guest, wire) = boot(model, "init=udpecho:count=2");
+        let (guest, wire) = boot(model, "init=arpd:seconds=8,udpecho:count=2");
         guest.wait_for("udpecho: 10.0.2.15 port 7 ready", Duration::from_secs(30)).unwrap();
         for payload in [&b"first datagram"[..], b"second one"] {
             wire.send(&udp_to_guest(7, payload)).unwrap();
-            // smoltcp asks for the peer's MAC first (once); answer, then expect the echo.
+            // arpd asks for the peer's MAC first (once; the echo waits for the answer in
+            // exos), then the echo comes.
             let echo = loop {
                 let frame = wire.receive(Duration::from_secs(10), |f| f.len() >= 42).expect("ARP request or echo");
                 if frame[12..14] == [8, 6] && frame[38..42] == PEER_IP {
@@ -358,4 +359,37 @@ fn a_program_resolves_an_unknown_address_through_arpd() {
     let summary = lines_with(&output, "arpd: answered").pop().unwrap_or_default().to_string();
     assert!(!summary.contains("asked 0 times"), "arpd never asked the wire: {summary}");
     eprintln!("{summary}");
+}
+
+/// tcpecho and udpecho on exos's smoltcp stack (`Medium::Ip`, Ethernet headers from arpd's
+/// table) echo for Linux's `nc`: 100 KB over TCP byte for byte, and a datagram.
+#[test]
+fn linux_nc_gets_100_kb_echoed_by_tcpecho_and_a_datagram_by_udpecho() {
+    for model in MODELS {
+        let ns = xok_tests::Netns::new(&format!("echo-{model}")).unwrap();
+        let args = ns.nic_args(model, "52:54:00:ab:cd:01");
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let guest = Guest::boot_in(Some(&ns), "init=arpd:seconds=15,tcpecho:count=1:seconds=15,udpecho:count=1", &args).unwrap();
+        guest.wait_for("tcpecho: 10.0.2.15 port 7 ready", Duration::from_secs(30)).unwrap();
+        guest.wait_for("udpecho: 10.0.2.15 port 7 ready", Duration::from_secs(30)).unwrap();
+        let datagram = ns.exec(&["timeout", "20", "sh", "-c", "printf 'one datagram' | nc -u -w 3 10.0.2.15 7"]).unwrap();
+        assert_eq!(datagram, "one datagram", "{model}: the UDP echo");
+        let dir = std::env::temp_dir().join(format!("xok-echo-{}-{model}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sent: Vec<u8> = (0..102_400u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        std::fs::write(dir.join("in"), &sent).unwrap();
+        let script = format!("nc -N -w 30 10.0.2.15 7 < {0}/in > {0}/out", dir.display());
+        let started = std::time::Instant::now();
+        ns.exec(&["timeout", "60", "sh", "-c", &script]).unwrap();
+        let elapsed = started.elapsed();
+        let echoed = std::fs::read(dir.join("out")).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(echoed.len(), sent.len(), "{model}: echoed {} of {} bytes", echoed.len(), sent.len());
+        assert!(echoed == sent, "{model}: the echo differs");
+        let (status, output) = guest.wait_exit(Duration::from_secs(90)).unwrap();
+        assert_eq!(status, EXIT_SUCCESS, "{model}: {output}");
+        assert!(output.contains("tcpecho: served 1 connections, echoed 102400 bytes"), "{model}: {output}");
+        assert!(output.contains("udpecho: echoed 1 datagrams"), "{model}: {output}");
+        eprintln!("{model}: 100 KB echoed in {elapsed:?}; {}", lines_with(&output, "tcpecho: served").pop().unwrap_or_default());
+    }
 }
