@@ -5,7 +5,7 @@
 //! [`println!`]). Kernel resources are owned handles that give themselves back on `Drop`:
 //! packet rings ([`ring`]), filters ([`filter`]), transmit buffers ([`xmit`]) and the one
 //! wakeup predicate ([`wait`]). Files come from the image ([`fs`]); smoltcp sees the NIC
-//! through [`netdev`].
+//! through [`netdev`]; programs use TCP through [`socket`].
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
@@ -20,6 +20,7 @@ pub mod ipv4;
 pub mod netdev;
 pub mod ring;
 pub mod rt;
+pub mod socket;
 pub mod sys;
 pub mod wait;
 pub mod xmit;

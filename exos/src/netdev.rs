@@ -83,6 +83,12 @@ impl IpDevice {
         self.out.table.watch(waiter);
     }
 
+    /// Whether packets wait for a neighbour's MAC (a program that is done should let them go
+    /// out, or drop, before it exits).
+    pub fn has_pending(&self) -> bool {
+        !self.out.pending.is_empty()
+    }
+
     /// Sends the waiting packets whose neighbour the table now knows, and drops those that
     /// waited too long. Call it before each sleep.
     pub fn send_pending(&mut self) {

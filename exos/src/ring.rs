@@ -128,6 +128,11 @@ impl PacketRing {
     }
 }
 
+// SAFETY: `base` points to an allocation the ring owns alone, like a `Box<[u8]>` (nothing
+// else in the program refers to it); the kernel's writes into it follow the owner-word
+// handoff whichever thread holds the ring.
+unsafe impl Send for PacketRing {}
+
 impl Drop for PacketRing {
     fn drop(&mut self) {
         // Unregistered first: the kernel stops writing and unpins the pages. Should it refuse

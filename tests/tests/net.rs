@@ -361,18 +361,19 @@ fn a_program_resolves_an_unknown_address_through_arpd() {
     eprintln!("{summary}");
 }
 
-/// tcpecho and udpecho on exos's smoltcp stack (`Medium::Ip`, Ethernet headers from arpd's
-/// table) echo for Linux's `nc`: 100 KB over TCP byte for byte, and a datagram.
+/// tcpecho (on `exos::socket`) and udpecho on exos's smoltcp stack (`Medium::Ip`, Ethernet
+/// headers from arpd's table) echo for Linux's `nc`: 100 KB over TCP byte for byte, and a
+/// datagram; a second tcpecho finds port 7 taken (EADDRINUSE).
 #[test]
 fn linux_nc_gets_100_kb_echoed_by_tcpecho_and_a_datagram_by_udpecho() {
     for model in MODELS {
         let ns = xok_tests::Netns::new(&format!("echo-{model}")).unwrap();
         let args = ns.nic_args(model, "52:54:00:ab:cd:01");
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let guest = Guest::boot_in(Some(&ns), "init=arpd:seconds=15,tcpecho:count=1:seconds=15,udpecho:count=1", &args).unwrap();
+        let guest = Guest::boot_in(Some(&ns), "init=arpd:seconds=15,tcpecho:count=1,udpecho:count=1,tcpecho:count=1", &args).unwrap();
         guest.wait_for("tcpecho: 10.0.2.15 port 7 ready", Duration::from_secs(30)).unwrap();
         guest.wait_for("udpecho: 10.0.2.15 port 7 ready", Duration::from_secs(30)).unwrap();
-        let datagram = ns.exec(&["timeout", "20", "sh", "-c", "printf 'one datagram' | nc -u -w 3 10.0.2.15 7"]).unwrap();
+        let datagram = ns.exec(&["timeout", "20", "sh", "-c", "printf 'one datagram' | nc -u -w 10 10.0.2.15 7"]).unwrap();
         assert_eq!(datagram, "one datagram", "{model}: the UDP echo");
         let dir = std::env::temp_dir().join(format!("xok-echo-{}-{model}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -390,6 +391,7 @@ fn linux_nc_gets_100_kb_echoed_by_tcpecho_and_a_datagram_by_udpecho() {
         assert_eq!(status, EXIT_SUCCESS, "{model}: {output}");
         assert!(output.contains("tcpecho: served 1 connections, echoed 102400 bytes"), "{model}: {output}");
         assert!(output.contains("udpecho: echoed 1 datagrams"), "{model}: {output}");
+        assert!(output.contains("tcpecho: port 7: address in use"), "{model}: the second program got port 7:\n{output}");
         eprintln!("{model}: 100 KB echoed in {elapsed:?}; {}", lines_with(&output, "tcpecho: served").pop().unwrap_or_default());
     }
 }

@@ -44,7 +44,8 @@ fn run(args: exos::Args) -> i32 {
     device.watch(&mut waiter);
     let mut echoed = 0u64;
     let mut buffer = [0u8; 1536];
-    while echoed < count {
+    // Done once `count` datagrams are echoed and none waits for a neighbour's MAC.
+    while echoed < count || device.has_pending() {
         iface.poll(now(), &mut device, &mut sockets);
         let socket = sockets.get_mut::<udp::Socket>(handle);
         while let Ok((len, meta)) = socket.recv_slice(&mut buffer) {
