@@ -1,4 +1,5 @@
-//! TCP sockets shaped like `std::net`: [`TcpListener`] and [`TcpStream`], over the process's
+//! TCP sockets shaped like `std::net`: [`TcpListener`] and [`TcpStream`] (accepted or
+//! connected from a random local port), over the process's
 //! one network stack (smoltcp on an [`IpDevice`]) and its one [`Waiter`]. Blocking calls poll
 //! the stack and sleep on the waiter (a frame, a table change or smoltcp's next timer), never
 //! spin. Streams implement `embedded_io`'s `Read` and `Write`.
@@ -31,6 +32,12 @@ pub enum SocketError {
     NotConnected,
     /// The peer reset the connection (ECONNRESET).
     ConnectionReset,
+    /// The peer refused the connection (ECONNREFUSED).
+    ConnectionRefused,
+    /// The peer did not answer in time (ETIMEDOUT).
+    TimedOut,
+    /// No local port was free (EADDRNOTAVAIL).
+    NoPortFree,
     /// The network was never opened ([`open`]), or the kernel refused a resource.
     Network(Error),
 }
@@ -41,6 +48,9 @@ impl core::fmt::Display for SocketError {
             SocketError::AddrInUse => f.write_str("address in use"),
             SocketError::NotConnected => f.write_str("not connected"),
             SocketError::ConnectionReset => f.write_str("connection reset"),
+            SocketError::ConnectionRefused => f.write_str("connection refused"),
+            SocketError::TimedOut => f.write_str("timed out"),
+            SocketError::NoPortFree => f.write_str("no local port free"),
             SocketError::Network(error) => write!(f, "network: {error}"),
         }
     }
@@ -54,6 +64,9 @@ impl embedded_io::Error for SocketError {
             SocketError::AddrInUse => embedded_io::ErrorKind::AddrInUse,
             SocketError::NotConnected => embedded_io::ErrorKind::NotConnected,
             SocketError::ConnectionReset => embedded_io::ErrorKind::ConnectionReset,
+            SocketError::ConnectionRefused => embedded_io::ErrorKind::ConnectionRefused,
+            SocketError::TimedOut => embedded_io::ErrorKind::TimedOut,
+            SocketError::NoPortFree => embedded_io::ErrorKind::AddrNotAvailable,
             SocketError::Network(_) => embedded_io::ErrorKind::Other,
         }
     }
@@ -170,7 +183,7 @@ impl TcpListener {
             })?;
             let accepted = backlog[index];
             backlog[index] = stack.listening_socket(port);
-            Some(TcpStream { handle: accepted })
+            Some(TcpStream { handle: accepted, _filter: None })
         })
     }
 }
@@ -186,12 +199,62 @@ impl Drop for TcpListener {
     }
 }
 
+/// Local ports `connect` picks from (the IANA dynamic range).
+const EPHEMERAL: core::ops::Range<u16> = 49152..65535;
+/// Ports tried before `connect` gives up with [`SocketError::NoPortFree`].
+const PORT_TRIES: usize = 32;
+/// How long `connect` waits for the peer (ticks: 20 s).
+const CONNECT_TICKS: u64 = 2000;
+
 /// A TCP connection.
 pub struct TcpStream {
     handle: SocketHandle,
+    /// The filter of a connection this program opened (accepted ones arrive through their
+    /// listener's filter).
+    _filter: Option<InstalledFilter>,
 }
 
 impl TcpStream {
+    /// Connects to `address`:`port` from a random local port; a port whose filter DPF refuses
+    /// (another program's) is re-picked.
+    pub fn connect(address: [u8; 4], port: u16) -> Result<TcpStream, SocketError> {
+        let handle_and_filter = with_stack(|stack| {
+            let mut seed = crate::sys::time() ^ (u64::from(crate::sys::env_id().0) << 32);
+            for _ in 0..PORT_TRIES {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let local = EPHEMERAL.start + (seed % u64::from(EPHEMERAL.end - EPHEMERAL.start)) as u16;
+                let filter = dpf::Filter::tcp_connection(stack.host.ip, local, address, port);
+                let installed = match stack.device.ring.install(&filter) {
+                    Ok(installed) => installed,
+                    Err(Error::FilterOverlap) => continue,
+                    Err(error) => return Err(SocketError::Network(error)),
+                };
+                let mut socket = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; TCP_BUFFER]), tcp::SocketBuffer::new(vec![0; TCP_BUFFER]));
+                socket.set_nagle_enabled(false);
+                socket.set_ack_delay(None);
+                let remote = (smoltcp::wire::Ipv4Address::from_octets(address), port);
+                socket.connect(stack.iface.context(), remote, local).map_err(|_| SocketError::NotConnected)?;
+                return Ok((stack.sockets.add(socket), installed));
+            }
+            Err(SocketError::NoPortFree)
+        })??;
+        let (handle, filter) = handle_and_filter;
+        let stream = TcpStream { handle, _filter: Some(filter) };
+        let give_up = crate::sys::ticks() + CONNECT_TICKS;
+        block(|stack| {
+            let socket = stack.sockets.get::<tcp::Socket>(handle);
+            match socket.state() {
+                tcp::State::Established => Some(Ok(())),
+                tcp::State::Closed => Some(Err(SocketError::ConnectionRefused)),
+                _ if crate::sys::ticks() >= give_up => Some(Err(SocketError::TimedOut)),
+                _ => None,
+            }
+        })??;
+        Ok(stream)
+    }
+
     /// Says this side will send no more (the peer reads the end of the stream).
     pub fn shutdown(&mut self) -> Result<(), SocketError> {
         let handle = self.handle;

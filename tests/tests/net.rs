@@ -395,3 +395,30 @@ fn linux_nc_gets_100_kb_echoed_by_tcpecho_and_a_datagram_by_udpecho() {
         eprintln!("{model}: 100 KB echoed in {elapsed:?}; {}", lines_with(&output, "tcpecho: served").pop().unwrap_or_default());
     }
 }
+
+/// The guest connects out: `netcat` (a random local port, the host's MAC through arpd) to a
+/// Linux `nc -l` in the namespace; each side gets what the other sent.
+#[test]
+fn the_guest_connects_out_to_a_linux_listener() {
+    let ns = xok_tests::Netns::new("connect").unwrap();
+    let dir = std::env::temp_dir().join(format!("xok-connect-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let listener = format!("(printf 'hello from linux' | timeout 30 nc -l -N -p 5000 > {}/heard) > /dev/null 2>&1 &", dir.display());
+    ns.exec(&["sh", "-c", &listener]).unwrap();
+    let args = ns.nic_args("e1000", "52:54:00:ab:cd:01");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let guest = Guest::boot_in(Some(&ns), "init=arpd:seconds=10,netcat:10.0.2.2:5000:send=hello-from-xok", &args).unwrap();
+    let (status, output) = guest.wait_exit(Duration::from_secs(60)).unwrap();
+    assert_eq!(status, EXIT_SUCCESS, "{output}");
+    assert!(output.contains("netcat: received 16 bytes: hello from linux"), "{output}");
+    let mut heard = String::new();
+    for _ in 0..50 {
+        heard = std::fs::read_to_string(dir.join("heard")).unwrap_or_default();
+        if !heard.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(heard, "hello-from-xok", "what Linux heard");
+}
