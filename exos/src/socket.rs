@@ -255,7 +255,9 @@ impl TcpStream {
         Ok(stream)
     }
 
-    /// Says this side will send no more (the peer reads the end of the stream).
+    /// Says this side will send no more (the peer reads the end of the stream). Known limit:
+    /// smoltcp forgets received data a connection still holds when its close completes, so
+    /// read what the peer sends before shutting down if the peer may finish first.
     pub fn shutdown(&mut self) -> Result<(), SocketError> {
         let handle = self.handle;
         with_stack(|stack| {

@@ -1,6 +1,6 @@
 //! A small netcat: `netcat A.B.C.D PORT [send=TEXT]` connects out (a random local port, the
-//! peer's MAC through arpd), sends TEXT, says it is done sending, and prints what comes back
-//! until the peer closes: `netcat: received <n> bytes: <text>`.
+//! peer's MAC through arpd), sends TEXT, prints what comes back until the peer has finished
+//! sending (`netcat: received <n> bytes: <text>`), and closes.
 //! Needs arpd (`init=arpd,netcat:...`).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
@@ -36,7 +36,8 @@ fn run(args: exos::Args) -> i32 {
         println!("netcat: send: {error}");
         return 1;
     }
-    let _ = stream.shutdown();
+    // Read to the end before closing: smoltcp forgets unread data when a connection it closed
+    // last completes (docs/network.md, "Sockets").
     let mut received = alloc::vec::Vec::new();
     let mut buffer = [0u8; 1024];
     loop {
@@ -50,5 +51,6 @@ fn run(args: exos::Args) -> i32 {
         }
     }
     println!("netcat: received {} bytes: {}", received.len(), core::str::from_utf8(&received).unwrap_or("(not UTF-8)"));
+    let _ = stream.shutdown();
     0
 }
