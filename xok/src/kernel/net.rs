@@ -472,10 +472,12 @@ impl<M: Machine> Kernel<M> {
                 let slots = &mut self.net.header_slots[nic];
                 let slot = slots.take().expect("a free slot was checked");
                 let (page, offset) = slots.place(slot);
-                let mut bytes = [0u8; crate::net::xmit::HEADER_SLOT_SIZE];
-                bytes[..header.bytes().len()].copy_from_slice(header.bytes());
                 let on_wire = &mut frame.segments[0];
-                self.machine.write(page, offset, &bytes[..usize::from(on_wire.len)]);
+                let copied = header.bytes().len();
+                self.machine.write(page, offset, header.bytes());
+                // A short frame is padded to the Ethernet minimum in the slot.
+                let padding = usize::from(on_wire.len).saturating_sub(copied);
+                self.machine.write(page, offset + copied, &[0u8; MIN_WIRE_FRAME][..padding]);
                 on_wire.address = (page.address() + offset) as u64;
                 frame.slot = Some(slot);
             }
