@@ -48,6 +48,11 @@ impl Args {
         self.value(key)?.parse().ok()
     }
 
+    /// Whether the word `key` itself is among the arguments (a flag).
+    pub fn flag(&self, key: &str) -> bool {
+        self.iter().any(|word| word == key)
+    }
+
     /// The argument words, collected.
     pub fn to_vec(&self) -> Vec<&'static str> {
         self.iter().collect()

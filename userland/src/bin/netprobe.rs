@@ -38,34 +38,15 @@ use exos::{println, sys};
 
 exos::entry!(run);
 
-struct Options<'a> {
-    words: Vec<&'a str>,
-}
-
-impl Options<'_> {
-    fn number(&self, key: &str, default: u64) -> u64 {
-        self.words
-            .iter()
-            .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    }
-
-    fn flag(&self, key: &str) -> bool {
-        self.words.contains(&key)
-    }
-}
-
 fn run(args: exos::Args) -> i32 {
     let words = args.to_vec();
-    let options = Options { words: words.iter().skip(1).copied().collect() };
     match words.first().copied() {
-        Some("recv") => recv(&options),
-        Some("gather") => gather(options.number("nic", 0) as usize),
+        Some("recv") => recv(&args),
+        Some("gather") => gather(args.parsed::<u64>("nic").unwrap_or(0) as usize),
         Some("badxmit") => badxmit(),
-        Some("flood") => flood(&options),
+        Some("flood") => flood(&args),
         Some("dirty") => dirty(),
-        Some("filters") => filters(&options),
+        Some("filters") => filters(&args),
         other => {
             println!("netprobe: unknown mode {other:?}");
             2
@@ -102,13 +83,13 @@ fn claim(port: u16) -> Result<Claim, Error> {
     Ok(Claim { _filter: ring.install(&Filter::udp_port(port))?, ring })
 }
 
-fn recv(options: &Options) -> i32 {
-    let port = options.number("port", 7000) as u16;
-    let count = options.number("count", u64::MAX);
-    let entries = options.number("entries", 8) as usize;
-    let size = options.number("size", 2048) as usize;
-    let hold = options.flag("hold");
-    let quiet = options.flag("quiet");
+fn recv(args: &exos::Args) -> i32 {
+    let port = args.parsed::<u64>("port").unwrap_or(7000) as u16;
+    let count = args.parsed::<u64>("count").unwrap_or(u64::MAX);
+    let entries = args.parsed::<u64>("entries").unwrap_or(8) as usize;
+    let size = args.parsed::<u64>("size").unwrap_or(2048) as usize;
+    let hold = args.flag("hold");
+    let quiet = args.flag("quiet");
     let mut ring = match PacketRing::new(entries, size) {
         Ok(ring) => ring,
         Err(error) => {
@@ -123,9 +104,9 @@ fn recv(options: &Options) -> i32 {
             return 1;
         }
     };
-    let deadline = sys::ticks() + options.number("seconds", 10) * TICK_HZ;
+    let deadline = sys::ticks() + args.parsed::<u64>("seconds").unwrap_or(10) * TICK_HZ;
     // `poll` yields instead of sleeping (for measuring the receive ceiling without wakeups).
-    let poll = options.flag("poll");
+    let poll = args.flag("poll");
     let mut waiter = Waiter::new().expect("the process's waiter");
     waiter.watch_ring(&ring);
     println!("netprobe: port {port} ready");
@@ -233,17 +214,17 @@ fn badxmit() -> i32 {
     0
 }
 
-fn flood(options: &Options) -> i32 {
-    let nic = options.number("nic", 0) as usize;
-    let port = options.number("port", 9000) as u16;
-    let count = options.number("count", 1000);
+fn flood(args: &exos::Args) -> i32 {
+    let nic = args.parsed::<u64>("nic").unwrap_or(0) as usize;
+    let port = args.parsed::<u64>("port").unwrap_or(9000) as u16;
+    let count = args.parsed::<u64>("count").unwrap_or(1000);
     let mac = sys::nic_info(nic).map(|i| i.mac).unwrap_or_default();
-    let size = options.number("size", 60).clamp(60, 1514) as usize;
+    let size = args.parsed::<u64>("size").unwrap_or(60).clamp(60, 1514) as usize;
     let frame = udp_frame(mac, port, &vec![0x5a; size - 42]);
     // `wait_filters=N`: take the port only once N filters exist, so that another sender's
     // filter makes the shape and its compile (whose CPU time is charged to whoever caused it)
     // is not this sender's.
-    let wait_filters = options.number("wait_filters", 0) as usize;
+    let wait_filters = args.parsed::<u64>("wait_filters").unwrap_or(0) as usize;
     let give_up = sys::time() + 10_000_000_000;
     while sys::kernel_stat(Stat::Filters) < wait_filters && sys::time() < give_up {
         sys::env_yield();
@@ -260,7 +241,7 @@ fn flood(options: &Options) -> i32 {
     let counter = AtomicU64::new(0);
     let segment = [GatherSegment { addr: frame.as_ptr() as u64, len: frame.len() as u64 }];
     // `delay_ms`: let a neighbour's load start first (the fairness tests).
-    let ready = sys::time() + options.number("delay_ms", 0) * 1_000_000;
+    let ready = sys::time() + args.parsed::<u64>("delay_ms").unwrap_or(0) * 1_000_000;
     while sys::time() < ready {
         sys::env_yield();
     }
@@ -304,8 +285,8 @@ fn dirty() -> i32 {
     sys::env_exit(0)
 }
 
-fn filters(options: &Options) -> i32 {
-    let count = options.number("count", 10) as u16;
+fn filters(args: &exos::Args) -> i32 {
+    let count = args.parsed::<u64>("count").unwrap_or(10) as u16;
     let ring = PacketRing::new(4, 2048).expect("ring");
     let mut installed = Vec::new();
     for n in 0..count {
