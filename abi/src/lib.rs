@@ -191,10 +191,12 @@ pub enum Stat {
     InitrdPage = 21,
     /// The initrd's length in bytes.
     InitrdBytes = 22,
+    /// Live packet rings (of all environments).
+    Rings = 23,
 }
 
 /// Number of defined stats.
-pub const STAT_COUNT: usize = 23;
+pub const STAT_COUNT: usize = 24;
 
 impl Stat {
     /// The stat with number `n`, if there is one.
@@ -203,7 +205,7 @@ impl Stat {
         const ALL: [Stat; STAT_COUNT] = [
             FreePages, HeapUsed, HeapPeak, HeapSize, HeapCharged, Filters, Shapes, Envs, Zombies, MyPages,
             MyHeap, MyEnvs, MyShapes, MyFilters, MyTickets, LostTicks, MaxInterruptsOffNs, DpfCodeStale,
-            MaxInterruptsOffCause, InterruptsOffOver1ms, InterruptsOffOver10ms, InitrdPage, InitrdBytes,
+            MaxInterruptsOffCause, InterruptsOffOver1ms, InterruptsOffOver10ms, InitrdPage, InitrdBytes, Rings,
         ];
         ALL.get(n).copied()
     }

@@ -22,6 +22,7 @@ pub mod ring;
 pub mod rt;
 pub mod socket;
 pub mod sys;
+pub mod tcpip;
 pub mod wait;
 pub mod xmit;
 

@@ -1,9 +1,12 @@
-//! smoltcp's `Device` over a packet ring and a transmit pool: how exos's protocol stack sees
-//! the NIC. [`IpDevice`] gives smoltcp IP packets (`Medium::Ip`) and writes the Ethernet
-//! headers itself, with neighbours' MACs from arpd's table: smoltcp's own neighbour cache holds
-//! 4 entries and cannot be filled from outside (DESIGN.md §6a), and only arpd may speak ARP.
+//! How exos's protocol stack sees the NIC: [`IpDevice`], the stack's [`Link`] over a packet
+//! ring and a transmit pool. It hands the stack IPv4 packets (smoltcp's `Medium::Ip`) and
+//! writes the Ethernet headers itself, with neighbours' MACs from arpd's table: smoltcp's own
+//! neighbour cache holds 4 entries and cannot be filled from outside (DESIGN.md §6a), and only
+//! arpd may speak ARP.
 
 use crate::arp::ArpTable;
+use crate::filter::InstalledFilter;
+use crate::tcpip::Link;
 use crate::wait::Waiter;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -127,23 +130,19 @@ impl IpSender {
     }
 }
 
-/// A received IPv4 packet (the frame behind its Ethernet header).
-pub struct IpRxToken<'a> {
-    ring: &'a mut PacketRing,
+/// What [`IpSender`] would receive with: nothing ever (its `receive` says `None`).
+pub struct NoRxToken;
+
+impl phy::RxToken for NoRxToken {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&[])
+    }
 }
 
 /// Room for one packet to send.
 pub struct IpTxToken<'a> {
     out: &'a mut IpSender,
     index: usize,
-}
-
-impl phy::RxToken for IpRxToken<'_> {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        let result = f(self.ring.peek().and_then(|received| received.frame.get(ETHERNET_HEADER..)).unwrap_or(&[]));
-        self.ring.release();
-        result
-    }
 }
 
 impl phy::TxToken for IpTxToken<'_> {
@@ -176,33 +175,65 @@ impl phy::TxToken for IpTxToken<'_> {
     }
 }
 
-impl phy::Device for IpDevice {
-    type RxToken<'a> = IpRxToken<'a>;
+impl phy::Device for IpSender {
+    type RxToken<'a> = NoRxToken;
     type TxToken<'a> = IpTxToken<'a>;
 
-    fn receive(&mut self, _now: Instant) -> Option<(IpRxToken<'_>, IpTxToken<'_>)> {
-        loop {
-            let received = self.ring.peek()?;
+    /// The sending half receives nothing (frames come through [`Link::next`]).
+    fn receive(&mut self, _now: Instant) -> Option<(NoRxToken, IpTxToken<'_>)> {
+        None
+    }
+
+    fn transmit(&mut self, _now: Instant) -> Option<IpTxToken<'_>> {
+        let index = self.tx.free_buffer()?;
+        Some(IpTxToken { out: self, index })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        ip_capabilities()
+    }
+}
+
+impl Link for IpDevice {
+    type Sender = IpSender;
+    type Claim = InstalledFilter;
+
+    fn claim(&mut self, filter: &dpf::Filter) -> Result<InstalledFilter, xok_abi::Error> {
+        self.ring.install(filter)
+    }
+
+    fn next(&mut self) -> (Option<&[u8]>, &mut IpSender) {
+        while let Some(received) = self.ring.peek() {
             if self.out.link.accepts(received.frame) {
                 break;
             }
             self.ring.release();
         }
-        let index = self.out.tx.free_buffer()?;
-        Some((IpRxToken { ring: &mut self.ring }, IpTxToken { out: &mut self.out, index }))
+        (self.ring.peek().and_then(|received| received.frame.get(ETHERNET_HEADER..)), &mut self.out)
     }
 
-    fn transmit(&mut self, _now: Instant) -> Option<IpTxToken<'_>> {
-        let index = self.out.tx.free_buffer()?;
-        Some(IpTxToken { out: &mut self.out, index })
+    fn consumed(&mut self) {
+        self.ring.release();
     }
 
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut capabilities = DeviceCapabilities::default();
-        capabilities.medium = Medium::Ip;
-        capabilities.max_transmission_unit = XMIT_MAX_FRAME - ETHERNET_HEADER;
-        capabilities
+    fn sender(&mut self) -> &mut IpSender {
+        &mut self.out
     }
+
+    fn can_send(&mut self) -> bool {
+        self.out.tx.free_buffer().is_some()
+    }
+
+    fn flush(&mut self) {
+        self.send_pending();
+    }
+}
+
+fn ip_capabilities() -> DeviceCapabilities {
+    let mut capabilities = DeviceCapabilities::default();
+    capabilities.medium = Medium::Ip;
+    capabilities.max_transmission_unit = XMIT_MAX_FRAME - ETHERNET_HEADER;
+    capabilities
 }
 
 /// A program's place on the network, from its arguments: `ip=A.B.C.D` (10.0.2.15),
@@ -230,32 +261,19 @@ impl HostConfig {
         }
     }
 
-    /// Opens the network: a ring of `entries` entries taking `filters`, an [`IpDevice`] over
-    /// it resolving through arpd's table, and a smoltcp interface with the address and the
-    /// default route. The filters live as long as the returned `Vec`.
-    pub fn open(
-        &self,
-        entries: usize,
-        filters: &[dpf::Filter],
-        now: smoltcp::time::Instant,
-    ) -> Result<(IpDevice, smoltcp::iface::Interface, Vec<crate::filter::InstalledFilter>), xok_abi::Error> {
-        use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address};
+    /// The NIC as exos's stack sees it: a ring of `entries` entries (the stack installs the
+    /// filters) and an [`IpDevice`] over it resolving through arpd's table.
+    pub fn device(&self, entries: usize) -> Result<IpDevice, xok_abi::Error> {
         let info = crate::sys::nic_info(self.nic)?;
         let table = ArpTable::get()?;
         let ring = PacketRing::new(entries, 2048)?;
-        let installed = filters.iter().map(|filter| ring.install(filter)).collect::<Result<Vec<_>, _>>()?;
         let link = IpLink { mac: info.mac, ip: self.ip, prefix: self.prefix, gateway: self.gateway };
-        let mut device = IpDevice::new(ring, self.nic, link, table);
-        let mut config = smoltcp::iface::Config::new(HardwareAddress::Ip);
-        config.random_seed = crate::sys::time();
-        let mut iface = smoltcp::iface::Interface::new(config, &mut device, now);
-        iface.update_ip_addrs(|addrs| {
-            let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(Ipv4Address::from_octets(self.ip)), self.prefix));
-        });
-        if let Some(gateway) = self.gateway {
-            let _ = iface.routes_mut().add_default_ipv4_route(Ipv4Address::from_octets(gateway));
-        }
-        Ok((device, iface, installed))
+        Ok(IpDevice::new(ring, self.nic, link, table))
+    }
+
+    /// The stack's configuration, seeded with `seed`.
+    pub fn stack_config(&self, seed: u64) -> crate::tcpip::StackConfig {
+        crate::tcpip::StackConfig { ip: self.ip, prefix: self.prefix, gateway: self.gateway, seed }
     }
 }
 

@@ -1,335 +1,525 @@
-//! TCP sockets shaped like `std::net`: [`TcpListener`] and [`TcpStream`] (accepted or
-//! connected from a random local port), over the process's
-//! one network stack (smoltcp on an [`IpDevice`]) and its one [`Waiter`]. Blocking calls poll
-//! the stack and sleep on the waiter (a frame, a table change or smoltcp's next timer), never
-//! spin. Streams implement `embedded_io`'s `Read` and `Write`.
+//! Sockets for programs: POSIX-shaped calls on descriptors (`socket`, `bind`, `listen`,
+//! `accept`, `connect`, `send`/`recv`, `send_to`/`recv_from`, `shutdown`, `close`, `poll`,
+//! `select`, `set_option`), and the same as types shaped like `std::net` ([`TcpListener`],
+//! [`TcpStream`], [`UdpSocket`]; streams implement `embedded_io`'s Read and Write).
 //!
-//! One packet ring serves every endpoint of the process: a listener adds its DPF filter to it
-//! (refused as [`SocketError::AddrInUse`] when another program holds the port). smoltcp gives
-//! one connection per listening socket, so a listener keeps `backlog` of them and re-arms one
-//! as each connection is accepted (DESIGN.md §6a).
+//! The process has one stack ([`crate::tcpip::Stack`] on an [`IpDevice`]: one packet ring for
+//! all its endpoints, DPF filters per listening port, connection and UDP port) and one
+//! [`Waiter`]. A blocking call polls the stack and sleeps on the waiter (a frame, an ARP table
+//! change, the stack's next timer or the call's timeout), never spins; with O_NONBLOCK it
+//! returns [`Errno::WouldBlock`] instead. [`open`] claims ICMP echo for the address too unless
+//! another program already answers pings.
 
 use crate::filter::InstalledFilter;
 use crate::netdev::{HostConfig, IpDevice, now};
 use crate::wait::Waiter;
-use alloc::vec;
-use alloc::vec::Vec;
-use smoltcp::iface::{Interface, SocketHandle, SocketSet};
-use smoltcp::socket::tcp;
-use xok_abi::Error;
+use core::net::SocketAddrV4;
+use smoltcp::time::{Duration, Instant};
 
-/// Bytes of receive and of send buffer per connection.
-pub const TCP_BUFFER: usize = 64 * 1024;
-/// Ring entries of the process's stack.
-const RING_ENTRIES: usize = 128;
+pub use crate::tcpip::{Errno, Fd, How, Kind, Options, Ready, SockOpt, Stats};
 
-/// What a socket call can fail with (errno-style).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SocketError {
-    /// Another program holds the address and port (EADDRINUSE).
-    AddrInUse,
-    /// The connection is not open for this (ENOTCONN).
-    NotConnected,
-    /// The peer reset the connection (ECONNRESET).
-    ConnectionReset,
-    /// The peer refused the connection (ECONNREFUSED).
-    ConnectionRefused,
-    /// The peer did not answer in time (ETIMEDOUT).
-    TimedOut,
-    /// No local port was free (EADDRNOTAVAIL).
-    NoPortFree,
-    /// The network was never opened ([`open`]), or the kernel refused a resource.
-    Network(Error),
-}
+/// Ring entries of the process's stack (connection requests that arrive at once wait here).
+const RING_ENTRIES: usize = 512;
+/// The longest sleep between polls (packets waiting for an ARP answer are retried or dropped).
+const MAX_SLEEP: Duration = Duration::from_secs(1);
 
-impl core::fmt::Display for SocketError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            SocketError::AddrInUse => f.write_str("address in use"),
-            SocketError::NotConnected => f.write_str("not connected"),
-            SocketError::ConnectionReset => f.write_str("connection reset"),
-            SocketError::ConnectionRefused => f.write_str("connection refused"),
-            SocketError::TimedOut => f.write_str("timed out"),
-            SocketError::NoPortFree => f.write_str("no local port free"),
-            SocketError::Network(error) => write!(f, "network: {error}"),
-        }
-    }
-}
-
-impl core::error::Error for SocketError {}
-
-impl embedded_io::Error for SocketError {
-    fn kind(&self) -> embedded_io::ErrorKind {
-        match self {
-            SocketError::AddrInUse => embedded_io::ErrorKind::AddrInUse,
-            SocketError::NotConnected => embedded_io::ErrorKind::NotConnected,
-            SocketError::ConnectionReset => embedded_io::ErrorKind::ConnectionReset,
-            SocketError::ConnectionRefused => embedded_io::ErrorKind::ConnectionRefused,
-            SocketError::TimedOut => embedded_io::ErrorKind::TimedOut,
-            SocketError::NoPortFree => embedded_io::ErrorKind::AddrNotAvailable,
-            SocketError::Network(_) => embedded_io::ErrorKind::Other,
-        }
-    }
-}
-
-/// The process's network stack.
-struct Stack {
-    host: HostConfig,
-    device: IpDevice,
-    iface: Interface,
-    sockets: SocketSet<'static>,
+/// The process's network.
+struct Net {
+    stack: crate::tcpip::Stack<IpDevice>,
     waiter: Waiter,
-    /// Sockets whose streams were dropped: removed once closed.
-    orphans: Vec<SocketHandle>,
-    _filters: Vec<InstalledFilter>,
+    _ping: Option<InstalledFilter>,
 }
 
-/// The stack, once [`open`] has run (the process is single-threaded: the lock is never
+/// The network, once [`open`] has run (the process is single-threaded: the lock is never
 /// contended, it only makes the global sound).
-static STACK: spin::Mutex<Option<Stack>> = spin::Mutex::new(None);
+static NET: spin::Mutex<Option<Net>> = spin::Mutex::new(None);
 
 /// Opens the process's network as `host` (its address, NIC and gateway; needs arpd's table).
-pub fn open(host: HostConfig) -> Result<(), SocketError> {
-    let (device, iface, filters) = host.open(RING_ENTRIES, &[], now()).map_err(SocketError::Network)?;
-    let mut waiter = Waiter::new().ok_or(SocketError::Network(Error::TooMany))?;
+pub fn open(host: HostConfig) -> Result<(), Errno> {
+    let mut device = host.device(RING_ENTRIES).map_err(Errno::from_kernel)?;
+    let ping = crate::tcpip::Link::claim(&mut device, &dpf::Filter::icmp_to(host.ip)).ok();
+    let mut waiter = Waiter::new().ok_or(Errno::Invalid)?;
     device.watch(&mut waiter);
-    let stack = Stack { host, device, iface, sockets: SocketSet::new(vec![]), waiter, orphans: Vec::new(), _filters: filters };
-    *STACK.lock() = Some(stack);
+    let stack = crate::tcpip::Stack::new(device, host.stack_config(crate::sys::time()), now());
+    *NET.lock() = Some(Net { stack, waiter, _ping: ping });
     Ok(())
 }
 
-/// Runs `f` on the open stack.
-fn with_stack<R>(f: impl FnOnce(&mut Stack) -> R) -> Result<R, SocketError> {
-    let mut stack = STACK.lock();
-    stack.as_mut().map(f).ok_or(SocketError::Network(Error::NotFound))
+/// Runs `f` on the open network.
+fn with_net<R>(f: impl FnOnce(&mut Net) -> R) -> Result<R, Errno> {
+    NET.lock().as_mut().map(f).ok_or(Errno::NotConnected)
 }
 
-impl Stack {
-    /// Moves packets both ways and drops finished orphans.
-    fn poll(&mut self) {
-        self.iface.poll(now(), &mut self.device, &mut self.sockets);
-        self.device.send_pending();
-        let sockets = &mut self.sockets;
-        self.orphans.retain(|handle| {
-            let closed = sockets.get::<tcp::Socket>(*handle).state() == tcp::State::Closed;
-            if closed {
-                sockets.remove(*handle);
-            }
-            !closed
-        });
-    }
-
-    /// Sleeps until something may have changed (at most until smoltcp's next timer, 1 s).
-    fn wait(&mut self) {
-        let delay_ms = self.iface.poll_delay(now(), &self.sockets).map_or(1000, |d| d.total_millis().min(1000));
-        let _ = self.waiter.sleep_ms(delay_ms);
-    }
-
-    fn listening_socket(&mut self, port: u16) -> SocketHandle {
-        let mut socket = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; TCP_BUFFER]), tcp::SocketBuffer::new(vec![0; TCP_BUFFER]));
-        socket.set_nagle_enabled(false);
-        socket.set_ack_delay(None);
-        let _ = socket.listen(port);
-        self.sockets.add(socket)
-    }
+/// Runs `f` on the stack (after a poll) at the current time.
+fn with_stack<R>(f: impl FnOnce(&mut crate::tcpip::Stack<IpDevice>, Instant) -> Result<R, Errno>) -> Result<R, Errno> {
+    with_net(|net| {
+        let now = now();
+        net.stack.poll(now);
+        f(&mut net.stack, now)
+    })?
 }
 
-/// Polls and, until `step` gives an answer, sleeps and tries again.
-fn block<T>(mut step: impl FnMut(&mut Stack) -> Option<T>) -> Result<T, SocketError> {
-    loop {
-        let answer = with_stack(|stack| {
-            stack.poll();
-            let answer = step(stack);
-            if answer.is_none() {
-                stack.wait();
-            }
-            answer
-        })?;
-        if let Some(answer) = answer {
-            return Ok(answer);
+impl Net {
+    /// Sleeps until something may have changed: at most until the stack's next timer,
+    /// `deadline` and [`MAX_SLEEP`].
+    fn wait(&mut self, deadline: Option<Instant>) {
+        let now = now();
+        let until = [self.stack.poll_at(), deadline, Some(now + MAX_SLEEP)].into_iter().flatten().min().unwrap_or(now);
+        let ms = if until > now { (until - now).total_millis() } else { 0 };
+        if ms > 0 {
+            let _ = self.waiter.sleep_ms(ms);
         }
     }
 }
 
-/// A TCP port this process listens on, with a backlog of listening sockets.
+/// Which timeout bounds a blocking call.
+#[derive(Clone, Copy)]
+enum Direction {
+    Receive,
+    Send,
+}
+
+/// Tries `attempt` until it stops saying [`Errno::WouldBlock`]: once for a non-blocking
+/// socket, until the socket's timeout (then `WouldBlock`) for a blocking one.
+fn blocking<T>(
+    fd: Fd,
+    direction: Direction,
+    mut attempt: impl FnMut(&mut crate::tcpip::Stack<IpDevice>, Instant) -> Result<T, Errno>,
+) -> Result<T, Errno> {
+    let options: Options = with_net(|net| net.stack.options(fd))??;
+    let timeout = match direction {
+        Direction::Receive => options.recv_timeout,
+        Direction::Send => options.send_timeout,
+    };
+    let deadline = timeout.map(|timeout| now() + timeout);
+    loop {
+        let answer = with_net(|net| {
+            let now = now();
+            net.stack.poll(now);
+            match attempt(&mut net.stack, now) {
+                Err(Errno::WouldBlock) if !options.nonblocking && deadline.is_none_or(|deadline| now < deadline) => {
+                    net.wait(deadline);
+                    None
+                }
+                answer => Some(answer),
+            }
+        })?;
+        if let Some(answer) = answer {
+            return answer;
+        }
+    }
+}
+
+/// A new TCP (`Kind::Stream`) or UDP (`Kind::Datagram`) socket.
+pub fn socket(kind: Kind) -> Result<Fd, Errno> {
+    with_stack(|stack, _| stack.socket(kind))
+}
+
+/// Binds the socket to local `port` (0: any).
+pub fn bind(fd: Fd, port: u16) -> Result<(), Errno> {
+    with_stack(|stack, _| stack.bind(fd, port))
+}
+
+/// Listens with room for `backlog` connections waiting to be accepted.
+pub fn listen(fd: Fd, backlog: usize) -> Result<(), Errno> {
+    with_stack(|stack, _| stack.listen(fd, backlog))
+}
+
+/// The next connection and its peer (waiting for one; SO_RCVTIMEO bounds the wait).
+pub fn accept(fd: Fd) -> Result<(Fd, SocketAddrV4), Errno> {
+    blocking(fd, Direction::Receive, |stack, _| stack.accept(fd))
+}
+
+/// Connects to `to` (waiting for the handshake, bounded by SO_SNDTIMEO and the stack's
+/// connection timeout; [`Errno::InProgress`] at once for a non-blocking socket).
+pub fn connect(fd: Fd, to: SocketAddrV4) -> Result<(), Errno> {
+    let started = with_stack(|stack, now| stack.connect(fd, to, now));
+    if started != Err(Errno::InProgress) || with_net(|net| net.stack.options(fd))??.nonblocking {
+        return started;
+    }
+    blocking(fd, Direction::Send, |stack, now| match stack.connect(fd, to, now) {
+        Err(Errno::Already) => Err(Errno::WouldBlock),
+        other => other,
+    })
+}
+
+/// Sends what the send buffer takes of `data` (waiting for room).
+pub fn send(fd: Fd, data: &[u8]) -> Result<usize, Errno> {
+    blocking(fd, Direction::Send, |stack, now| stack.send(fd, data, now))
+}
+
+/// Receives what has arrived (waiting for something); 0 at the end of the stream.
+pub fn recv(fd: Fd, buffer: &mut [u8]) -> Result<usize, Errno> {
+    blocking(fd, Direction::Receive, |stack, now| stack.recv(fd, buffer, now))
+}
+
+/// Sends one datagram to `to`.
+pub fn send_to(fd: Fd, data: &[u8], to: SocketAddrV4) -> Result<usize, Errno> {
+    blocking(fd, Direction::Send, |stack, now| stack.send_to(fd, data, to, now))
+}
+
+/// Receives one datagram and its sender (waiting for one).
+pub fn recv_from(fd: Fd, buffer: &mut [u8]) -> Result<(usize, SocketAddrV4), Errno> {
+    blocking(fd, Direction::Receive, |stack, _| stack.recv_from(fd, buffer))
+}
+
+/// Waits until the peer has acknowledged everything sent (SO_SNDTIMEO bounds the wait).
+pub fn flush(fd: Fd) -> Result<(), Errno> {
+    blocking(fd, Direction::Send, |stack, _| match stack.unacknowledged(fd)? {
+        0 => Ok(()),
+        _ => Err(Errno::WouldBlock),
+    })
+}
+
+/// Closes one or both halves of a connection.
+pub fn shutdown(fd: Fd, how: How) -> Result<(), Errno> {
+    with_stack(|stack, now| stack.shutdown(fd, how, now))
+}
+
+/// Closes the descriptor (a connection finishes in the background).
+pub fn close(fd: Fd) -> Result<(), Errno> {
+    with_stack(|stack, now| stack.close(fd, now))
+}
+
+/// Sets an option (`setsockopt`; `SockOpt::NonBlocking` is `fcntl`'s O_NONBLOCK).
+pub fn set_option(fd: Fd, option: SockOpt) -> Result<(), Errno> {
+    with_stack(|stack, _| stack.set_option(fd, option))
+}
+
+/// The socket's options (`getsockopt`).
+pub fn options(fd: Fd) -> Result<Options, Errno> {
+    with_stack(|stack, _| stack.options(fd))
+}
+
+/// The error the connection ended with, once (SO_ERROR).
+pub fn take_error(fd: Fd) -> Result<Option<Errno>, Errno> {
+    with_stack(|stack, _| stack.take_error(fd))
+}
+
+/// The socket's local address.
+pub fn local_addr(fd: Fd) -> Result<SocketAddrV4, Errno> {
+    with_stack(|stack, _| stack.local_addr(fd))
+}
+
+/// A connection's peer.
+pub fn peer_addr(fd: Fd) -> Result<SocketAddrV4, Errno> {
+    with_stack(|stack, _| stack.peer_addr(fd))
+}
+
+/// The stack's counters.
+pub fn stats() -> Result<Stats, Errno> {
+    with_stack(|stack, _| Ok(stack.stats()))
+}
+
+/// `poll` interest and result bits.
+pub mod events {
+    /// Readable (POLLIN).
+    pub const IN: u16 = 0x1;
+    /// Writable (POLLOUT).
+    pub const OUT: u16 = 0x4;
+    /// The connection failed (POLLERR; reported whether asked for or not).
+    pub const ERR: u16 = 0x8;
+    /// The peer finished or the connection is over (POLLHUP; reported whether asked for or not).
+    pub const HUP: u16 = 0x10;
+    /// Not an open descriptor (POLLNVAL).
+    pub const NVAL: u16 = 0x20;
+}
+
+/// One entry of [`poll`]: a descriptor, what to wait for, and what happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PollFd {
+    /// The descriptor.
+    pub fd: Fd,
+    /// [`events`] bits asked for.
+    pub events: u16,
+    /// [`events`] bits that hold (set by `poll`).
+    pub revents: u16,
+}
+
+impl PollFd {
+    /// Waits for `events` on `fd`.
+    pub fn new(fd: Fd, events: u16) -> PollFd {
+        PollFd { fd, events, revents: 0 }
+    }
+}
+
+fn revents(ready: Result<Ready, Errno>, asked: u16) -> u16 {
+    let Ok(ready) = ready else { return events::NVAL };
+    let mut bits = 0;
+    if ready.readable {
+        bits |= events::IN;
+    }
+    if ready.writable {
+        bits |= events::OUT;
+    }
+    (bits & asked) | if ready.error { events::ERR } else { 0 } | if ready.hangup { events::HUP } else { 0 }
+}
+
+/// Waits until one of `fds` is ready for what it asks (or fails), or `timeout` passes
+/// (`None`: for ever; zero: just look). Returns how many entries have `revents` set.
+pub fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> Result<usize, Errno> {
+    let deadline = timeout.map(|timeout| now() + timeout);
+    loop {
+        let ready = with_net(|net| {
+            let now = now();
+            net.stack.poll(now);
+            let mut count = 0;
+            for entry in fds.iter_mut() {
+                entry.revents = revents(net.stack.readiness(entry.fd), entry.events);
+                count += usize::from(entry.revents != 0);
+            }
+            if count == 0 && deadline.is_none_or(|deadline| now < deadline) {
+                net.wait(deadline);
+                return None;
+            }
+            Some(count)
+        })?;
+        if let Some(count) = ready {
+            return Ok(count);
+        }
+    }
+}
+
+/// A set of descriptors for [`select`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct FdSet {
+    bits: [u64; crate::tcpip::stack::MAX_DESCRIPTORS / 64],
+}
+
+impl Default for FdSet {
+    fn default() -> Self {
+        FdSet { bits: [0; crate::tcpip::stack::MAX_DESCRIPTORS / 64] }
+    }
+}
+
+impl FdSet {
+    /// Adds `fd` (FD_SET); descriptors past the table's size are ignored.
+    pub fn insert(&mut self, fd: Fd) {
+        if let Some(word) = self.bits.get_mut(fd / 64) {
+            *word |= 1 << (fd % 64);
+        }
+    }
+
+    /// Whether `fd` is in the set (FD_ISSET).
+    pub fn contains(&self, fd: Fd) -> bool {
+        self.bits.get(fd / 64).is_some_and(|word| word & (1 << (fd % 64)) != 0)
+    }
+
+    /// The descriptors in the set.
+    pub fn iter(&self) -> impl Iterator<Item = Fd> + '_ {
+        (0..self.bits.len() * 64).filter(|&fd| self.contains(fd))
+    }
+}
+
+/// Waits until a descriptor of `read` is readable or one of `write` writable, or `timeout`
+/// passes; leaves in each set the descriptors that are, and returns how many there are.
+pub fn select(read: &mut FdSet, write: &mut FdSet, timeout: Option<Duration>) -> Result<usize, Errno> {
+    let mut fds: alloc::vec::Vec<PollFd> = read.iter().map(|fd| PollFd::new(fd, events::IN)).collect();
+    for fd in write.iter() {
+        match fds.iter_mut().find(|entry| entry.fd == fd) {
+            Some(entry) => entry.events |= events::OUT,
+            None => fds.push(PollFd::new(fd, events::OUT)),
+        }
+    }
+    if fds.iter().any(|entry| with_net(|net| net.stack.readiness(entry.fd)).ok().and_then(Result::ok).is_none()) {
+        return Err(Errno::BadDescriptor);
+    }
+    poll(&mut fds, timeout)?;
+    let (mut readable, mut writable) = (FdSet::default(), FdSet::default());
+    for entry in &fds {
+        if entry.events & events::IN != 0 && entry.revents & (events::IN | events::HUP | events::ERR) != 0 {
+            readable.insert(entry.fd);
+        }
+        if entry.events & events::OUT != 0 && entry.revents & (events::OUT | events::ERR) != 0 {
+            writable.insert(entry.fd);
+        }
+    }
+    *read = readable;
+    *write = writable;
+    Ok(read.iter().count() + write.iter().count())
+}
+
+/// A listening TCP port.
 pub struct TcpListener {
-    port: u16,
-    backlog: Vec<SocketHandle>,
-    _filter: InstalledFilter,
+    fd: Fd,
 }
 
 impl TcpListener {
     /// Listens on `port` of the process's address with room for `backlog` connections that
-    /// wait to be accepted.
-    pub fn bind(port: u16, backlog: usize) -> Result<TcpListener, SocketError> {
-        with_stack(|stack| {
-            let filter = stack.device.ring.install(&dpf::Filter::tcp_listen(stack.host.ip, port)).map_err(|error| match error {
-                Error::FilterOverlap => SocketError::AddrInUse,
-                other => SocketError::Network(other),
-            })?;
-            let backlog = (0..backlog.max(1)).map(|_| stack.listening_socket(port)).collect();
-            Ok(TcpListener { port, backlog, _filter: filter })
-        })?
+    /// wait to be accepted ([`Errno::AddrInUse`] if another program holds it).
+    pub fn bind(port: u16, backlog: usize) -> Result<TcpListener, Errno> {
+        let listener = TcpListener { fd: socket(Kind::Stream)? };
+        bind(listener.fd, port)?;
+        listen(listener.fd, backlog)?;
+        Ok(listener)
     }
 
-    /// The next connection (waiting for one).
-    pub fn accept(&mut self) -> Result<TcpStream, SocketError> {
-        let port = self.port;
-        let backlog = &mut self.backlog;
-        block(|stack| {
-            let index = backlog.iter().position(|handle| {
-                let state = stack.sockets.get::<tcp::Socket>(*handle).state();
-                !matches!(state, tcp::State::Listen | tcp::State::SynReceived | tcp::State::Closed)
-            })?;
-            let accepted = backlog[index];
-            backlog[index] = stack.listening_socket(port);
-            Some(TcpStream { handle: accepted, _filter: None })
-        })
+    /// The next connection and its peer (waiting for one unless non-blocking).
+    pub fn accept(&self) -> Result<(TcpStream, SocketAddrV4), Errno> {
+        accept(self.fd).map(|(fd, peer)| (TcpStream { fd }, peer))
+    }
+
+    /// Makes `accept` return [`Errno::WouldBlock`] instead of waiting.
+    pub fn set_nonblocking(&self, on: bool) -> Result<(), Errno> {
+        set_option(self.fd, SockOpt::NonBlocking(on))
+    }
+
+    /// The descriptor (for [`poll`]).
+    pub fn fd(&self) -> Fd {
+        self.fd
     }
 }
 
 impl Drop for TcpListener {
     fn drop(&mut self) {
-        let _ = with_stack(|stack| {
-            for handle in self.backlog.drain(..) {
-                stack.sockets.get_mut::<tcp::Socket>(handle).abort();
-                stack.orphans.push(handle);
-            }
-        });
+        let _ = close(self.fd);
     }
 }
-
-/// Local ports `connect` picks from (the IANA dynamic range).
-const EPHEMERAL: core::ops::Range<u16> = 49152..65535;
-/// Ports tried before `connect` gives up with [`SocketError::NoPortFree`].
-const PORT_TRIES: usize = 32;
-/// How long `connect` waits for the peer (ticks: 20 s).
-const CONNECT_TICKS: u64 = 2000;
 
 /// A TCP connection.
 pub struct TcpStream {
-    handle: SocketHandle,
-    /// The filter of a connection this program opened (accepted ones arrive through their
-    /// listener's filter).
-    _filter: Option<InstalledFilter>,
+    fd: Fd,
 }
 
 impl TcpStream {
-    /// Connects to `address`:`port` from a random local port; a port whose filter DPF refuses
-    /// (another program's) is re-picked.
-    pub fn connect(address: [u8; 4], port: u16) -> Result<TcpStream, SocketError> {
-        let handle_and_filter = with_stack(|stack| {
-            let mut seed = crate::sys::time() ^ (u64::from(crate::sys::env_id().0) << 32);
-            for _ in 0..PORT_TRIES {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                let local = EPHEMERAL.start + (seed % u64::from(EPHEMERAL.end - EPHEMERAL.start)) as u16;
-                let filter = dpf::Filter::tcp_connection(stack.host.ip, local, address, port);
-                let installed = match stack.device.ring.install(&filter) {
-                    Ok(installed) => installed,
-                    Err(Error::FilterOverlap) => continue,
-                    Err(error) => return Err(SocketError::Network(error)),
-                };
-                let mut socket = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; TCP_BUFFER]), tcp::SocketBuffer::new(vec![0; TCP_BUFFER]));
-                socket.set_nagle_enabled(false);
-                socket.set_ack_delay(None);
-                let remote = (smoltcp::wire::Ipv4Address::from_octets(address), port);
-                socket.connect(stack.iface.context(), remote, local).map_err(|_| SocketError::NotConnected)?;
-                return Ok((stack.sockets.add(socket), installed));
-            }
-            Err(SocketError::NoPortFree)
-        })??;
-        let (handle, filter) = handle_and_filter;
-        let stream = TcpStream { handle, _filter: Some(filter) };
-        let give_up = crate::sys::ticks() + CONNECT_TICKS;
-        block(|stack| {
-            let socket = stack.sockets.get::<tcp::Socket>(handle);
-            match socket.state() {
-                tcp::State::Established => Some(Ok(())),
-                tcp::State::Closed => Some(Err(SocketError::ConnectionRefused)),
-                _ if crate::sys::ticks() >= give_up => Some(Err(SocketError::TimedOut)),
-                _ => None,
-            }
-        })??;
+    /// Connects to `to` from a random local port (re-picked when DPF refuses its filter).
+    pub fn connect(to: SocketAddrV4) -> Result<TcpStream, Errno> {
+        let stream = TcpStream { fd: socket(Kind::Stream)? };
+        connect(stream.fd, to)?;
         Ok(stream)
     }
 
-    /// Says this side will send no more (the peer reads the end of the stream). Known limit:
-    /// smoltcp forgets received data a connection still holds when its close completes, so
-    /// read what the peer sends before shutting down if the peer may finish first.
-    pub fn shutdown(&mut self) -> Result<(), SocketError> {
-        let handle = self.handle;
-        with_stack(|stack| {
-            stack.sockets.get_mut::<tcp::Socket>(handle).close();
-            stack.poll();
-        })
+    /// Closes one or both halves.
+    pub fn shutdown(&self, how: How) -> Result<(), Errno> {
+        shutdown(self.fd, how)
+    }
+
+    /// TCP_NODELAY.
+    pub fn set_nodelay(&self, on: bool) -> Result<(), Errno> {
+        set_option(self.fd, SockOpt::NoDelay(on))
+    }
+
+    /// O_NONBLOCK.
+    pub fn set_nonblocking(&self, on: bool) -> Result<(), Errno> {
+        set_option(self.fd, SockOpt::NonBlocking(on))
+    }
+
+    /// SO_RCVTIMEO.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> Result<(), Errno> {
+        set_option(self.fd, SockOpt::RecvTimeout(timeout))
+    }
+
+    /// SO_SNDTIMEO.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> Result<(), Errno> {
+        set_option(self.fd, SockOpt::SendTimeout(timeout))
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> Result<SocketAddrV4, Errno> {
+        peer_addr(self.fd)
+    }
+
+    /// This end's address.
+    pub fn local_addr(&self) -> Result<SocketAddrV4, Errno> {
+        local_addr(self.fd)
+    }
+
+    /// The descriptor (for [`poll`]).
+    pub fn fd(&self) -> Fd {
+        self.fd
     }
 }
 
 impl embedded_io::ErrorType for TcpStream {
-    type Error = SocketError;
+    type Error = Errno;
 }
 
 impl embedded_io::Read for TcpStream {
     /// Reads what has arrived (waiting for something); 0 once the peer has finished sending.
-    fn read(&mut self, buffer: &mut [u8]) -> Result<usize, SocketError> {
+    fn read(&mut self, buffer: &mut [u8]) -> Result<usize, Errno> {
         if buffer.is_empty() {
             return Ok(0);
         }
-        let handle = self.handle;
-        block(|stack| {
-            let socket = stack.sockets.get_mut::<tcp::Socket>(handle);
-            if socket.can_recv() {
-                return Some(socket.recv_slice(buffer).map_err(|_| SocketError::NotConnected));
-            }
-            if !socket.may_recv() {
-                return Some(if socket.state() == tcp::State::Closed { Err(SocketError::ConnectionReset) } else { Ok(0) });
-            }
-            None
-        })?
+        recv(self.fd, buffer)
     }
 }
 
 impl embedded_io::Write for TcpStream {
     /// Queues as much of `data` as the send buffer takes (waiting for room).
-    fn write(&mut self, data: &[u8]) -> Result<usize, SocketError> {
-        if data.is_empty() {
-            return Ok(0);
-        }
-        let handle = self.handle;
-        block(|stack| {
-            let socket = stack.sockets.get_mut::<tcp::Socket>(handle);
-            if !socket.may_send() {
-                return Some(Err(SocketError::NotConnected));
-            }
-            if socket.can_send() {
-                let sent = socket.send_slice(data).map_err(|_| SocketError::NotConnected);
-                stack.poll();
-                return Some(sent);
-            }
-            None
-        })?
+    fn write(&mut self, data: &[u8]) -> Result<usize, Errno> {
+        send(self.fd, data)
     }
 
     /// Waits until the peer has acknowledged everything written.
-    fn flush(&mut self) -> Result<(), SocketError> {
-        let handle = self.handle;
-        block(|stack| {
-            let socket = stack.sockets.get::<tcp::Socket>(handle);
-            (socket.send_queue() == 0 || !socket.may_send()).then_some(())
-        })
+    fn flush(&mut self) -> Result<(), Errno> {
+        flush(self.fd)
     }
 }
 
 impl Drop for TcpStream {
-    /// Closes the connection; the socket leaves the stack once the close has finished.
+    /// Closes the connection; it finishes in the background.
     fn drop(&mut self) {
-        let handle = self.handle;
-        let _ = with_stack(|stack| {
-            stack.sockets.get_mut::<tcp::Socket>(handle).close();
-            stack.orphans.push(handle);
-            stack.poll();
-        });
+        let _ = close(self.fd);
     }
+}
+
+/// A UDP socket.
+pub struct UdpSocket {
+    fd: Fd,
+}
+
+impl UdpSocket {
+    /// A socket on local `port` (0: a random one).
+    pub fn bind(port: u16) -> Result<UdpSocket, Errno> {
+        let socket = UdpSocket { fd: socket(Kind::Datagram)? };
+        bind(socket.fd, port)?;
+        Ok(socket)
+    }
+
+    /// Sends one datagram to `to`.
+    pub fn send_to(&self, data: &[u8], to: SocketAddrV4) -> Result<usize, Errno> {
+        send_to(self.fd, data, to)
+    }
+
+    /// Receives one datagram and its sender (waiting for one unless non-blocking).
+    pub fn recv_from(&self, buffer: &mut [u8]) -> Result<(usize, SocketAddrV4), Errno> {
+        recv_from(self.fd, buffer)
+    }
+
+    /// O_NONBLOCK.
+    pub fn set_nonblocking(&self, on: bool) -> Result<(), Errno> {
+        set_option(self.fd, SockOpt::NonBlocking(on))
+    }
+
+    /// SO_RCVTIMEO.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> Result<(), Errno> {
+        set_option(self.fd, SockOpt::RecvTimeout(timeout))
+    }
+
+    /// This end's address.
+    pub fn local_addr(&self) -> Result<SocketAddrV4, Errno> {
+        local_addr(self.fd)
+    }
+
+    /// The descriptor (for [`poll`]).
+    pub fn fd(&self) -> Fd {
+        self.fd
+    }
+}
+
+impl Drop for UdpSocket {
+    fn drop(&mut self) {
+        let _ = close(self.fd);
+    }
+}
+
+/// Lets packets that wait for a neighbour's MAC go out (or time out) before the program
+/// exits, for at most `limit`.
+pub fn drain(limit: Duration) {
+    let deadline = now() + limit;
+    while let Ok(Some(())) = with_net(|net| {
+        let now = now();
+        net.stack.poll(now);
+        (net.stack.link().has_pending() && now < deadline).then(|| net.wait(Some(deadline)))
+    }) {}
 }

@@ -706,6 +706,7 @@ impl<M: Machine> Kernel<M> {
             Stat::DpfCodeStale => usize::from(self.net.classifier.generation() != Some(self.net.dpf.generation())),
             Stat::InitrdPage => self.initrd_page.map_or(0, |page| page.0),
             Stat::InitrdBytes => self.initrd_page.map_or(0, |_| self.initrd.len()),
+            Stat::Rings => self.net.rings.len(),
         })
     }
 

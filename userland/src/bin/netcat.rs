@@ -8,7 +8,8 @@ extern crate alloc;
 
 use embedded_io::{Read, Write};
 use exos::netdev::HostConfig;
-use exos::socket::{self, TcpStream};
+use core::net::SocketAddrV4;
+use exos::socket::{self, How, TcpStream};
 use exos::{ipv4, println};
 
 exos::entry!(run);
@@ -23,7 +24,7 @@ fn run(args: exos::Args) -> i32 {
         println!("netcat: cannot open the network (needs arpd): {error}");
         return 1;
     }
-    let mut stream = match TcpStream::connect(address, port) {
+    let mut stream = match TcpStream::connect(SocketAddrV4::new(address.into(), port)) {
         Ok(stream) => stream,
         Err(error) => {
             println!("netcat: connect to {}:{port}: {error}", ipv4::Dotted(address));
@@ -36,8 +37,6 @@ fn run(args: exos::Args) -> i32 {
         println!("netcat: send: {error}");
         return 1;
     }
-    // Read to the end before closing: smoltcp forgets unread data when a connection it closed
-    // last completes (docs/network.md, "Sockets").
     let mut received = alloc::vec::Vec::new();
     let mut buffer = [0u8; 1024];
     loop {
@@ -51,6 +50,6 @@ fn run(args: exos::Args) -> i32 {
         }
     }
     println!("netcat: received {} bytes: {}", received.len(), core::str::from_utf8(&received).unwrap_or("(not UTF-8)"));
-    let _ = stream.shutdown();
+    let _ = stream.shutdown(How::Write);
     0
 }

@@ -1,0 +1,113 @@
+//! What a received IPv4 packet is for: the key the stack demultiplexes on, read through
+//! smoltcp's checked views (a packet too short or malformed for them is [`Destination::Other`]
+//! and smoltcp drops it).
+
+use smoltcp::wire::{IpProtocol, Ipv4Packet, TcpPacket, UdpPacket};
+
+/// A TCP connection as this machine sees it: its port and the peer's address and port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Tuple {
+    /// This machine's port.
+    pub local_port: u16,
+    /// The peer's address.
+    pub remote: [u8; 4],
+    /// The peer's port.
+    pub remote_port: u16,
+}
+
+/// The header facts of a received TCP segment that the demultiplexer and TIME_WAIT need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// Whose segment it is.
+    pub tuple: Tuple,
+    /// SYN flag.
+    pub syn: bool,
+    /// ACK flag.
+    pub ack: bool,
+    /// RST flag.
+    pub rst: bool,
+    /// FIN flag.
+    pub fin: bool,
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgement number (meaningful with `ack`).
+    pub ack_number: u32,
+    /// Bytes of payload.
+    pub payload_len: u32,
+}
+
+impl Segment {
+    /// The sequence number just past this segment (its SYN, payload and FIN count).
+    pub fn end(&self) -> u32 {
+        self.seq.wrapping_add(self.payload_len).wrapping_add(u32::from(self.syn)).wrapping_add(u32::from(self.fin))
+    }
+
+    /// Whether this is a connection request (SYN without ACK).
+    pub fn is_connection_request(&self) -> bool {
+        self.syn && !self.ack && !self.rst
+    }
+}
+
+/// Where a received packet goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// A TCP segment to this machine.
+    Tcp(Segment),
+    /// A UDP datagram to this machine's port.
+    Udp(u16),
+    /// Anything else: the interface answers it (ICMP echo, "port unreachable") or drops it.
+    Other,
+}
+
+/// Reads where `packet` (an IPv4 packet, no link header) goes on a machine at `local`.
+pub fn classify(packet: &[u8], local: [u8; 4]) -> Destination {
+    let Ok(ip) = Ipv4Packet::new_checked(packet) else { return Destination::Other };
+    if ip.dst_addr().octets() != local || ip.frag_offset() != 0 || ip.more_frags() {
+        return Destination::Other;
+    }
+    let payload = ip.payload();
+    match ip.next_header() {
+        IpProtocol::Tcp => match TcpPacket::new_checked(payload) {
+            Ok(tcp) => Destination::Tcp(Segment {
+                tuple: Tuple { local_port: tcp.dst_port(), remote: ip.src_addr().octets(), remote_port: tcp.src_port() },
+                syn: tcp.syn(),
+                ack: tcp.ack(),
+                rst: tcp.rst(),
+                fin: tcp.fin(),
+                seq: tcp.seq_number().0 as u32,
+                ack_number: tcp.ack_number().0 as u32,
+                payload_len: tcp.payload().len() as u32,
+            }),
+            Err(_) => Destination::Other,
+        },
+        IpProtocol::Udp => match UdpPacket::new_checked(payload) {
+            Ok(udp) => Destination::Udp(udp.dst_port()),
+            Err(_) => Destination::Other,
+        },
+        _ => Destination::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tcpip::sim::{CLIENT, SERVER, tcp_packet};
+    use smoltcp::wire::TcpControl;
+
+    #[test]
+    fn tcp_segments_are_read_and_everything_else_is_other() {
+        let syn = tcp_packet((CLIENT, 4000), (SERVER, 80), TcpControl::Syn, 7, None, b"");
+        let Destination::Tcp(segment) = classify(&syn, [10, 0, 2, 15]) else { panic!("not tcp") };
+        assert_eq!(segment.tuple, Tuple { local_port: 80, remote: [10, 0, 2, 2], remote_port: 4000 });
+        assert!(segment.is_connection_request());
+        assert_eq!(segment.end(), 8);
+        let fin = tcp_packet((CLIENT, 4000), (SERVER, 80), TcpControl::Fin, u32::MAX, None, b"ab");
+        let Destination::Tcp(segment) = classify(&fin, [10, 0, 2, 15]) else { panic!("not tcp") };
+        assert_eq!(segment.end(), 2, "wraps");
+        assert_eq!(classify(&syn, [10, 0, 2, 16]), Destination::Other, "another machine's");
+        for len in 0..syn.len() {
+            assert_ne!(classify(&syn[..len], [10, 0, 2, 15]), Destination::Tcp(segment), "truncated to {len}");
+        }
+        assert_eq!(classify(&[0xff; 60], [10, 0, 2, 15]), Destination::Other);
+    }
+}

@@ -1,0 +1,557 @@
+//! Deterministic simulation of the socket layer on the host: two machines on a simulated wire
+//! with seeded loss, duplication and reordering, and a virtual clock (as smoltcp's netsim).
+//! Filter claims go through a real DPF filter set per machine, so overlaps are refused as the
+//! kernel refuses them.
+
+use super::errno::Errno;
+use super::link::Link;
+use super::segment::{Destination, Segment, classify};
+use super::stack::{Fd, How, Kind, SockOpt, Stack, StackConfig};
+use alloc::collections::VecDeque;
+use alloc::rc::Rc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use core::net::SocketAddrV4;
+use smoltcp::phy::{self, ChecksumCapabilities, DeviceCapabilities, Medium};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{IpAddress, IpProtocol, Ipv4Address, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber};
+use xok_abi::Error;
+
+/// The server's address and the client's.
+pub const SERVER: [u8; 4] = [10, 0, 2, 15];
+/// The client's address.
+pub const CLIENT: [u8; 4] = [10, 0, 2, 2];
+
+/// An IPv4 + TCP packet.
+pub fn tcp_packet(from: ([u8; 4], u16), to: ([u8; 4], u16), control: TcpControl, seq: u32, ack: Option<u32>, payload: &[u8]) -> Vec<u8> {
+    let (src, dst) = (Ipv4Address::from(from.0), Ipv4Address::from(to.0));
+    let tcp = TcpRepr {
+        src_port: from.1,
+        dst_port: to.1,
+        control,
+        seq_number: TcpSeqNumber(seq as i32),
+        ack_number: ack.map(|ack| TcpSeqNumber(ack as i32)),
+        window_len: 8000,
+        window_scale: None,
+        max_seg_size: None,
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload,
+    };
+    let ip = Ipv4Repr { src_addr: src, dst_addr: dst, next_header: IpProtocol::Tcp, payload_len: tcp.buffer_len(), hop_limit: 64 };
+    let mut bytes = vec![0u8; ip.buffer_len() + tcp.buffer_len()];
+    let caps = ChecksumCapabilities::default();
+    let mut packet = Ipv4Packet::new_unchecked(&mut bytes[..]);
+    ip.emit(&mut packet, &caps);
+    tcp.emit(&mut TcpPacket::new_unchecked(packet.payload_mut()), &IpAddress::Ipv4(src), &IpAddress::Ipv4(dst), &caps);
+    bytes
+}
+
+/// The TCP segments among packets the server sent to the client (as the client reads them).
+pub fn segments_to_client(packets: &[Vec<u8>]) -> Vec<Segment> {
+    packets
+        .iter()
+        .filter_map(|packet| match classify(packet, CLIENT) {
+            Destination::Tcp(segment) => Some(segment),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What a machine sent, waiting for the wire.
+type Outbox = Rc<RefCell<Vec<Vec<u8>>>>;
+
+/// A simulated machine's link.
+pub struct SimLink {
+    /// Packets delivered to this machine.
+    pub inbox: VecDeque<Vec<u8>>,
+    sender: SimSender,
+    filters: Rc<RefCell<dpf::Dpf>>,
+    /// The principal claims are made as (a "process" of the machine).
+    principal: u32,
+}
+
+/// The sending half of a [`SimLink`].
+pub struct SimSender {
+    outbox: Outbox,
+}
+
+/// A filter claimed in a machine's DPF set.
+pub struct SimClaim {
+    filters: Rc<RefCell<dpf::Dpf>>,
+    id: dpf::FilterId,
+    principal: u32,
+}
+
+impl Drop for SimClaim {
+    fn drop(&mut self) {
+        let _ = self.filters.borrow_mut().delete(self.id, self.principal);
+    }
+}
+
+/// A packet being sent.
+pub struct SimTxToken<'a> {
+    outbox: &'a Outbox,
+}
+
+impl phy::TxToken for SimTxToken<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut packet = vec![0; len];
+        let result = f(&mut packet);
+        self.outbox.borrow_mut().push(packet);
+        result
+    }
+}
+
+/// Never used: received packets come through [`Link::next`].
+pub struct NoRxToken;
+
+impl phy::RxToken for NoRxToken {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&[])
+    }
+}
+
+impl phy::Device for SimSender {
+    type RxToken<'a> = NoRxToken;
+    type TxToken<'a> = SimTxToken<'a>;
+
+    fn receive(&mut self, _now: Instant) -> Option<(NoRxToken, SimTxToken<'_>)> {
+        None
+    }
+
+    fn transmit(&mut self, _now: Instant) -> Option<SimTxToken<'_>> {
+        Some(SimTxToken { outbox: &self.outbox })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ip;
+        caps.max_transmission_unit = 1500;
+        caps
+    }
+}
+
+impl SimLink {
+    /// A machine's link whose claims go into `filters` as `principal`.
+    pub fn new(filters: Rc<RefCell<dpf::Dpf>>, principal: u32) -> SimLink {
+        SimLink { inbox: VecDeque::new(), sender: SimSender { outbox: Rc::default() }, filters, principal }
+    }
+
+    /// Takes what the machine sent.
+    pub fn take_sent(&mut self) -> Vec<Vec<u8>> {
+        core::mem::take(&mut *self.sender.outbox.borrow_mut())
+    }
+}
+
+impl Link for SimLink {
+    type Sender = SimSender;
+    type Claim = SimClaim;
+
+    fn claim(&mut self, filter: &dpf::Filter) -> Result<SimClaim, Error> {
+        let inserted = self.filters.borrow_mut().insert(filter, self.principal, 0).map_err(|_| Error::FilterOverlap)?;
+        Ok(SimClaim { filters: self.filters.clone(), id: inserted.id, principal: self.principal })
+    }
+
+    fn next(&mut self) -> (Option<&[u8]>, &mut SimSender) {
+        (self.inbox.front().map(Vec::as_slice), &mut self.sender)
+    }
+
+    fn consumed(&mut self) {
+        self.inbox.pop_front();
+    }
+
+    fn sender(&mut self) -> &mut SimSender {
+        &mut self.sender
+    }
+
+    fn can_send(&mut self) -> bool {
+        true
+    }
+
+    fn flush(&mut self) {}
+}
+
+/// How the wire misbehaves, in per-mille.
+#[derive(Clone, Copy, Debug)]
+pub struct Faults {
+    /// Packets lost.
+    pub loss: u64,
+    /// Packets delivered twice.
+    pub duplicate: u64,
+    /// Packets held back by up to 20 ms (so others overtake them).
+    pub reorder: u64,
+}
+
+/// Two machines and the wire between them.
+pub struct Sim {
+    /// The server (10.0.2.15).
+    pub server: Stack<SimLink>,
+    /// The client (10.0.2.2).
+    pub client: Stack<SimLink>,
+    /// Virtual time.
+    pub now: Instant,
+    faults: Faults,
+    random: u64,
+    /// Packets on the wire: when they arrive, to the server?, bytes.
+    in_flight: Vec<(Instant, bool, Vec<u8>)>,
+    /// Packets the wire lost, duplicated and reordered.
+    pub counts: [u64; 3],
+}
+
+impl Sim {
+    /// Two machines, the wire seeded with `seed`.
+    pub fn new(seed: u64, faults: Faults) -> Sim {
+        let now = Instant::from_secs(1);
+        let machine = |ip: [u8; 4], seed: u64| {
+            let link = SimLink::new(Rc::new(RefCell::new(dpf::Dpf::new())), 1);
+            Stack::new(link, StackConfig { ip, prefix: 24, gateway: None, seed }, now)
+        };
+        Sim { server: machine(SERVER, seed ^ 0x5e), client: machine(CLIENT, seed ^ 0xc1), now, faults, random: seed | 1, in_flight: Vec::new(), counts: [0; 3] }
+    }
+
+    fn roll(&mut self, per_mille: u64) -> bool {
+        self.random ^= self.random << 13;
+        self.random ^= self.random >> 7;
+        self.random ^= self.random << 17;
+        self.random % 1000 < per_mille
+    }
+
+    /// One millisecond: both machines poll, their packets go onto the wire, due ones arrive.
+    pub fn step(&mut self) {
+        self.server.poll(self.now);
+        self.client.poll(self.now);
+        for (to_server, sent) in [(false, self.server.link().take_sent()), (true, self.client.link().take_sent())] {
+            for packet in sent {
+                if self.roll(self.faults.loss) {
+                    self.counts[0] += 1;
+                    continue;
+                }
+                let mut delay = Duration::from_millis(1);
+                if self.roll(self.faults.reorder) {
+                    self.counts[2] += 1;
+                    delay += Duration::from_millis(1 + self.random % 20);
+                }
+                if self.roll(self.faults.duplicate) {
+                    self.counts[1] += 1;
+                    self.in_flight.push((self.now + delay + Duration::from_millis(3), to_server, packet.clone()));
+                }
+                self.in_flight.push((self.now + delay, to_server, packet));
+            }
+        }
+        self.now += Duration::from_millis(1);
+        let now = self.now;
+        let mut arriving = Vec::new();
+        self.in_flight.retain(|(at, to_server, packet)| {
+            if *at <= now {
+                arriving.push((*to_server, packet.clone()));
+                return false;
+            }
+            true
+        });
+        for (to_server, packet) in arriving {
+            let stack = if to_server { &mut self.server } else { &mut self.client };
+            stack.link().inbox.push_back(packet);
+        }
+    }
+
+    /// Steps until `done` holds (false after `limit` of virtual time).
+    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&mut Sim) -> bool) -> bool {
+        let give_up = self.now + limit;
+        while self.now < give_up {
+            if done(self) {
+                return true;
+            }
+            self.step();
+        }
+        done(self)
+    }
+}
+
+fn server_addr(port: u16) -> SocketAddrV4 {
+    SocketAddrV4::new(SERVER.into(), port)
+}
+
+fn listen(stack: &mut Stack<SimLink>, port: u16, backlog: usize) -> Fd {
+    let fd = stack.socket(Kind::Stream).unwrap();
+    stack.bind(fd, port).unwrap();
+    stack.listen(fd, backlog).unwrap();
+    fd
+}
+
+/// Echoes what each accepted connection of `listener` sends and closes when the peer has.
+struct EchoServer {
+    listener: Fd,
+    streams: Vec<(Fd, Vec<u8>)>,
+    accepted: usize,
+}
+
+impl EchoServer {
+    fn step(&mut self, stack: &mut Stack<SimLink>, now: Instant) {
+        while let Ok((fd, _)) = stack.accept(self.listener) {
+            self.accepted += 1;
+            self.streams.push((fd, Vec::new()));
+        }
+        let mut buffer = [0u8; 4096];
+        self.streams.retain_mut(|(fd, pending)| {
+            loop {
+                if !pending.is_empty() {
+                    match stack.send(*fd, pending, now) {
+                        Ok(sent) => {
+                            pending.drain(..sent);
+                            continue;
+                        }
+                        Err(Errno::WouldBlock) => return true,
+                        Err(_) => {
+                            let _ = stack.close(*fd, now);
+                            return false;
+                        }
+                    }
+                }
+                match stack.recv(*fd, &mut buffer, now) {
+                    Ok(0) | Err(Errno::ConnectionReset | Errno::TimedOut) => {
+                        let _ = stack.close(*fd, now);
+                        return false;
+                    }
+                    Ok(len) => pending.extend_from_slice(&buffer[..len]),
+                    Err(_) => return true,
+                }
+            }
+        });
+    }
+}
+
+/// Sends `data` to an echo server on a new connection and checks the echo.
+fn echo_through(sim: &mut Sim, data: &[u8], limit: Duration) -> Vec<u8> {
+    let mut server = EchoServer { listener: listen(&mut sim.server, 7, 8), streams: Vec::new(), accepted: 0 };
+    let fd = sim.client.socket(Kind::Stream).unwrap();
+    assert_eq!(sim.client.connect(fd, server_addr(7), sim.now), Err(Errno::InProgress));
+    let (mut sent, mut echoed, mut buffer) = (0, Vec::new(), [0u8; 4096]);
+    let finished = sim.run_until(limit, |sim| {
+        server.step(&mut sim.server, sim.now);
+        let now = sim.now;
+        if sim.client.connect(fd, server_addr(7), now) != Ok(()) {
+            return false;
+        }
+        if sent < data.len()
+            && let Ok(len) = sim.client.send(fd, &data[sent..], now)
+        {
+            sent += len;
+            if sent == data.len() {
+                sim.client.shutdown(fd, How::Write, now).unwrap();
+            }
+        }
+        loop {
+            match sim.client.recv(fd, &mut buffer, now) {
+                Ok(0) => return true,
+                Ok(len) => echoed.extend_from_slice(&buffer[..len]),
+                Err(Errno::WouldBlock) => return false,
+                Err(error) => panic!("client recv: {error}"),
+            }
+        }
+    });
+    assert!(finished, "echo of {} bytes unfinished after {limit:?}: sent {sent}, echoed {}", data.len(), echoed.len());
+    sim.client.close(fd, sim.now).unwrap();
+    echoed
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+#[test]
+fn a_100_kb_echo_arrives_whole_through_loss_duplication_and_reordering() {
+    for seed in [1, 2, 3] {
+        let mut sim = Sim::new(seed, Faults { loss: 30, duplicate: 30, reorder: 100 });
+        let data = pattern(100 * 1024);
+        let echoed = echo_through(&mut sim, &data, Duration::from_secs(600));
+        assert!(echoed == data, "seed {seed}: the echo differs ({} of {} bytes)", echoed.len(), data.len());
+        assert!(sim.counts.iter().all(|&count| count >= 5), "seed {seed}: the wire misbehaved too little: {:?}", sim.counts);
+    }
+}
+
+#[test]
+fn a_clean_wire_echoes_fast_and_leaves_nothing_in_smoltcp() {
+    let mut sim = Sim::new(9, Faults { loss: 0, duplicate: 0, reorder: 0 });
+    let start = sim.now;
+    let data = pattern(64 * 1024);
+    assert!(echo_through(&mut sim, &data, Duration::from_secs(10)) == data);
+    assert!(sim.now - start < Duration::from_secs(2), "took {:?}", sim.now - start);
+    sim.run_until(Duration::from_secs(2), |sim| sim.server.stats().connections == 1 && sim.client.stats().connections == 0);
+    let (server, client) = (sim.server.stats(), sim.client.stats());
+    assert_eq!(server.connections, 1, "only the listening socket is left: {server:?}");
+    assert_eq!(client.connections, 0, "{client:?}");
+    assert_eq!(client.time_waits, 1, "the client closed first: its tuple waits outside smoltcp");
+    assert_eq!(server.time_waits, 0);
+}
+
+#[test]
+fn a_burst_of_syns_fills_the_backlog_the_rest_are_dropped_not_refused_and_all_get_in() {
+    let mut sim = Sim::new(4, Faults { loss: 0, duplicate: 0, reorder: 0 });
+    let listener = listen(&mut sim.server, 80, 4);
+    let now = sim.now;
+    let clients: Vec<Fd> = (0..12)
+        .map(|_| {
+            let fd = sim.client.socket(Kind::Stream).unwrap();
+            assert_eq!(sim.client.connect(fd, server_addr(80), now), Err(Errno::InProgress));
+            fd
+        })
+        .collect();
+    sim.run_until(Duration::from_millis(100), |_| false);
+    assert_eq!(sim.server.stats().syns_dropped, 8, "4 fit the backlog");
+    let connected = clients.iter().filter(|&&fd| sim.client.connect(fd, server_addr(80), sim.now).is_ok()).count();
+    assert_eq!(connected, 4);
+    let mut accepted = Vec::new();
+    let all_in = sim.run_until(Duration::from_secs(30), |sim| {
+        while let Ok((fd, _)) = sim.server.accept(listener) {
+            accepted.push(fd);
+        }
+        clients.iter().all(|&fd| sim.client.connect(fd, server_addr(80), sim.now) == Ok(()))
+    });
+    assert!(all_in, "the dropped SYNs were retried and accepted");
+    sim.run_until(Duration::from_millis(10), |_| false);
+    while let Ok((fd, _)) = sim.server.accept(listener) {
+        accepted.push(fd);
+    }
+    assert_eq!(accepted.len(), 12);
+}
+
+#[test]
+fn time_wait_leaves_smoltcp_answers_a_retransmitted_fin_and_reopens_for_a_later_syn() {
+    let mut sim = Sim::new(5, Faults { loss: 0, duplicate: 0, reorder: 0 });
+    let listener = listen(&mut sim.server, 80, 4);
+    let client = sim.client.socket(Kind::Stream).unwrap();
+    sim.client.bind(client, 5000).unwrap();
+    let _ = sim.client.connect(client, server_addr(80), sim.now);
+    let mut accepted = None;
+    assert!(sim.run_until(Duration::from_secs(2), |sim| {
+        accepted = accepted.or(sim.server.accept(listener).ok().map(|(fd, _)| fd));
+        accepted.is_some()
+    }));
+    let server_side = accepted.unwrap();
+    sim.server.close(server_side, sim.now).unwrap();
+    assert!(sim.run_until(Duration::from_secs(2), |sim| sim.client.recv(client, &mut [0; 8], sim.now) == Ok(0)));
+    sim.client.close(client, sim.now).unwrap();
+    assert!(sim.run_until(Duration::from_secs(2), |sim| sim.server.stats().time_waits == 1));
+    assert_eq!(sim.server.stats().connections, 1, "the connection left smoltcp; the listening socket stays");
+    // The client's last ACK was lost: it retransmits its FIN. The server acknowledges again.
+    let sent = sim.server.link().take_sent();
+    assert!(sent.is_empty());
+    let client_fin_end = 0x1000; // any: the answer echoes what the segment says
+    let fin = tcp_packet((CLIENT, 5000), (SERVER, 80), TcpControl::Fin, client_fin_end - 1, Some(777), b"");
+    sim.server.link().inbox.push_back(fin);
+    sim.server.poll(sim.now);
+    let answer = segments_to_client(&sim.server.link().take_sent());
+    assert_eq!(answer.len(), 1, "{answer:?}");
+    let ack = answer[0];
+    assert_eq!((ack.tuple.remote_port, ack.tuple.local_port), (80, 5000));
+    assert!(ack.ack && !ack.syn && !ack.fin && !ack.rst, "a bare ACK: {ack:?}");
+    assert_eq!((ack.seq, ack.ack_number), (777, client_fin_end));
+    // A new SYN far past the old sequence space reopens the tuple.
+    let syn = tcp_packet((CLIENT, 5000), (SERVER, 80), TcpControl::Syn, 0x4000_0000, None, b"");
+    sim.server.link().inbox.push_back(syn);
+    sim.server.poll(sim.now);
+    let answer = segments_to_client(&sim.server.link().take_sent());
+    assert_eq!(answer.len(), 1, "{answer:?}");
+    assert!(answer[0].syn && answer[0].ack && answer[0].ack_number == 0x4000_0001, "a SYN-ACK: {answer:?}");
+    assert_eq!(sim.server.stats().time_wait_reopened, 1);
+    assert_eq!(sim.server.stats().time_waits, 0);
+}
+
+#[test]
+fn data_left_unread_survives_the_end_of_the_connection() {
+    let mut sim = Sim::new(6, Faults { loss: 0, duplicate: 0, reorder: 0 });
+    let listener = listen(&mut sim.server, 80, 4);
+    let client = sim.client.socket(Kind::Stream).unwrap();
+    let _ = sim.client.connect(client, server_addr(80), sim.now);
+    assert!(sim.run_until(Duration::from_secs(2), |sim| sim.client.connect(client, server_addr(80), sim.now).is_ok()));
+    sim.client.send(client, b"last words", sim.now).unwrap();
+    sim.client.shutdown(client, How::Write, sim.now).unwrap();
+    let mut accepted = None;
+    assert!(sim.run_until(Duration::from_secs(2), |sim| {
+        accepted = accepted.or(sim.server.accept(listener).ok().map(|(fd, _)| fd));
+        accepted.is_some() && sim.server.readiness(accepted.unwrap()).unwrap().hangup
+    }));
+    let server_side = accepted.unwrap();
+    // The server closes its half without reading; the connection ends (LAST-ACK, CLOSED).
+    sim.server.shutdown(server_side, How::Write, sim.now).unwrap();
+    assert!(sim.run_until(Duration::from_secs(2), |sim| sim.server.stats().connections == 1));
+    let mut buffer = [0u8; 32];
+    assert_eq!(sim.server.recv(server_side, &mut buffer, sim.now), Ok(10));
+    assert_eq!(&buffer[..10], b"last words");
+    assert_eq!(sim.server.recv(server_side, &mut buffer, sim.now), Ok(0));
+}
+
+#[test]
+fn refusals_timeouts_and_port_exhaustion_have_their_errnos() {
+    let mut sim = Sim::new(7, Faults { loss: 0, duplicate: 0, reorder: 0 });
+    // Nobody listens on 81: the server's interface answers RST.
+    let fd = sim.client.socket(Kind::Stream).unwrap();
+    assert_eq!(sim.client.connect(fd, server_addr(81), sim.now), Err(Errno::InProgress));
+    assert_eq!(sim.client.connect(fd, server_addr(81), sim.now), Err(Errno::Already));
+    assert!(sim.run_until(Duration::from_secs(2), |sim| sim.client.connect(fd, server_addr(81), sim.now) != Err(Errno::Already)));
+    assert_eq!(sim.client.connect(fd, server_addr(81), sim.now), Err(Errno::ConnectionRefused));
+    assert_eq!(sim.client.take_error(fd), Ok(Some(Errno::ConnectionRefused)));
+    assert_eq!(sim.client.take_error(fd), Ok(None), "reported once");
+    // An address nobody has: the attempt times out.
+    let fd = sim.client.socket(Kind::Stream).unwrap();
+    let silent = SocketAddrV4::new([10, 0, 2, 99].into(), 80);
+    assert_eq!(sim.client.connect(fd, silent, sim.now), Err(Errno::InProgress));
+    assert!(!sim.run_until(Duration::from_secs(19), |sim| sim.client.connect(fd, silent, sim.now) != Err(Errno::Already)));
+    assert!(sim.run_until(Duration::from_secs(2), |sim| sim.client.connect(fd, silent, sim.now) == Err(Errno::TimedOut)));
+    // Another program on the client holds every local port to the server's port 80.
+    let filters = sim.client.link().filters.clone();
+    let held: Vec<_> = super::stack::EPHEMERAL
+        .chain([6000])
+        .map(|port| filters.borrow_mut().insert(&dpf::Filter::tcp_connection(CLIENT, port, SERVER, 80), 2, 0).unwrap())
+        .collect();
+    assert_eq!(held.len(), 16384);
+    let fd = sim.client.socket(Kind::Stream).unwrap();
+    assert_eq!(sim.client.connect(fd, server_addr(80), sim.now), Err(Errno::AddrNotAvailable));
+    sim.client.bind(fd, 6000).unwrap();
+    assert_eq!(sim.client.connect(fd, server_addr(80), sim.now), Err(Errno::AddrInUse));
+    // A second program on the same machine binding a held port.
+    listen(&mut sim.server, 80, 1);
+    let other = SimLink::new(sim.server.link().filters.clone(), 2);
+    let mut other = Stack::new(other, StackConfig { ip: SERVER, prefix: 24, gateway: None, seed: 3 }, sim.now);
+    let fd = other.socket(Kind::Stream).unwrap();
+    other.bind(fd, 80).unwrap();
+    assert_eq!(other.listen(fd, 1), Err(Errno::AddrInUse));
+    let udp = other.socket(Kind::Datagram).unwrap();
+    other.bind(udp, 53).unwrap();
+    let again = sim.server.socket(Kind::Datagram).unwrap();
+    assert_eq!(sim.server.bind(again, 53), Err(Errno::AddrInUse));
+    // Bad descriptors and bad arguments.
+    assert_eq!(sim.server.send(999, b"x", sim.now), Err(Errno::BadDescriptor));
+    assert_eq!(sim.server.set_option(again, SockOpt::RecvBuffer(1)), Err(Errno::Invalid));
+    assert_eq!(sim.server.recv(again, &mut [0; 4], sim.now), Err(Errno::NotSupported));
+}
+
+#[test]
+fn udp_datagrams_go_both_ways_with_their_senders() {
+    let mut sim = Sim::new(8, Faults { loss: 0, duplicate: 0, reorder: 0 });
+    let server = sim.server.socket(Kind::Datagram).unwrap();
+    sim.server.bind(server, 7).unwrap();
+    let client = sim.client.socket(Kind::Datagram).unwrap();
+    assert_eq!(sim.client.send_to(client, &[0; 1473], server_addr(7), sim.now), Err(Errno::MessageTooLong));
+    assert_eq!(sim.client.send_to(client, b"ping", server_addr(7), sim.now), Ok(4));
+    let client_port = sim.client.local_addr(client).unwrap().port();
+    assert!(super::stack::EPHEMERAL.contains(&client_port), "bound to a random port: {client_port}");
+    let mut buffer = [0u8; 64];
+    let mut got = None;
+    assert!(sim.run_until(Duration::from_secs(1), |sim| {
+        got = sim.server.recv_from(server, &mut buffer).ok();
+        got.is_some()
+    }));
+    let (len, from) = got.unwrap();
+    assert_eq!((&buffer[..len], from), (&b"ping"[..], SocketAddrV4::new(CLIENT.into(), client_port)));
+    sim.server.send_to(server, b"pong", from, sim.now).unwrap();
+    let mut got = None;
+    assert!(sim.run_until(Duration::from_secs(1), |sim| {
+        got = sim.client.recv_from(client, &mut buffer).ok();
+        got.is_some()
+    }));
+    assert_eq!(&buffer[..got.unwrap().0], b"pong");
+}
