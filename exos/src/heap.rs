@@ -28,6 +28,27 @@ impl Default for PageHeap {
     }
 }
 
+impl PageHeap {
+    /// Bytes handed out and not yet given back.
+    pub fn used(&self) -> usize {
+        self.inner.lock().0.used()
+    }
+}
+
+/// The program's heap.
+#[cfg(target_os = "none")]
+#[global_allocator]
+static HEAP: PageHeap = PageHeap::new();
+
+/// Bytes of the program's heap in use (on the host, where programs only type-check, the
+/// host allocator's are not counted: 0).
+pub fn used() -> usize {
+    #[cfg(target_os = "none")]
+    return HEAP.used();
+    #[cfg(not(target_os = "none"))]
+    0
+}
+
 /// Maps `count` fresh pages at `top`; returns how many it mapped.
 fn grow(top: usize, count: usize) -> usize {
     for n in 0..count {

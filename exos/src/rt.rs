@@ -90,9 +90,6 @@ mod bare {
     use super::*;
     use xok_abi::layout::ARGS_VA;
 
-    #[global_allocator]
-    static HEAP: crate::heap::PageHeap = crate::heap::PageHeap::new();
-
     unsafe extern "Rust" {
         fn exos_main(args: Args) -> i32;
     }

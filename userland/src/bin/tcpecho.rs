@@ -45,7 +45,7 @@ fn run(args: exos::Args) -> i32 {
             return 1;
         }
     };
-    println!("tcpecho: {} port {port} ready, backlog {backlog}", Dotted(host.ip));
+    println!("tcpecho: {} port {port} ready, backlog {backlog}, heap {} bytes", Dotted(host.ip), exos::heap::used());
     let (mut accepted, mut served, mut echoed, mut most) = (0u64, 0u64, 0u64, 0usize);
     let mut clients: Vec<Client> = Vec::new();
     let mut fds: Vec<PollFd> = Vec::new();
@@ -76,6 +76,10 @@ fn run(args: exos::Args) -> i32 {
                         break;
                     }
                 }
+            }
+            // Each new hundred of connections open at once: what they cost in memory.
+            if clients.len() / 100 > most / 100 {
+                println!("tcpecho: {} connections open, heap {} bytes", clients.len() / 100 * 100, exos::heap::used());
             }
             most = most.max(clients.len());
         }
