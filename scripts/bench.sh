@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Every benchmark, one after the other (never two builds at once): DPF classify/insert/compile
-# on the host, WK predicate evaluation, the transmit header check on the host, and the NIC
-# ceiling booted in QEMU. Each writes its table and JSON into docs/.
+# on the host, WK predicate evaluation, the transmit header check and exos's demultiplexer on
+# the host, and the NIC ceiling and exos sockets booted in QEMU. Each writes its table and JSON into docs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo bench -p dpf
 cargo bench -p wkpred
 cargo bench -p xok --bench transmit_check
+cargo bench -p exos --bench demux
 cargo bench -p xok-tests --bench nic
+cargo bench -p xok-tests --bench sockets

@@ -31,7 +31,7 @@ use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpProtocol, Ipv4Packet, 
 pub type Fd = usize;
 
 /// Descriptors a process may hold at once (EMFILE past it).
-pub const MAX_DESCRIPTORS: usize = 4096;
+pub const MAX_DESCRIPTORS: usize = 16384;
 /// Default bytes of receive and of send buffer per socket (SO_RCVBUF, SO_SNDBUF).
 pub const DEFAULT_BUFFER: usize = 16 * 1024;
 /// The bounds a buffer size option must be within.
@@ -216,6 +216,9 @@ struct Conn<C> {
     read_shut: bool,
     /// When a connection attempt gives up.
     connect_deadline: Option<Instant>,
+    /// When its current timer entry is due (an entry is only added for an earlier time, so
+    /// the heap holds about one entry per connection however many packets pass).
+    scheduled: Option<Instant>,
     /// Which timer entry is current.
     timer_generation: u64,
 }
@@ -239,6 +242,7 @@ impl<C> Conn<C> {
             orphaned: false,
             read_shut: false,
             connect_deadline: None,
+            scheduled: None,
             timer_generation: 0,
         }
     }
@@ -306,6 +310,8 @@ pub struct Stack<L: Link> {
     iface: Interface,
     ip: [u8; 4],
     descriptors: Vec<Option<Open<L::Claim>>>,
+    /// Closed descriptors, lowest first (a new socket gets the lowest free one, as in POSIX).
+    free_descriptors: BinaryHeap<Reverse<Fd>>,
     conns: Vec<Option<Conn<L::Claim>>>,
     free_conns: Vec<usize>,
     connections: HashMap<Tuple, usize>,
@@ -347,6 +353,7 @@ impl<L: Link> Stack<L> {
             iface,
             ip: config.ip,
             descriptors: Vec::new(),
+            free_descriptors: BinaryHeap::new(),
             conns: Vec::new(),
             free_conns: Vec::new(),
             connections: HashMap::new(),
@@ -370,7 +377,7 @@ impl<L: Link> Stack<L> {
         Stats {
             connections: self.conns.iter().flatten().filter(|conn| conn.tcp.is_some()).count(),
             time_waits: self.time_waits.len(),
-            descriptors: self.descriptors.iter().flatten().count(),
+            descriptors: self.descriptors.len() - self.free_descriptors.len(),
             ..self.stats
         }
     }
@@ -543,6 +550,7 @@ impl<L: Link> Stack<L> {
                 continue;
             }
             if let Some(conn) = self.conns[slot].as_mut() {
+                conn.scheduled = None;
                 let gave_up = conn.connect_deadline.is_some_and(|deadline| deadline <= now);
                 if gave_up && let Some(socket) = conn.socket().filter(|socket| socket.state() == tcp::State::SynSent) {
                     socket.abort();
@@ -576,7 +584,10 @@ impl<L: Link> Stack<L> {
             if state == tcp::State::SynSent {
                 next = next.into_iter().chain(conn.connect_deadline).min();
             }
-            if let Some(next) = next {
+            if let Some(next) = next
+                && conn.scheduled.is_none_or(|scheduled| next < scheduled)
+            {
+                conn.scheduled = Some(next);
                 conn.timer_generation += 1;
                 self.timers.push(Reverse((next.total_micros(), slot, conn.timer_generation)));
             }
@@ -665,7 +676,7 @@ impl<L: Link> Stack<L> {
     }
 
     fn add_descriptor(&mut self, open: Open<L::Claim>) -> Result<Fd, Errno> {
-        if let Some(fd) = self.descriptors.iter().position(Option::is_none) {
+        if let Some(Reverse(fd)) = self.free_descriptors.pop() {
             self.descriptors[fd] = Some(open);
             return Ok(fd);
         }
@@ -1039,6 +1050,7 @@ impl<L: Link> Stack<L> {
     /// connections nobody accepted.
     pub fn close(&mut self, fd: Fd, now: Instant) -> Result<(), Errno> {
         let open = self.descriptors.get_mut(fd).and_then(Option::take).ok_or(Errno::BadDescriptor)?;
+        self.free_descriptors.push(Reverse(fd));
         match open.socket {
             Socket::Fresh { .. } => {}
             Socket::Stream(slot) => self.close_conn(slot, now),
