@@ -523,3 +523,31 @@ pub fn drain(limit: Duration) {
         (net.stack.link().has_pending() && now < deadline).then(|| net.wait(Some(deadline)))
     }) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fd_sets_hold_what_is_inserted_and_ignore_what_is_past_the_table() {
+        let mut set = FdSet::default();
+        for fd in [0, 63, 64, 4095, crate::tcpip::stack::MAX_DESCRIPTORS - 1, crate::tcpip::stack::MAX_DESCRIPTORS] {
+            set.insert(fd);
+        }
+        assert!(set.contains(0) && set.contains(63) && set.contains(64) && set.contains(4095));
+        assert!(!set.contains(1) && !set.contains(crate::tcpip::stack::MAX_DESCRIPTORS));
+        assert_eq!(set.iter().collect::<alloc::vec::Vec<_>>(), [0, 63, 64, 4095, crate::tcpip::stack::MAX_DESCRIPTORS - 1]);
+    }
+
+    #[test]
+    fn poll_reports_what_was_asked_and_always_errors_and_hangups() {
+        let ready = Ready { readable: true, writable: true, error: false, hangup: false };
+        assert_eq!(revents(Ok(ready), events::IN), events::IN);
+        assert_eq!(revents(Ok(ready), events::OUT), events::OUT);
+        assert_eq!(revents(Ok(ready), 0), 0);
+        let over = Ready { readable: true, writable: true, error: true, hangup: true };
+        assert_eq!(revents(Ok(over), 0), events::ERR | events::HUP);
+        assert_eq!(revents(Err(Errno::BadDescriptor), events::IN), events::NVAL);
+        assert_eq!(revents(Ok(Ready::default()), events::IN | events::OUT), 0);
+    }
+}

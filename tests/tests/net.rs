@@ -19,12 +19,13 @@ fn boot(model: &str, cmdline: &str) -> (Guest, Wire) {
 }
 
 fn rawecho_answers(model: &str) {
-    let (guest, wire) = boot(model, "init=rawecho:seconds=4");
+    let (guest, wire) = boot(model, "init=arpd:seconds=4,rawecho:seconds=4");
     guest.wait_for("rawecho: nic 0", Duration::from_secs(30)).unwrap();
-    // ARP: the reply must be exactly the expected frame (no padding trimmed by QEMU's wire: the
-    // guest pads to 60 bytes, so compare the first 42 and check the rest is zero).
+    guest.wait_for("arpd: 10.0.2.15", Duration::from_secs(30)).unwrap();
+    // ARP (arpd's): the reply must be exactly the expected frame (no padding trimmed by QEMU's
+    // wire: the guest pads to 60 bytes, so compare the first 42 and check the rest is zero).
     wire.send(&arp_request(PEER_MAC, PEER_IP, GUEST_IP)).unwrap();
-    let reply = wire.receive(Duration::from_secs(10), |f| f.len() >= 42 && f[12..14] == [8, 6]).expect("ARP reply");
+    let reply = wire.receive(Duration::from_secs(10), |f| f.len() >= 42 && f[12..14] == [8, 6] && f[38..42] == PEER_IP).expect("ARP reply");
     assert_eq!(&reply[..42], &arp_reply(GUEST_MAC, GUEST_IP, PEER_MAC, PEER_IP)[..], "{model}");
     assert!(reply[42..].iter().all(|b| *b == 0), "padding");
     // An ARP request for someone else gets nothing.
@@ -38,8 +39,8 @@ fn rawecho_answers(model: &str) {
 
     let (status, output) = guest.wait_exit(Duration::from_secs(60)).unwrap();
     assert_eq!(status, EXIT_SUCCESS, "{output}");
-    // The ARP request for someone else never reaches rawecho: its filter names its own address.
-    assert!(output.contains("rawecho: received 2, answered 2, ring drops 0"), "{output}");
+    // Only the echo request reaches rawecho: its filter is ICMP to its own address.
+    assert!(output.contains("rawecho: received 1, answered 1, ring drops 0"), "{output}");
     // Idle CPU share: over 4 s (400 ticks) rawecho ran only when woken.
     let line = lines_with(&output, "xok: env").into_iter().find(|l| l.contains("(rawecho) exited")).unwrap();
     let numbers: Vec<u64> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
@@ -49,7 +50,7 @@ fn rawecho_answers(model: &str) {
 }
 
 #[test]
-fn rawecho_answers_arp_and_echo_byte_for_byte_and_sleeps_when_idle() {
+fn arpd_and_rawecho_answer_arp_and_echo_byte_for_byte_and_rawecho_sleeps_when_idle() {
     for model in MODELS {
         rawecho_answers(model);
     }
@@ -205,7 +206,7 @@ fn linux_ping_and_arping_reach_rawecho_from_a_namespace() {
         let ns = xok_tests::Netns::new(model).unwrap();
         let args = ns.nic_args(model, "52:54:00:ab:cd:01");
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let guest = Guest::boot_in(Some(&ns), "init=rawecho", &args).unwrap();
+        let guest = Guest::boot_in(Some(&ns), "init=arpd,rawecho", &args).unwrap();
         guest.wait_for("rawecho: nic 0", Duration::from_secs(30)).unwrap();
         let ping = ns.exec(&["ping", "-c", "3", "-i", "0.2", "-W", "5", "10.0.2.15"]).unwrap();
         assert!(ping.contains("3 packets transmitted, 3 received"), "{model}: {ping}");

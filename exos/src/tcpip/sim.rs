@@ -555,3 +555,30 @@ fn udp_datagrams_go_both_ways_with_their_senders() {
     }));
     assert_eq!(&buffer[..got.unwrap().0], b"pong");
 }
+
+#[test]
+fn the_interface_answers_ping_and_refuses_a_port_nobody_holds() {
+    use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr};
+    let mut sim = Sim::new(10, Faults { loss: 0, duplicate: 0, reorder: 0 });
+    let data = [0x42u8; 32];
+    let icmp = Icmpv4Repr::EchoRequest { ident: 7, seq_no: 1, data: &data };
+    let ip = Ipv4Repr { src_addr: CLIENT.into(), dst_addr: SERVER.into(), next_header: IpProtocol::Icmp, payload_len: icmp.buffer_len(), hop_limit: 64 };
+    let mut bytes = vec![0u8; ip.buffer_len() + icmp.buffer_len()];
+    let caps = ChecksumCapabilities::default();
+    let mut packet = Ipv4Packet::new_unchecked(&mut bytes[..]);
+    ip.emit(&mut packet, &caps);
+    icmp.emit(&mut Icmpv4Packet::new_unchecked(packet.payload_mut()), &caps);
+    sim.server.link().inbox.push_back(bytes);
+    sim.server.poll(sim.now);
+    let sent = sim.server.link().take_sent();
+    assert_eq!(sent.len(), 1, "an echo reply");
+    let reply = Ipv4Packet::new_checked(&sent[0][..]).unwrap();
+    assert_eq!((reply.src_addr(), reply.dst_addr(), reply.next_header()), (SERVER.into(), CLIENT.into(), IpProtocol::Icmp));
+    let echo = Icmpv4Repr::parse(&Icmpv4Packet::new_checked(reply.payload()).unwrap(), &caps).unwrap();
+    assert_eq!(echo, Icmpv4Repr::EchoReply { ident: 7, seq_no: 1, data: &data });
+    // A SYN to a port nobody listens on is refused with a RST.
+    sim.server.link().inbox.push_back(tcp_packet((CLIENT, 4000), (SERVER, 99), TcpControl::Syn, 10, None, b""));
+    sim.server.poll(sim.now);
+    let answer = segments_to_client(&sim.server.link().take_sent());
+    assert!(answer.len() == 1 && answer[0].rst && answer[0].ack_number == 11, "{answer:?}");
+}
