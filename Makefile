@@ -1,8 +1,14 @@
 # One entry point for people. Each target calls a script or the tools crate.
 .PHONY: setup image run test bench
 
-# What init starts for `make run`: program[:arg...] separated by commas.
-CMDLINE ?= init=hello,worker,sysbench
+# What init starts for `make run`: program[:arg...] separated by commas (`!` = privileged).
+CMDLINE ?= init=arpd,!strayd,httpd
+# The host port forwarded to the guest's port 80.
+HTTP_PORT ?= 8080
+export XOK_HTTP_PORT = $(HTTP_PORT)
+# Where the capture of a `!tcpdump:...:pcap` in CMDLINE goes (empty: no capture file).
+PCAP ?=
+export XOK_PCAP = $(PCAP)
 # The files programs serve (under www/ in the image).
 DOCROOT ?= site
 export XOK_DOCROOT = $(abspath $(DOCROOT))

@@ -287,6 +287,11 @@ impl Dpf {
         self.live(id).is_some_and(|l| l.holders.contains(&principal))
     }
 
+    /// Whether any copy filter is installed (a capture is running).
+    pub fn has_copy_filters(&self) -> bool {
+        self.copy_slots.iter().any(Option::is_some)
+    }
+
     /// The copy filter with copy number `index`.
     pub fn copy_filter(&self, index: usize) -> Option<FilterId> {
         self.copy_slots.get(index).copied().flatten().and_then(|s| self.id_of(s))

@@ -12,15 +12,18 @@ extern crate alloc;
 
 pub mod arp;
 pub mod console;
+pub mod dump;
 pub mod echo;
 pub mod filter;
 pub mod fs;
 pub mod heap;
 pub mod ipv4;
 pub mod netdev;
+pub mod pcap;
 pub mod ring;
 pub mod rt;
 pub mod socket;
+pub mod stray;
 pub mod sys;
 pub mod tcpip;
 pub mod wait;

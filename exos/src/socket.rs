@@ -7,8 +7,8 @@
 //! all its endpoints, DPF filters per listening port, connection and UDP port) and one
 //! [`Waiter`]. A blocking call polls the stack and sleeps on the waiter (a frame, an ARP table
 //! change, the stack's next timer or the call's timeout), never spins; with O_NONBLOCK it
-//! returns [`Errno::WouldBlock`] instead. [`open`] claims ICMP echo for the address too unless
-//! another program already answers pings.
+//! returns [`Errno::WouldBlock`] instead. [`open`] claims ICMP echo requests for the address
+//! too unless another program already answers pings.
 
 use crate::filter::InstalledFilter;
 use crate::netdev::{HostConfig, IpDevice, now};
@@ -37,7 +37,7 @@ static NET: spin::Mutex<Option<Net>> = spin::Mutex::new(None);
 /// Opens the process's network as `host` (its address, NIC and gateway; needs arpd's table).
 pub fn open(host: HostConfig) -> Result<(), Errno> {
     let mut device = host.device(RING_ENTRIES).map_err(Errno::from_kernel)?;
-    let ping = crate::tcpip::Link::claim(&mut device, &dpf::Filter::icmp_to(host.ip)).ok();
+    let ping = crate::tcpip::Link::claim(&mut device, &dpf::Filter::icmp_echo_to(host.ip)).ok();
     let mut waiter = Waiter::new().ok_or(Errno::Invalid)?;
     device.watch(&mut waiter);
     let stack = crate::tcpip::Stack::new(device, host.stack_config(crate::sys::time()), now());
@@ -146,6 +146,11 @@ pub fn connect(fd: Fd, to: SocketAddrV4) -> Result<(), Errno> {
 /// Sends what the send buffer takes of `data` (waiting for room).
 pub fn send(fd: Fd, data: &[u8]) -> Result<usize, Errno> {
     blocking(fd, Direction::Send, |stack, now| stack.send(fd, data, now))
+}
+
+/// Sends what the send buffer takes of `parts`, in order, in one call (waiting for room).
+pub fn send_vectored(fd: Fd, parts: &[&[u8]]) -> Result<usize, Errno> {
+    blocking(fd, Direction::Send, |stack, now| stack.send_vectored(fd, parts, now))
 }
 
 /// Receives what has arrived (waiting for something); 0 at the end of the stream.
@@ -348,7 +353,16 @@ impl TcpListener {
     /// Listens on `port` of the process's address with room for `backlog` connections that
     /// wait to be accepted ([`Errno::AddrInUse`] if another program holds it).
     pub fn bind(port: u16, backlog: usize) -> Result<TcpListener, Errno> {
+        TcpListener::bind_with(port, backlog, &[])
+    }
+
+    /// [`TcpListener::bind`] with `options` set first (the connections it accepts inherit
+    /// them: TCP_NODELAY, buffer sizes).
+    pub fn bind_with(port: u16, backlog: usize, options: &[SockOpt]) -> Result<TcpListener, Errno> {
         let listener = TcpListener { fd: socket(Kind::Stream)? };
+        for &option in options {
+            set_option(listener.fd, option)?;
+        }
         bind(listener.fd, port)?;
         listen(listener.fd, backlog)?;
         Ok(listener)
@@ -422,6 +436,11 @@ impl TcpStream {
     /// This end's address.
     pub fn local_addr(&self) -> Result<SocketAddrV4, Errno> {
         local_addr(self.fd)
+    }
+
+    /// Writes what the send buffer takes of `parts`, in order, in one call (`writev`).
+    pub fn write_vectored(&mut self, parts: &[&[u8]]) -> Result<usize, Errno> {
+        send_vectored(self.fd, parts)
     }
 
     /// The descriptor (for [`poll`]).

@@ -21,6 +21,20 @@ pub fn image() -> Image {
         .clone()
 }
 
+/// Builds an image whose document root holds `files` (path, bytes), under `build/<name>`
+/// (the programs are the same build as [`image`]'s).
+pub fn image_with_docroot(name: &str, files: &[(&str, Vec<u8>)]) -> Image {
+    let root = image::workspace_root();
+    let docroot = root.join("target").join("test-docroots").join(name);
+    let _ = std::fs::remove_dir_all(&docroot);
+    for (path, bytes) in files {
+        let path = docroot.join(path);
+        std::fs::create_dir_all(path.parent().expect("a file has a directory")).expect("creating the test docroot");
+        std::fs::write(&path, bytes).expect("writing the test docroot");
+    }
+    image::build_with_docroot(&root.join("build").join(name), &docroot).expect("building the xok image")
+}
+
 /// Scales deadlines for slow machines: `XOK_TEST_TIME_SCALE=2` doubles them.
 pub fn scaled(duration: Duration) -> Duration {
     let scale: f64 = std::env::var("XOK_TEST_TIME_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1.0);
@@ -50,7 +64,12 @@ impl Guest {
 
     /// Boots the image inside network namespace `netns` (if given).
     pub fn boot_in(netns: Option<&Netns>, cmdline: &str, extra: &[&str]) -> Result<Guest> {
-        let mut config = QemuConfig::new(image(), cmdline);
+        Guest::boot_image(image(), netns, cmdline, extra)
+    }
+
+    /// Boots `image` (see [`image_with_docroot`]) inside `netns` (if given).
+    pub fn boot_image(image: Image, netns: Option<&Netns>, cmdline: &str, extra: &[&str]) -> Result<Guest> {
+        let mut config = QemuConfig::new(image, cmdline);
         for arg in extra {
             config = config.arg(*arg);
         }

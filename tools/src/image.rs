@@ -40,9 +40,16 @@ pub fn program_names(root: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// Compiles the kernel and the programs in release mode for [`TARGET`], packs the initrd, and
-/// writes both into `out`.
+/// Compiles the kernel and the programs in release mode for [`TARGET`], packs the initrd (with
+/// the document root `XOK_DOCROOT`, default `site/`), and writes both into `out`.
 pub fn build(out: &Path) -> Result<Image> {
+    let root = workspace_root();
+    let docroot = std::env::var_os("XOK_DOCROOT").map_or_else(|| root.join("site"), PathBuf::from);
+    build_with_docroot(out, &docroot)
+}
+
+/// [`build`] with the files of `docroot` under `www/`.
+pub fn build_with_docroot(out: &Path, docroot: &Path) -> Result<Image> {
     let root = workspace_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
@@ -58,8 +65,7 @@ pub fn build(out: &Path) -> Result<Image> {
     for name in program_names(&root)? {
         files.push((name.clone(), stripped(&binaries.join(&name))?));
     }
-    let docroot = std::env::var_os("XOK_DOCROOT").map_or_else(|| root.join("site"), PathBuf::from);
-    files.extend(docroot_files(&docroot)?);
+    files.extend(docroot_files(docroot)?);
     let archive = xok_abi::initrd::write_archive(files.iter().map(|(name, bytes)| (name.as_str(), bytes.as_slice())));
     std::fs::create_dir_all(out)?;
     let image = Image { kernel: out.join("xok"), initrd: out.join("initrd.cpio") };

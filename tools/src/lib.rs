@@ -1,4 +1,5 @@
 //! Host tools for xok: building the boot image (kernel + initrd) and starting QEMU.
 
 pub mod image;
+pub mod pcap;
 pub mod qemu;

@@ -9,7 +9,7 @@ pub mod segment;
 pub mod stack;
 pub mod time_wait;
 #[cfg(test)]
-mod sim;
+pub(crate) mod sim;
 
 pub use errno::Errno;
 pub use link::Link;

@@ -910,6 +910,12 @@ impl<L: Link> Stack<L> {
 
     /// Queues as much of `data` as the send buffer takes.
     pub fn send(&mut self, fd: Fd, data: &[u8], now: Instant) -> Result<usize, Errno> {
+        self.send_vectored(fd, &[data], now)
+    }
+
+    /// Queues as much of `parts`, in order, as the send buffer takes (one call for a head and
+    /// a body: `writev`).
+    pub fn send_vectored(&mut self, fd: Fd, parts: &[&[u8]], now: Instant) -> Result<usize, Errno> {
         let slot = self.stream_slot(fd)?;
         let conn = self.conn_mut(slot);
         if let Some(ended) = conn.ended {
@@ -920,11 +926,15 @@ impl<L: Link> Stack<L> {
         if !socket.may_send() {
             return Err(if established { Errno::BrokenPipe } else { Errno::WouldBlock });
         }
-        if data.is_empty() {
-            return Ok(0);
+        let mut sent = 0;
+        for part in parts.iter().filter(|part| !part.is_empty()) {
+            let taken = socket.send_slice(part).map_err(|_| Errno::BrokenPipe)?;
+            sent += taken;
+            if taken < part.len() {
+                break;
+            }
         }
-        let sent = socket.send_slice(data).map_err(|_| Errno::BrokenPipe)?;
-        if sent == 0 {
+        if sent == 0 && parts.iter().any(|part| !part.is_empty()) {
             return Err(Errno::WouldBlock);
         }
         self.egress(slot, now);

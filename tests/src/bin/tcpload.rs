@@ -9,6 +9,11 @@
 //! - `tcpload rtt ADDR:PORT SECONDS`: one connection, a 64-byte message echoed back and forth
 //!   for SECONDS (round trips per second).
 //!
+//! - `tcpload slow ADDR:PORT PATH`: sends `GET PATH HTTP/1.0` a byte per 100 ms and reads the
+//!   whole response (`tcpload: slow client got <status line>, <n> bytes in all`);
+//! - `tcpload vanish ADDR:PORT PATH`: asks for PATH, reads 10 000 bytes of the response and
+//!   drops the connection (the peer gets a RST).
+//!
 //! It prints one result line (`tcpload: ...`) and exits non-zero at the first wrong byte,
 //! refusal or timeout. Every loop is bounded by count and by a deadline.
 
@@ -79,6 +84,29 @@ fn hold(to: SocketAddr, count: usize) -> Result<String, String> {
     Ok(format!("held {count} connections for 120 s"))
 }
 
+fn slow(to: SocketAddr, path: &str) -> Result<String, String> {
+    let mut stream = connect(to)?;
+    for byte in format!("GET {path} HTTP/1.0\r\n\r\n").bytes() {
+        stream.write_all(&[byte]).map_err(|error| format!("write: {error}"))?;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).map_err(|error| format!("read: {error}"))?;
+    let text = String::from_utf8_lossy(&response);
+    let status = text.lines().next().unwrap_or_default().to_string();
+    Ok(format!("slow client got {status}, {} bytes in all", response.len()))
+}
+
+fn vanish(to: SocketAddr, path: &str) -> Result<String, String> {
+    let mut stream = connect(to)?;
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).map_err(|error| format!("write: {error}"))?;
+    let mut part = vec![0u8; 10_000];
+    stream.read_exact(&mut part).map_err(|error| format!("read: {error}"))?;
+    // Unread data at close makes Linux send a RST: the client vanishes mid-response.
+    drop(stream);
+    Ok("read 10000 bytes and vanished".to_string())
+}
+
 fn accepts(to: SocketAddr, seconds: u64) -> Result<String, String> {
     let started = Instant::now();
     let mut count = 0u64;
@@ -106,12 +134,15 @@ fn rtt(to: SocketAddr, seconds: u64) -> Result<String, String> {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: tcpload many|hold|accepts|rtt ADDR:PORT N|SECONDS";
-    let (Some(mode), Some(to), Some(n)) = (args.first(), args.get(1).and_then(|a| a.parse::<SocketAddr>().ok()), args.get(2).and_then(|n| n.parse::<u64>().ok())) else {
+    let usage = "usage: tcpload many|hold|accepts|rtt ADDR:PORT N|SECONDS, or slow|vanish ADDR:PORT PATH";
+    let (Some(mode), Some(to), Some(third)) = (args.first(), args.get(1).and_then(|a| a.parse::<SocketAddr>().ok()), args.get(2)) else {
         eprintln!("{usage}");
         std::process::exit(2);
     };
+    let n = third.parse::<u64>().unwrap_or(0);
     let result = match mode.as_str() {
+        "slow" => slow(to, third),
+        "vanish" => vanish(to, third),
         "many" => many(to, n as usize),
         "hold" => hold(to, n as usize),
         "accepts" => accepts(to, n),

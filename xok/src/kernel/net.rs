@@ -397,6 +397,8 @@ impl<M: Machine> Kernel<M> {
                 done += chunk;
             }
         }
+        // A capture sees sent frames too: only while a copy filter exists is the frame read.
+        let captured = self.net.dpf.has_copy_filters().then(|| self.read_frame(&segments, total));
         let header = if checked {
             let header = self.copy_header(&segments, total);
             self.check_source(caller, info.mac, &header)?;
@@ -427,8 +429,42 @@ impl<M: Machine> Kernel<M> {
             self.pages.pin(page).expect("pages mapped by the caller are in use");
         }
         self.net.queues[nic].push(frame);
+        if let Some(bytes) = captured {
+            self.deliver_copies(nic, &bytes);
+        }
         self.pump_transmit(nic);
         Ok(0)
+    }
+
+    /// The whole frame in `segments` (for a capture).
+    fn read_frame(&self, segments: &[PhysSegment], total: usize) -> Vec<u8> {
+        let mut bytes = alloc::vec![0u8; total];
+        let mut filled = 0;
+        for segment in segments {
+            let (address, len) = (segment.address as usize, usize::from(segment.len));
+            self.machine.read(Page(address / PAGE_SIZE), address % PAGE_SIZE, &mut bytes[filled..filled + len]);
+            filled += len;
+        }
+        bytes
+    }
+
+    /// Gives a frame this machine sends on NIC `nic` to every copy filter that matches it.
+    fn deliver_copies(&mut self, nic: usize, frame: &[u8]) {
+        let now = self.machine.now_ns();
+        let Network { rings, dpf, classifier, .. } = &mut self.net;
+        let classification = classifier.classify(dpf, frame);
+        let mut woken: Vec<EnvId> = Vec::new();
+        for ring in dpf.copy_ids(&classification).filter_map(|id| dpf.payload(id)) {
+            if let Some(ring) = rings.get_mut(&ring) {
+                ring.deliver(&mut self.machine, frame, nic as u32, now);
+                if !woken.contains(&ring.owner) {
+                    woken.push(ring.owner);
+                }
+            }
+        }
+        for env in woken {
+            self.notify(env);
+        }
     }
 
     /// Copies the first bytes of the frame in `segments` (the headers the check reads).

@@ -172,6 +172,24 @@ fn overlapping_filters_are_refused_and_copy_filters_need_privilege() {
     assert_eq!(peek(&k, second, DATA, 1), [42], "the copy filter saw it too");
 }
 
+#[test]
+fn a_capture_sees_the_frames_the_machine_sends_and_not_the_refused_ones() {
+    let (mut k, _nic) = with_nic(16);
+    let sender = sender_holding(&mut k, &Filter::udp_port(5000));
+    let (capture, ring) = env_with_ring(&mut k);
+    k.envs.get_mut(capture).unwrap().privileged = true;
+    send(&mut k, sender, &udp_from(5000, 10)).unwrap();
+    assert_eq!(peek(&k, capture, DATA, 4), [0; 4], "no capture running: nothing copied");
+    insert_filter(&mut k, capture, &Filter::everything(), ring, DPF_COPY).unwrap();
+    assert_eq!(send(&mut k, sender, &udp_from(5001, 10)), Err(Error::ForeignSource));
+    assert_eq!(peek(&k, capture, DATA, 4), [0; 4], "a refused frame is not captured");
+    let frame = udp_from(5000, 20);
+    send(&mut k, sender, &frame).unwrap();
+    let owner = u32::from_le_bytes(peek(&k, capture, DATA, 4).try_into().unwrap());
+    assert_eq!(owner as usize, frame.len());
+    assert_eq!(peek(&k, capture, DATA + RING_HEADER_LEN, frame.len()), frame, "the sent frame, whole");
+}
+
 /// The fake NIC's MAC, and the addresses test frames use.
 const NIC_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const HOST: [u8; 4] = [10, 0, 0, 15];
