@@ -9,6 +9,9 @@ export XOK_HTTP_PORT = $(HTTP_PORT)
 # Where the capture of a `!tcpdump:...:pcap` in CMDLINE goes (empty: no capture file).
 PCAP ?=
 export XOK_PCAP = $(PCAP)
+# Non-empty: run on a tap in a network namespace of its own instead of user networking (root).
+NETNS ?=
+export XOK_NETNS = $(NETNS)
 # The files programs serve (under www/ in the image).
 DOCROOT ?= site
 export XOK_DOCROOT = $(abspath $(DOCROOT))

@@ -9,6 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use xok_tools::image::{self, Image};
 use xok_tools::qemu::QemuConfig;
+pub use xok_tools::netns::Netns;
 
 /// Builds the kernel and initrd once per test binary.
 pub fn image() -> Image {
@@ -300,63 +301,3 @@ pub mod frames {
     }
 }
 
-/// A network namespace made for one test, with a tap device `tap0` at 10.0.2.2/24 for QEMU to
-/// attach to. Deleted (with its devices) on drop. Needs root.
-pub struct Netns {
-    /// The namespace's name.
-    pub name: String,
-}
-
-impl Netns {
-    /// Creates the namespace and its tap device.
-    pub fn new(tag: &str) -> Result<Netns> {
-        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let ns = Netns { name: format!("xok-{}-{tag}-{n}", std::process::id()) };
-        ns.ip(&["netns", "add", &ns.name])?;
-        ns.exec(&["ip", "link", "set", "lo", "up"])?;
-        ns.exec(&["ip", "tuntap", "add", "dev", "tap0", "mode", "tap"])?;
-        ns.exec(&["ip", "addr", "add", "10.0.2.2/24", "dev", "tap0"])?;
-        ns.exec(&["ip", "link", "set", "tap0", "up"])?;
-        Ok(ns)
-    }
-
-    fn ip(&self, args: &[&str]) -> Result<()> {
-        let status = std::process::Command::new("ip").args(args).status().context("running ip (iproute2)")?;
-        if !status.success() {
-            bail!("ip {} failed ({status}); these tests need root", args.join(" "));
-        }
-        Ok(())
-    }
-
-    /// Runs a command inside the namespace and returns its output; fails if it fails.
-    pub fn exec(&self, command: &[&str]) -> Result<String> {
-        let output = std::process::Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(command)
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("running {command:?} in {}", self.name))?;
-        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-        if !output.status.success() {
-            bail!("{command:?} failed ({}):\n{text}", output.status);
-        }
-        Ok(text)
-    }
-
-    /// The QEMU arguments that attach a NIC of `model` to `tap0`.
-    pub fn nic_args(&self, model: &str, mac: &str) -> Vec<String> {
-        vec![
-            "-netdev".into(),
-            "tap,id=tap,ifname=tap0,script=no,downscript=no".into(),
-            "-device".into(),
-            format!("{model},netdev=tap,mac={mac}"),
-        ]
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip").args(["netns", "del", &self.name]).status();
-    }
-}

@@ -1,12 +1,13 @@
 //! `xok-tools`: `image [OUT]` builds the kernel and initrd; `run [CMDLINE]` builds and boots them
-//! in QEMU with the console on this terminal (with `XOK_PCAP=file`, the capture a `tcpdump
-//! pcap` prints goes into `file` instead); `pcap CONSOLE_LOG OUT` extracts a capture from a
-//! saved console.
+//! in QEMU with the console on this terminal (`XOK_HTTP_PORT`: the host port forwarded to the
+//! guest's port 80; `XOK_NETNS=1`: a tap in a namespace of its own instead; `XOK_PCAP=file`:
+//! the capture a `tcpdump pcap` prints goes into `file`); `pcap CONSOLE_LOG OUT` extracts a
+//! capture from a saved console.
 
 use anyhow::{Result, bail};
 use std::path::PathBuf;
 use std::io::{BufRead, BufReader, Write};
-use xok_tools::{image, pcap, qemu};
+use xok_tools::{image, netns, pcap, qemu};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -20,15 +21,35 @@ fn main() -> Result<()> {
         Some("run") => {
             let built = image::build(&out)?;
             let cmdline = args.get(1).map_or("init=hello", String::as_str);
-            // One e1000 on QEMU's user network (the guest is 10.0.2.15, the host 10.0.2.2), with
-            // 127.0.0.1:XOK_HTTP_PORT (8080) forwarded to the guest's port 80.
-            let port: u16 = std::env::var("XOK_HTTP_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(8080);
-            let netdev = format!("user,id=net0,hostfwd=tcp:127.0.0.1:{port}-10.0.2.15:80");
-            let config = qemu::QemuConfig::new(built, cmdline).arg("-netdev").arg(&netdev).arg("-device").arg("e1000,netdev=net0");
-            eprintln!("booting xok ({} accelerator), http://127.0.0.1:{port}/ forwarded to its port 80; the console follows", qemu::accelerator());
+            let config = qemu::QemuConfig::new(built, cmdline);
+            // With XOK_NETNS set: an e1000 on a tap in a namespace of its own (the guest is
+            // 10.0.2.15, the namespace's side 10.0.2.2). Otherwise an e1000 on QEMU's user
+            // network with 127.0.0.1:XOK_HTTP_PORT (8080) forwarded to the guest's port 80.
+            let netns = match std::env::var("XOK_NETNS").ok().filter(|tag| !tag.is_empty()) {
+                Some(_) => Some(netns::Netns::named("xok-run")?),
+                None => None,
+            };
+            let config = match &netns {
+                Some(ns) => {
+                    eprintln!("booting xok ({} accelerator) on tap0 in namespace {name}; try: sudo ip netns exec {name} curl http://10.0.2.15/", qemu::accelerator(), name = ns.name);
+                    ns.nic_args("e1000", "52:54:00:12:34:56").into_iter().fold(config, qemu::QemuConfig::arg)
+                }
+                None => {
+                    let port: u16 = std::env::var("XOK_HTTP_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(8080);
+                    eprintln!("booting xok ({} accelerator), http://127.0.0.1:{port}/ forwarded to its port 80; the console follows", qemu::accelerator());
+                    let netdev = format!("user,id=net0,hostfwd=tcp:127.0.0.1:{port}-10.0.2.15:80");
+                    config.arg("-netdev").arg(netdev).arg("-device").arg("e1000,netdev=net0")
+                }
+            };
+            let mut command = config.command();
+            if let Some(ns) = &netns {
+                let mut inside = std::process::Command::new("ip");
+                inside.args(["netns", "exec", &ns.name]).arg(command.get_program()).args(command.get_args());
+                command = inside;
+            }
             let status = match std::env::var("XOK_PCAP").ok().filter(|path| !path.is_empty()) {
-                None => config.command().status()?,
-                Some(path) => run_capturing(config, &path)?,
+                None => command.status()?,
+                Some(path) => run_capturing(command, &path)?,
             };
             match status.code() {
                 Some(qemu::EXIT_SUCCESS) => eprintln!("xok shut down cleanly"),
@@ -51,8 +72,8 @@ fn main() -> Result<()> {
 
 /// Runs QEMU with its console passed through to this terminal, except the lines that carry a
 /// capture, which are written to `path` as a pcap file.
-fn run_capturing(config: qemu::QemuConfig, path: &str) -> Result<std::process::ExitStatus> {
-    let mut child = config.command().stdout(std::process::Stdio::piped()).spawn()?;
+fn run_capturing(mut command: std::process::Command, path: &str) -> Result<std::process::ExitStatus> {
+    let mut child = command.stdout(std::process::Stdio::piped()).spawn()?;
     let mut file = std::fs::File::create(path)?;
     let (mut records, stdout) = (0usize, std::io::stdout());
     for line in BufReader::new(child.stdout.take().expect("piped stdout")).lines() {
