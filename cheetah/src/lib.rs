@@ -1,7 +1,11 @@
-//! Cheetah, the merged-cache HTTP server (its server and TCP arrive in a later issue), and the
-//! HTTP code it shares with the baseline `httpd` ([`http`]).
+//! Cheetah, the merged-cache HTTP server: its own TCP ([`tcp`], with [`isn`]) serving from the
+//! file cache, and the HTTP code it shares with the baseline `httpd` ([`http`]).
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
 
 pub mod http;
+pub mod isn;
+#[cfg(test)]
+mod sim;
+pub mod tcp;

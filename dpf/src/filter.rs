@@ -296,16 +296,6 @@ impl Filter {
         FilterBuilder::new().ip_protocol(IP_PROTOCOL_ICMP).ipv4_destination(dst).build_known()
     }
 
-    /// ICMP echo requests to `dst` (a strict subset of [`Filter::icmp_to`]: other ICMP to
-    /// the address, such as errors a program did not ask for, stays with the fallback).
-    pub fn icmp_echo_to(dst: [u8; 4]) -> Filter {
-        FilterBuilder::new()
-            .ip_protocol(IP_PROTOCOL_ICMP)
-            .ipv4_destination(dst)
-            .atom(Atom::new(Base::Ipv4Payload, 0, Width::W1, ICMP_ECHO_REQUEST))
-            .build_known()
-    }
-
     /// UDP to destination port `port`, any address (first fragments and whole datagrams).
     pub fn udp_port(port: u16) -> Filter {
         FilterBuilder::new()
@@ -348,8 +338,6 @@ pub const ETHERTYPE_IPV4: u16 = 0x0800;
 pub const ETHERTYPE_ARP: u16 = 0x0806;
 /// IP protocol number of ICMP.
 pub const IP_PROTOCOL_ICMP: u8 = 1;
-/// ICMP type of an echo request.
-const ICMP_ECHO_REQUEST: u32 = 8;
 /// IP protocol number of TCP.
 pub const IP_PROTOCOL_TCP: u8 = 6;
 /// IP protocol number of UDP.

@@ -7,10 +7,8 @@
 //! all its endpoints, DPF filters per listening port, connection and UDP port) and one
 //! [`Waiter`]. A blocking call polls the stack and sleeps on the waiter (a frame, an ARP table
 //! change, the stack's next timer or the call's timeout), never spins; with O_NONBLOCK it
-//! returns [`Errno::WouldBlock`] instead. [`open`] claims ICMP echo requests for the address
-//! too unless another program already answers pings.
+//! returns [`Errno::WouldBlock`] instead. (Pings are the machine's: strayd answers them.)
 
-use crate::filter::InstalledFilter;
 use crate::netdev::{HostConfig, IpDevice, now};
 use crate::wait::Waiter;
 use core::net::SocketAddrV4;
@@ -27,7 +25,6 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 struct Net {
     stack: crate::tcpip::Stack<IpDevice>,
     waiter: Waiter,
-    _ping: Option<InstalledFilter>,
 }
 
 /// The network, once [`open`] has run (the process is single-threaded: the lock is never
@@ -36,12 +33,11 @@ static NET: spin::Mutex<Option<Net>> = spin::Mutex::new(None);
 
 /// Opens the process's network as `host` (its address, NIC and gateway; needs arpd's table).
 pub fn open(host: HostConfig) -> Result<(), Errno> {
-    let mut device = host.device(RING_ENTRIES).map_err(Errno::from_kernel)?;
-    let ping = crate::tcpip::Link::claim(&mut device, &dpf::Filter::icmp_echo_to(host.ip)).ok();
+    let device = host.device(RING_ENTRIES).map_err(Errno::from_kernel)?;
     let mut waiter = Waiter::new().ok_or(Errno::Invalid)?;
     device.watch(&mut waiter);
     let stack = crate::tcpip::Stack::new(device, host.stack_config(crate::sys::time()), now());
-    *NET.lock() = Some(Net { stack, waiter, _ping: ping });
+    *NET.lock() = Some(Net { stack, waiter });
     Ok(())
 }
 

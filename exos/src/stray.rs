@@ -1,8 +1,10 @@
 //! What a good TCP/IP host says to a packet nobody asked for (strayd's logic, plain Rust so it
-//! is tested on the host): a TCP segment for no connection gets a RST as RFC 793 §3.4 says, a
-//! UDP datagram for no port gets ICMP port unreachable quoting its IP header and first 8
-//! bytes (RFC 792, 1122 §3.2.2), and nothing is said to a RST, to ICMP, to broadcasts or to
-//! another machine's packets. The answer goes straight back to the frame's sender MAC.
+//! is tested on the host): an ICMP echo request gets its reply (the machine answers ping, as
+//! it answers ARP, whatever programs run), a TCP segment for no connection gets a RST as RFC
+//! 793 §3.4 says, a UDP datagram for no port gets ICMP port unreachable quoting its IP header
+//! and first 8 bytes (RFC 792, 1122 §3.2.2), and nothing is said to a RST, to other ICMP, to
+//! broadcasts or to another machine's packets. The answer goes straight back to the frame's
+//! sender MAC.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -15,6 +17,8 @@ use smoltcp::wire::{
 /// What to do with a stray frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answer {
+    /// Send this echo reply.
+    EchoReply(Vec<u8>),
     /// Send this RST frame.
     Reset(Vec<u8>),
     /// Send this ICMP port unreachable frame (rate-limited by the caller).
@@ -119,6 +123,7 @@ pub fn answer(received: &[u8], mac: [u8; 6], ip: [u8; 4]) -> Answer {
             }))
         }
         IpProtocol::Udp => Answer::Drop(Dropped::Broadcast),
+        IpProtocol::Icmp if to_us => crate::echo::reply(received, mac, ip).map_or(Answer::Drop(Dropped::Other), Answer::EchoReply),
         _ => Answer::Drop(Dropped::Other),
     }
 }
@@ -186,6 +191,20 @@ mod tests {
         let mut broadcast = packet.clone();
         broadcast[16..20].copy_from_slice(&[10, 0, 2, 255]);
         assert_eq!(answer(&ethernet(&broadcast), MAC, IP), Answer::Drop(Dropped::Broadcast));
+    }
+
+    #[test]
+    fn pings_are_answered() {
+        let icmp = Icmpv4Repr::EchoRequest { ident: 7, seq_no: 1, data: b"ping" };
+        let ip = Ipv4Repr { src_addr: PEER.into(), dst_addr: IP.into(), next_header: IpProtocol::Icmp, payload_len: icmp.buffer_len(), hop_limit: 64 };
+        let mut packet = vec![0u8; ip.buffer_len() + icmp.buffer_len()];
+        let caps = ChecksumCapabilities::default();
+        let mut view = Ipv4Packet::new_unchecked(&mut packet[..]);
+        ip.emit(&mut view, &caps);
+        icmp.emit(&mut Icmpv4Packet::new_unchecked(view.payload_mut()), &caps);
+        let request = ethernet(&packet);
+        let Answer::EchoReply(reply) = answer(&request, MAC, IP) else { panic!("no echo reply") };
+        assert_eq!(Some(reply), crate::echo::reply(&request, MAC, IP));
     }
 
     #[test]

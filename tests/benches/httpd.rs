@@ -81,9 +81,9 @@ fn main() {
     let mut json = format!("{{\n  \"command\": \"cargo bench -p xok-tests --bench httpd\",\n  \"accelerator\": \"{accel}\",\n  \"seconds\": {SECONDS},\n  \"rows\": [\n");
     for (s, size) in SIZES.iter().enumerate() {
         let mut cells = Vec::new();
-        for client in 0..CLIENTS.len() {
-            let rate = summary(results[client][s].iter().map(|r| r.0).collect());
-            let packets = summary(results[client][s].iter().map(|r| r.1).collect());
+        for runs in &results {
+            let rate = summary(runs[s].iter().map(|r| r.0).collect());
+            let packets = summary(runs[s].iter().map(|r| r.1).collect());
             cells.push(format!("{:.0} ({:.0}-{:.0}) | {:.1}", rate.0, rate.1, rate.2, packets.0));
         }
         let _ = writeln!(table, "| {size} B | {} |", cells.join(" | "));

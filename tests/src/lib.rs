@@ -120,6 +120,24 @@ impl Guest {
         }
     }
 
+    /// Waits until the console holds a whole line (ended by a newline) containing `needle`;
+    /// returns that line.
+    pub fn wait_for_line(&self, needle: &str, timeout: Duration) -> Result<String> {
+        let deadline = Instant::now() + scaled(timeout);
+        loop {
+            let output = self.wait_for(needle, deadline.saturating_duration_since(Instant::now()))?;
+            let at = output.find(needle).expect("wait_for found it");
+            if let Some(end) = output[at..].find('\n') {
+                let start = output[..at].rfind('\n').map_or(0, |newline| newline + 1);
+                return Ok(output[start..at + end].to_string());
+            }
+            if Instant::now() >= deadline {
+                bail!("timed out waiting for the end of the line with {needle:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits for QEMU to exit and returns its status code and the whole console.
     pub fn wait_exit(mut self, timeout: Duration) -> Result<(i32, String)> {
         let deadline = Instant::now() + scaled(timeout);

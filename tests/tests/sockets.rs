@@ -21,18 +21,18 @@ fn a_thousand_concurrent_connections_to_one_tcpecho_all_echo_their_own_bytes() {
     let ns = Netns::new("many").unwrap();
     let args = ns.nic_args("e1000", "52:54:00:ab:cd:01");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let guest = Guest::boot_in(Some(&ns), "init=arpd:seconds=900,tcpecho:count=1000:backlog=128", &args).unwrap();
-    let ready = guest.wait_for("tcpecho: 10.0.2.15 port 7 ready", Duration::from_secs(30)).unwrap();
-    let heap_at_start = number_after(lines_with(&ready, "tcpecho: 10.0.2.15 port 7 ready").pop().unwrap(), "heap");
-    // The stack answers ping as well (the process holds the address's ICMP echo filter).
+    let guest = Guest::boot_in(Some(&ns), "init=arpd:seconds=900,!strayd,tcpecho:count=1000:backlog=128", &args).unwrap();
+    let ready = guest.wait_for_line("tcpecho: 10.0.2.15 port 7 ready", Duration::from_secs(30)).unwrap();
+    let heap_at_start = number_after(&ready, "heap");
+    // strayd answers ping (ICMP belongs to no program).
     let ping = ns.exec(&["ping", "-c", "3", "-W", "5", "10.0.2.15"]).unwrap();
     assert!(ping.contains("3 received"), "{ping}");
     let started = Instant::now();
     let load = ns.exec(&["timeout", "400", "sh", "-c", &format!("ulimit -n 4096 && {TCPLOAD} many 10.0.2.15:7 1000")]).unwrap();
     assert!(load.contains("tcpload: 1000 connections open at once"), "{load}");
-    let output = guest.wait_for("tcpecho: served 1000 connections (at most 1000 at once)", Duration::from_secs(120)).unwrap();
-    let at_1000 = lines_with(&output, "tcpecho: 1000 connections open, heap").pop().unwrap_or_else(|| panic!("no heap line:\n{output}"));
-    let per_connection = (number_after(at_1000, "heap") - heap_at_start) / 1000;
+    guest.wait_for("tcpecho: served 1000 connections (at most 1000 at once)", Duration::from_secs(120)).unwrap();
+    let at_1000 = guest.wait_for_line("tcpecho: 1000 connections open, heap", Duration::from_secs(10)).unwrap();
+    let per_connection = (number_after(&at_1000, "heap") - heap_at_start) / 1000;
     eprintln!("{} ({:.1} s in all); an idle connection costs {per_connection} bytes of heap", load.trim(), started.elapsed().as_secs_f64());
     // Two 16 KiB buffers, smoltcp's socket and the program's own entry.
     assert!((32 * 1024..48 * 1024).contains(&per_connection), "{per_connection} bytes per idle connection");
@@ -46,8 +46,8 @@ fn a_program_killed_with_open_connections_leaves_no_pages_filters_or_rings() {
     let args = ns.nic_args("e1000", "52:54:00:ab:cd:01");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let guest = Guest::boot_in(Some(&ns), "init=arpd:seconds=900,supervise:tcpecho", &args).unwrap();
-    let output = guest.wait_for("tcpecho: 10.0.2.15 port 7 ready", Duration::from_secs(30)).unwrap();
-    let before = lines_with(&output, "supervise: before").pop().unwrap().to_string();
+    guest.wait_for("tcpecho: 10.0.2.15 port 7 ready", Duration::from_secs(30)).unwrap();
+    let before = guest.wait_for_line("supervise: before", Duration::from_secs(10)).unwrap();
     let dir = std::env::temp_dir().join(format!("xok-kill-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("hold");
@@ -63,17 +63,18 @@ fn a_program_killed_with_open_connections_leaves_no_pages_filters_or_rings() {
     };
     assert!(held.contains("tcpload: holding 50 connections"), "{held}");
     ns.exec(&["sh", "-c", "printf kill | nc -u -w 1 10.0.2.15 9"]).unwrap();
-    let output = guest.wait_for("supervise: after", Duration::from_secs(60));
+    let after = guest.wait_for_line("supervise: after", Duration::from_secs(60));
     let _ = std::process::Command::new("kill").arg(&pid).status();
     let _ = std::fs::remove_dir_all(&dir);
-    let output = output.unwrap();
+    let after = after.unwrap();
+    let output = guest.output();
     assert!(output.contains("supervise: killed tcpecho"), "{output}");
-    let (during, after) = (lines_with(&output, "supervise: during").pop().unwrap(), lines_with(&output, "supervise: after").pop().unwrap());
+    let during = lines_with(&output, "supervise: during").pop().unwrap();
     eprintln!("{before}\n{during}\n{after}");
     assert_eq!(number_after(during, "rings="), number_after(&before, "rings=") + 1, "tcpecho's ring, while it ran");
     assert!(number_after(during, "filters=") > number_after(&before, "filters="), "its listen filter");
     assert!(number_after(during, "free_pages=") + 50 * 8 < number_after(&before, "free_pages="), "its pages: 50 connections' buffers");
     for key in ["free_pages=", "filters=", "rings="] {
-        assert_eq!(number_after(after, key), number_after(&before, key), "{key}\n{before}\n{after}");
+        assert_eq!(number_after(&after, key), number_after(&before, key), "{key}\n{before}\n{after}");
     }
 }

@@ -1,8 +1,8 @@
 //! The stray-packet daemon: holds the catch-all IPv4 fallback filter (every other filter is a
 //! subset of it, so it sees exactly the packets nobody else claims) and answers them as a good
-//! TCP/IP host does (`exos::stray`): a RST for a TCP segment for no connection, ICMP port
-//! unreachable for a UDP datagram for no port (at most `rate` a second), nothing for the rest,
-//! which is counted. The transmit check lets it speak only for what no program owns. Started
+//! TCP/IP host does (`exos::stray`): an echo reply to a ping, a RST for a TCP segment for no
+//! connection, ICMP port unreachable for a UDP datagram for no port (at most `rate` a second),
+//! nothing for the rest, which is counted. The transmit check lets it speak only for what no program owns. Started
 //! privileged by init (`init=arpd,!strayd,...`).
 //!
 //! Arguments: those of `exos::netdev::HostConfig`, `rate=N` (ICMP errors a second, 50),
@@ -31,6 +31,7 @@ const REPORT_TICKS: u64 = 10 * TICK_HZ;
 /// What strayd has seen.
 #[derive(Default, Clone, Copy, PartialEq, Eq)]
 struct Counts {
+    echo_replies: u64,
     resets: u64,
     unreachables: u64,
     rate_limited: u64,
@@ -43,7 +44,8 @@ struct Counts {
 
 fn report(counts: &Counts) {
     println!(
-        "strayd: sent {} resets, {} port unreachables ({} rate-limited); dropped {} not for us, {} resets, {} broadcasts, {} other; {} sends failed",
+        "strayd: sent {} echo replies, {} resets, {} port unreachables ({} rate-limited); dropped {} not for us, {} resets, {} broadcasts, {} other; {} sends failed",
+        counts.echo_replies,
         counts.resets,
         counts.unreachables,
         counts.rate_limited,
@@ -86,6 +88,10 @@ fn run(args: exos::Args) -> i32 {
     loop {
         while let Some(received) = ring.peek() {
             match answer(received.frame, info.mac, host.ip) {
+                Answer::EchoReply(frame) => match tx.send(&frame) {
+                    Ok(()) => counts.echo_replies += 1,
+                    Err(_) => counts.send_failures += 1,
+                },
                 Answer::Reset(frame) => match tx.send(&frame) {
                     Ok(()) => counts.resets += 1,
                     Err(_) => counts.send_failures += 1,
