@@ -1,8 +1,10 @@
 # One entry point for people. Each target calls a script or the tools crate.
 .PHONY: setup image run test bench
 
+# The web server `make run` starts: cheetah (its own TCP) or httpd (the baseline on sockets).
+SERVER ?= cheetah
 # What init starts for `make run`: program[:arg...] separated by commas (`!` = privileged).
-CMDLINE ?= init=arpd,!strayd,httpd
+CMDLINE ?= init=arpd,!strayd,$(SERVER)
 # The host port forwarded to the guest's port 80.
 HTTP_PORT ?= 8080
 export XOK_HTTP_PORT = $(HTTP_PORT)

@@ -11,6 +11,7 @@
 //! than [`HEADERS_MAX`] fields (431), anything malformed or with a body (400), another method
 //! (501). A refusal closes the connection.
 
+use crate::cache::{Prepared, SegmentSums};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -197,12 +198,17 @@ pub struct Reply<'a> {
     pub body: &'a [u8],
     /// Whether the connection stays open afterwards.
     pub keep_alive: bool,
+    /// The precomputed sums of its segments, if the maintenance tool made them for the segment
+    /// size asked for (GET of a prepared file).
+    pub sums: Option<SegmentSums<'a>>,
 }
 
-/// A file the site serves, with its prepared head.
+/// A file the site serves, with its prepared head and, from the maintenance tool, the sums of
+/// its segments.
 struct Resource<'f> {
     body: &'f [u8],
     head: Head,
+    prepared: Option<Prepared<'f>>,
 }
 
 /// The files a server serves, with every response head prepared. A directory's
@@ -217,25 +223,43 @@ pub struct Site<'f> {
 const NOT_FOUND_BODY: &[u8] = b"<!doctype html><title>404 Not Found</title><h1>404 Not Found</h1>\n";
 
 impl<'f> Site<'f> {
-    /// A site serving `files` (paths relative to its root, and their bytes).
+    /// A site serving `files` (paths relative to its root, and their bytes); every head is
+    /// formatted here.
     pub fn new(files: impl IntoIterator<Item = (&'f str, &'f [u8])>) -> Site<'f> {
+        Site::with_prepared(files.into_iter().map(|(path, body)| (path, body, None)))
+    }
+
+    /// A site serving `files` with the maintenance tool's records (`crate::cache`): a file
+    /// whose record fits takes its heads and segment sums from it, the others get heads
+    /// formatted here.
+    pub fn with_prepared(files: impl IntoIterator<Item = (&'f str, &'f [u8], Option<&'f [u8]>)>) -> Site<'f> {
         let (mut resources, mut paths) = (Vec::new(), HashMap::new());
-        for (path, body) in files {
+        for (path, body, record) in files {
             paths.insert(String::from(path), resources.len());
             if let Some(directory) = path.strip_suffix("index.html").filter(|d| d.is_empty() || d.ends_with('/')) {
                 paths.insert(String::from(directory), resources.len());
             }
-            resources.push(Resource { body, head: Head::new(200, "OK", content_type(path), body.len()) });
+            let prepared = record.and_then(|record| Prepared::decode(record, body.len()));
+            let head = match &prepared {
+                Some(prepared) => Head { keep_alive: prepared.head_keep.to_vec(), close: prepared.head_close.to_vec() },
+                None => Head::new(200, "OK", content_type(path), body.len()),
+            };
+            resources.push(Resource { body, head, prepared });
         }
-        let not_found = Resource { body: NOT_FOUND_BODY, head: Head::new(404, "Not Found", "text/html; charset=utf-8", NOT_FOUND_BODY.len()) };
+        let not_found = Resource { body: NOT_FOUND_BODY, head: Head::new(404, "Not Found", "text/html; charset=utf-8", NOT_FOUND_BODY.len()), prepared: None };
         let refusals = Refusal::ALL
             .into_iter()
             .map(|refusal| {
                 let (code, reason) = refusal.status();
-                (refusal, Resource { body: &[][..], head: Head::new(code, reason, "text/plain; charset=utf-8", 0) })
+                (refusal, Resource { body: &[][..], head: Head::new(code, reason, "text/plain; charset=utf-8", 0), prepared: None })
             })
             .collect();
         Site { resources, paths, not_found, refusals }
+    }
+
+    /// How many files came with a record that fits (their segments' sums are precomputed).
+    pub fn prepared(&self) -> usize {
+        self.resources.iter().filter(|resource| resource.prepared.is_some()).count()
     }
 
     /// How many files the site serves.
@@ -250,16 +274,25 @@ impl<'f> Site<'f> {
 
     /// The response to `request`.
     pub fn reply(&self, request: &Request<'_>) -> Reply<'_> {
+        self.reply_in_segments(request, 0)
+    }
+
+    /// The response to `request`, with its segments' precomputed sums if there are some for
+    /// segments of `mss` bytes.
+    pub fn reply_in_segments(&self, request: &Request<'_>, mss: u16) -> Reply<'_> {
         let found = file_path(request.target).and_then(|path| self.paths.get(path)).map(|&index| &self.resources[index]);
         let resource = found.unwrap_or(&self.not_found);
-        let body = if request.method == Method::Head { &[][..] } else { resource.body };
-        Reply { head: resource.head.bytes(request.keep_alive), body, keep_alive: request.keep_alive }
+        let (body, sums) = match request.method {
+            Method::Head => (&[][..], None),
+            Method::Get => (resource.body, resource.prepared.as_ref().and_then(|prepared| prepared.sums(request.keep_alive, mss))),
+        };
+        Reply { head: resource.head.bytes(request.keep_alive), body, keep_alive: request.keep_alive, sums }
     }
 
     /// The response to a refused request (the connection closes after it).
     pub fn refusal(&self, refusal: Refusal) -> Reply<'_> {
         let resource = &self.refusals[&refusal];
-        Reply { head: resource.head.bytes(false), body: resource.body, keep_alive: false }
+        Reply { head: resource.head.bytes(false), body: resource.body, keep_alive: false, sums: None }
     }
 }
 

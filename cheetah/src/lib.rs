@@ -1,9 +1,11 @@
 //! Cheetah, the merged-cache HTTP server: its own TCP ([`tcp`], with [`isn`]) serving from the
-//! file cache, and the HTTP code it shares with the baseline `httpd` ([`http`]).
+//! file cache with precomputed heads and segment checksums ([`cache`]), and the HTTP code it
+//! shares with the baseline `httpd` ([`http`]).
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
 
+pub mod cache;
 pub mod http;
 pub mod isn;
 #[cfg(test)]

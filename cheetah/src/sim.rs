@@ -241,6 +241,14 @@ fn sizes() -> Vec<(alloc::string::String, Vec<u8>)> {
     [0, 100, 1_000, 10_000, 100_000, 1_000_000].iter().map(|&size| (format!("f{size}.bin"), body(size))).collect()
 }
 
+/// The maintenance tool's records for `files`.
+fn records(files: &[(alloc::string::String, Vec<u8>)]) -> Vec<Vec<u8>> {
+    files
+        .iter()
+        .map(|(path, body)| crate::cache::encode(body, &crate::http::Head::new(200, "OK", crate::http::content_type(path), body.len())))
+        .collect()
+}
+
 fn expected(site: &Site<'_>, path: &str, keep_alive: bool) -> Vec<u8> {
     let request = crate::http::Request { method: crate::http::Method::Get, target: path, keep_alive };
     let reply = site.reply(&request);
@@ -250,7 +258,10 @@ fn expected(site: &Site<'_>, path: &str, keep_alive: bool) -> Vec<u8> {
 #[test]
 fn every_size_arrives_whole_through_loss_duplication_reordering_and_delay() {
     let files = sizes();
-    let site = Site::new(files.iter().map(|(path, bytes)| (path.as_str(), bytes.as_slice())));
+    let records = records(&files);
+    // Precomputed segment sums: a wrong one would make smoltcp drop the segment for ever.
+    let site = Site::with_prepared(files.iter().zip(&records).map(|((path, bytes), record)| (path.as_str(), bytes.as_slice(), Some(record.as_slice()))));
+    assert_eq!(site.prepared(), files.len());
     for seed in [1u64, 2, 3] {
         let faults = Faults { loss: 20, duplicate: 20, reorder: 50, delay_ms: 5 };
         let mut sim = Sim::new(&site, Config::new(SERVER, 80), seed, faults);
@@ -269,7 +280,8 @@ fn every_size_arrives_whole_through_loss_duplication_reordering_and_delay() {
 #[test]
 fn a_clean_wire_merges_the_ack_into_the_data_and_the_fin_into_the_last_segment() {
     let files = sizes();
-    let site = Site::new(files.iter().map(|(path, bytes)| (path.as_str(), bytes.as_slice())));
+    let records = records(&files);
+    let site = Site::with_prepared(files.iter().zip(&records).map(|((path, bytes), record)| (path.as_str(), bytes.as_slice(), Some(record.as_slice()))));
     let mut sim = Sim::new(&site, Config::new(SERVER, 80), 9, Faults::default());
     let handle = sim.connect(40_000, 64 * 1024);
     let response = sim.exchange(handle, b"GET /f1000.bin HTTP/1.0\r\n\r\n", None, Duration::from_secs(5));
@@ -282,6 +294,7 @@ fn a_clean_wire_merges_the_ack_into_the_data_and_the_fin_into_the_last_segment()
     assert!(segments[0].syn && segments[0].mss == Some(1460));
     assert!(segments[1].fin && segments[1].ack.is_some() && segments[1].payload.len() == response.len(), "ACK and FIN ride on the data");
     assert!(!segments[2].fin && segments[2].payload.is_empty());
+    assert_eq!(sim.server.stats().sums_computed, 0, "the response's sum was precomputed");
     assert_eq!((sim.server.connections(), sim.server.time_waits()), (0, 1), "the server closed first: TIME_WAIT, outside the table");
 }
 
@@ -375,7 +388,7 @@ fn strays_get_rfc_793_resets_and_time_wait_reopens_for_a_later_syn() {
 /// other way round).
 fn client_packet(from: ([u8; 4], u16), seq: u32, ack: Option<u32>, syn: bool, payload: &[u8]) -> Vec<u8> {
     let tuple = exos::tcpip::segment::Tuple { local_port: from.1, remote: SERVER, remote_port: 80 };
-    let segment = Outgoing { tuple, seq, ack, syn, fin: false, rst: false, psh: false, window: 8000, mss: syn.then_some(1460), payload: [payload, &[]] };
+    let segment = Outgoing { tuple, seq, ack, syn, fin: false, rst: false, psh: false, window: 8000, mss: syn.then_some(1460), payload: [payload, &[]], payload_sum: None };
     let mut packet = vec![0u8; 64 + payload.len()];
     let header = segment.write_headers(from.0, segment.payload_sum(), &mut packet);
     packet[header..header + payload.len()].copy_from_slice(payload);

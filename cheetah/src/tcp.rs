@@ -175,6 +175,8 @@ pub struct Outgoing<'a> {
     pub mss: Option<u16>,
     /// The payload, in order.
     pub payload: [&'a [u8]; 2],
+    /// The payload's RFC 1071 sum, when the maintenance tool precomputed it.
+    pub payload_sum: Option<u16>,
 }
 
 /// Bytes of an IPv4 header as Cheetah writes it.
@@ -188,8 +190,14 @@ impl Outgoing<'_> {
         self.payload[0].len() + self.payload[1].len()
     }
 
-    /// The payload's RFC 1071 sum (the second part may start at an odd offset).
+    /// The payload's RFC 1071 sum: the precomputed one, or computed now (the second part may
+    /// start at an odd offset).
     pub fn payload_sum(&self) -> u16 {
+        self.payload_sum.unwrap_or_else(|| self.compute_payload_sum())
+    }
+
+    /// The payload's RFC 1071 sum, computed.
+    pub fn compute_payload_sum(&self) -> u16 {
         let second = checksum::data(self.payload[1]);
         let second = if self.payload[0].len() % 2 == 1 { second.swap_bytes() } else { second };
         checksum::combine(&[checksum::data(self.payload[0]), second])
@@ -277,6 +285,8 @@ pub struct Stats {
     pub syns_dropped: u64,
     /// Zero-window probes sent.
     pub window_probes: u64,
+    /// Data segments whose payload sum was computed at send time (no precomputed one fitted).
+    pub sums_computed: u64,
     /// Connections reset after too many timeouts.
     pub given_up: u64,
 }
@@ -396,6 +406,7 @@ impl<'s> Conn<'s> {
             window: self.receive_window(config),
             mss: None,
             payload,
+            payload_sum: None,
         }
     }
 
@@ -496,6 +507,7 @@ impl<'s> Server<'s> {
 
     fn send(&mut self, out: &mut impl Transmit<'s>, segment: &Outgoing<'s>) {
         self.stats.segments += 1;
+        self.stats.sums_computed += u64::from(segment.payload_sum.is_none() && segment.payload_len() > 0);
         self.stats.resets_sent += u64::from(segment.rst);
         let _ = out.transmit(segment);
     }
@@ -506,7 +518,7 @@ impl<'s> Server<'s> {
             return;
         }
         let reset = match segment.ack {
-            Some(ack) => Outgoing { tuple: segment.tuple, seq: ack, ack: None, syn: false, fin: false, rst: true, psh: false, window: 0, mss: None, payload: [&[], &[]] },
+            Some(ack) => Outgoing { tuple: segment.tuple, seq: ack, ack: None, syn: false, fin: false, rst: true, psh: false, window: 0, mss: None, payload: [&[], &[]], payload_sum: None },
             None => Outgoing {
                 tuple: segment.tuple,
                 seq: 0,
@@ -518,6 +530,7 @@ impl<'s> Server<'s> {
                 window: 0,
                 mss: None,
                 payload: [&[], &[]],
+                payload_sum: None,
             },
         };
         self.send(out, &reset);
@@ -543,7 +556,7 @@ impl<'s> Server<'s> {
         };
         match self.time_waits.check(&facts, now) {
             Some(Verdict::Ack { seq, ack }) => {
-                let reply = Outgoing { tuple: segment.tuple, seq, ack: Some(ack), syn: false, fin: false, rst: false, psh: false, window: 0, mss: None, payload: [&[], &[]] };
+                let reply = Outgoing { tuple: segment.tuple, seq, ack: Some(ack), syn: false, fin: false, rst: false, psh: false, window: 0, mss: None, payload: [&[], &[]], payload_sum: None };
                 self.send(out, &reply);
                 return;
             }
@@ -672,7 +685,7 @@ impl<'s> Server<'s> {
                     self.stats.accepted += 1;
                 }
                 Some(ack) => {
-                    let reset = Outgoing { tuple: conn.tuple, seq: ack, ack: None, syn: false, fin: false, rst: true, psh: false, window: 0, mss: None, payload: [&[], &[]] };
+                    let reset = Outgoing { tuple: conn.tuple, seq: ack, ack: None, syn: false, fin: false, rst: true, psh: false, window: 0, mss: None, payload: [&[], &[]], payload_sum: None };
                     self.send(out, &reset);
                     return;
                 }
@@ -788,6 +801,15 @@ impl<'s> Server<'s> {
             data = data.get(skip..).unwrap_or(&[]);
             seq = conn.rcv_nxt;
         }
+        if !data.is_empty() && seq == conn.rcv_nxt && conn.closing && !conn.peer_finished {
+            // No more requests will be read (the connection closes after its responses):
+            // what the client still sends is taken and dropped, so it can finish sending and
+            // read its answer (the lingering close of a web server).
+            conn.rcv_nxt = conn.rcv_nxt.wrapping_add(data.len() as u32);
+            conn.ack_owed = true;
+            seq = conn.rcv_nxt;
+            data = &[];
+        }
         if !data.is_empty() {
             if seq == conn.rcv_nxt && !conn.peer_finished && matches!(conn.state, State::Established | State::FinWait1 | State::FinWait2) {
                 let room = (http::HEAD_MAX + 1).saturating_sub(conn.request.len()).min(usize::from(conn.receive_window(&config)));
@@ -833,7 +855,7 @@ impl<'s> Server<'s> {
             let reply = match http::parse(&conn.request[consumed..]) {
                 Parsed::Complete(request, length) => {
                     consumed += length;
-                    site.reply(&request)
+                    site.reply_in_segments(&request, conn.mss as u16)
                 }
                 Parsed::Refused(refusal) => {
                     consumed = conn.request.len();
@@ -910,6 +932,9 @@ impl<'s> Server<'s> {
             let end = seq.wrapping_add(len);
             let fin = conn.fin_seq() == Some(end);
             let mut segment = conn.segment(&config, seq, queued.slices(seq, len as usize));
+            let offset = seq.wrapping_sub(queued.start);
+            let whole = len == conn.mss || end == queued.end();
+            segment.payload_sum = queued.reply.sums.filter(|sums| u32::from(sums.mss) == conn.mss && offset % conn.mss == 0 && whole).and_then(|sums| sums.get((offset / conn.mss) as usize));
             segment.psh = end == queued.end();
             segment.fin = fin;
             conn.snd_nxt = end.wrapping_add(u32::from(fin));
@@ -1052,7 +1077,7 @@ mod tests {
         let tuple = Tuple { local_port: 80, remote: [10, 0, 2, 2], remote_port: 4000 };
         let head = b"HTTP/1.1 200 OK\r\n\r\n"; // odd length: the body starts at an odd offset
         let body = b"hello, world";
-        let segment = Outgoing { tuple, seq: 7, ack: Some(9), syn: false, fin: true, rst: false, psh: true, window: 1000, mss: Some(1460), payload: [head, body] };
+        let segment = Outgoing { tuple, seq: 7, ack: Some(9), syn: false, fin: true, rst: false, psh: true, window: 1000, mss: Some(1460), payload: [head, body], payload_sum: None };
         let mut frame = [0u8; 64 + 31];
         let header_len = segment.write_headers([10, 0, 2, 15], segment.payload_sum(), &mut frame);
         frame[header_len..header_len + head.len()].copy_from_slice(head);

@@ -1,6 +1,7 @@
-//! The baseline `httpd`, `strayd` and `tcpdump` against real Linux clients (curl, nc, ab, wrk,
-//! tshark) in a network namespace the test creates. One boot serves the HTTP tests (they run
-//! one after the other on it); the document root is generated: files of 0 B to 10 MB.
+//! The web servers -- Cheetah (its own TCP) and the baseline `httpd` (exos sockets) -- and
+//! `strayd` and `tcpdump`, against real Linux clients (curl, nc, ab, wrk, tshark) in a network
+//! namespace the test creates. Each server gets one boot for the whole HTTP suite (the checks
+//! run one after the other on it); the document root is generated: files of 0 B to 10 MB.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -37,12 +38,13 @@ struct Server {
 }
 
 impl Server {
-    fn boot(tag: &str, cmdline: &str) -> Server {
+    /// Boots `cmdline` in a new namespace and waits for `program` to serve.
+    fn boot(tag: &str, cmdline: &str, program: &str) -> Server {
         let ns = Netns::new(tag).unwrap();
         let args = ns.nic_args("e1000", "52:54:00:ab:cd:01");
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let guest = Guest::boot_image(image(), Some(&ns), cmdline, &args).unwrap();
-        guest.wait_for("httpd: 10.0.2.15 port 80 ready", Duration::from_secs(30)).unwrap();
+        guest.wait_for(&format!("{program}: 10.0.2.15 port 80 ready"), Duration::from_secs(30)).unwrap();
         let dir = std::env::temp_dir().join(format!("xok-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         Server { ns, guest, dir }
@@ -136,17 +138,26 @@ fn ab_and_wrk_see_no_failures(server: &Server) {
     assert!(!wrk.contains("Socket errors") && !wrk.contains("Non-2xx"), "{wrk}");
     let rate = wrk.lines().find(|line| line.starts_with("Requests/sec:")).unwrap_or_else(|| panic!("{wrk}"));
     let ab_rate = ab.lines().find(|line| line.starts_with("Requests per second:")).unwrap_or_default();
-    eprintln!("httpd, 1 KB: ab -c 50: {ab_rate}; wrk -c 50: {rate}");
+    eprintln!("1 KB: ab -c 50: {ab_rate}; wrk -c 50: {rate}");
 }
 
-/// Every HTTP behaviour on one boot of `arpd, strayd, httpd`.
-#[test]
-fn httpd_serves_curl_nc_ab_and_wrk_correctly() {
-    let server = Server::boot("http", "init=arpd,!strayd,httpd");
+/// Every HTTP behaviour on one boot of `arpd, strayd` and the server `program`.
+fn serves_correctly(program: &str) {
+    let server = Server::boot(program, &format!("init=arpd,!strayd,{program}"), program);
     curl_gets_every_size_byte_for_byte_with_head_and_404(&server);
     connections_close_or_stay_as_asked_and_pipelined_requests_are_answered_in_order(&server);
     bad_clients_are_refused_or_served_and_never_stall_others(&server);
     ab_and_wrk_see_no_failures(&server);
+}
+
+#[test]
+fn httpd_serves_curl_nc_ab_and_wrk_correctly() {
+    serves_correctly("httpd");
+}
+
+#[test]
+fn cheetah_serves_curl_nc_ab_and_wrk_correctly() {
+    serves_correctly("cheetah");
 }
 
 /// The fields tshark prints for each packet of `capture` (read with `filter`).
@@ -160,7 +171,7 @@ fn tshark_fields(server: &Server, capture: &str, filter: &str, fields: &[&str]) 
 /// capture of a curl session shows the packets the tap saw, in order.
 #[test]
 fn strayd_answers_strays_and_tcpdumps_pcap_matches_the_taps() {
-    let server = Server::boot("stray", "init=arpd,!strayd,!tcpdump:tcp:port=80:pcap:quiet,httpd");
+    let server = Server::boot("stray", "init=arpd,!strayd,!tcpdump:tcp:port=80:pcap:quiet,httpd", "httpd");
     server.guest.wait_for("tcpdump: listening", Duration::from_secs(30)).unwrap();
     let tap = server.dir.join("tap.pcap");
     server.sh(&format!("tshark -q -i tap0 -w {} -a duration:25 >/dev/null 2>&1 & sleep 3", tap.display()));

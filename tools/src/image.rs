@@ -65,7 +65,9 @@ pub fn build_with_docroot(out: &Path, docroot: &Path) -> Result<Image> {
     for name in program_names(&root)? {
         files.push((name.clone(), stripped(&binaries.join(&name))?));
     }
-    files.extend(docroot_files(docroot)?);
+    let served = docroot_files(docroot)?;
+    files.extend(cheetah_records(&served));
+    files.extend(served);
     let archive = xok_abi::initrd::write_archive(files.iter().map(|(name, bytes)| (name.as_str(), bytes.as_slice())));
     std::fs::create_dir_all(out)?;
     let image = Image { kernel: out.join("xok"), initrd: out.join("initrd.cpio") };
@@ -109,6 +111,19 @@ pub fn docroot_files(docroot: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     }
     files.sort();
     Ok(files)
+}
+
+/// The maintenance tool's work for Cheetah: for each served file `www/<path>`, a record
+/// `cache/<path>` with its response heads and the sums of its segments (`cheetah::cache`).
+pub fn cheetah_records(served: &[(String, Vec<u8>)]) -> Vec<(String, Vec<u8>)> {
+    served
+        .iter()
+        .filter_map(|(name, body)| {
+            let path = name.strip_prefix("www/")?;
+            let head = cheetah::http::Head::new(200, "OK", cheetah::http::content_type(path), body.len());
+            Some((format!("cache/{path}"), cheetah::cache::encode(body, &head)))
+        })
+        .collect()
 }
 
 fn target_dir(root: &Path) -> PathBuf {
