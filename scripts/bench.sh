@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every benchmark, one after the other (never two builds at once): DPF classify/insert/compile
 # on the host, WK predicate evaluation, the transmit header check and exos's demultiplexer on
-# the host, and the NIC ceiling, exos sockets and httpd booted in QEMU. Each writes its table and JSON into docs/.
+# the host, and the NIC ceiling, exos sockets, and Cheetah against httpd booted in QEMU. Each writes its table and JSON into docs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo bench -p dpf
@@ -10,4 +10,4 @@ cargo bench -p xok --bench transmit_check
 cargo bench -p exos --bench demux
 cargo bench -p xok-tests --bench nic
 cargo bench -p xok-tests --bench sockets
-cargo bench -p xok-tests --bench httpd
+cargo bench -p xok-tests --bench servers

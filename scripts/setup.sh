@@ -15,6 +15,7 @@ command -v wrk >/dev/null || packages+=(wrk)
 command -v tshark >/dev/null || packages+=(tshark)
 command -v hping3 >/dev/null || packages+=(hping3)
 command -v nmap >/dev/null || packages+=(nmap)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || packages+=(fonts-dejavu-core)
 if ((${#packages[@]})); then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo=sudo

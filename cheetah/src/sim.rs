@@ -62,14 +62,18 @@ impl phy::Device for ClientDevice {
     }
 }
 
-/// Cheetah's output: whole IPv4 packets.
+/// Cheetah's output: whole IPv4 packets, at most `room` a millisecond if set.
 #[derive(Default)]
 struct ServerWire {
     packets: Vec<Vec<u8>>,
+    room: Option<usize>,
 }
 
 impl<'s> Transmit<'s> for ServerWire {
     fn transmit(&mut self, segment: &Outgoing<'s>) -> bool {
+        if self.room.is_some_and(|room| self.packets.len() >= room) {
+            return false;
+        }
         let mut packet = vec![0u8; 64 + segment.payload_len()];
         let header = segment.write_headers(SERVER, segment.payload_sum(), &mut packet);
         let mut at = header;
@@ -106,6 +110,8 @@ struct Sim<'s> {
     in_flight: Vec<(Instant, bool, Vec<u8>)>,
     /// Packets Cheetah sent.
     server_sent: Vec<Vec<u8>>,
+    /// Packets Cheetah may send a millisecond (`None`: any number).
+    room: Option<usize>,
 }
 
 impl<'s> Sim<'s> {
@@ -128,6 +134,7 @@ impl<'s> Sim<'s> {
             random: seed | 1,
             in_flight: Vec::new(),
             server_sent: Vec::new(),
+            room: None,
         }
     }
 
@@ -166,7 +173,7 @@ impl<'s> Sim<'s> {
         for packet in core::mem::take(&mut self.device.tx) {
             self.put_on_wire(true, packet);
         }
-        let mut wire = ServerWire::default();
+        let mut wire = ServerWire { room: self.room, ..ServerWire::default() };
         self.server.poll(self.now, &mut wire);
         self.now += Duration::from_millis(1);
         let now = self.now;
@@ -296,6 +303,20 @@ fn a_clean_wire_merges_the_ack_into_the_data_and_the_fin_into_the_last_segment()
     assert!(!segments[2].fin && segments[2].payload.is_empty());
     assert_eq!(sim.server.stats().sums_computed, 0, "the response's sum was precomputed");
     assert_eq!((sim.server.connections(), sim.server.time_waits()), (0, 1), "the server closed first: TIME_WAIT, outside the table");
+}
+
+#[test]
+fn a_full_transmitter_holds_segments_back_and_loses_none() {
+    let files = sizes();
+    let site = Site::new(files.iter().map(|(path, bytes)| (path.as_str(), bytes.as_slice())));
+    let mut sim = Sim::new(&site, Config::new(SERVER, 80), 14, Faults { delay_ms: 1, ..Faults::default() });
+    sim.room = Some(3);
+    let handle = sim.connect(40_000, 64 * 1024);
+    let response = sim.exchange(handle, b"GET /f1000000.bin HTTP/1.0\r\n\r\n", None, Duration::from_secs(30));
+    assert!(response == expected(&site, "f1000000.bin", false));
+    let stats = sim.server.stats();
+    assert!(stats.transmit_full > 0, "the transmitter was full: {stats:?}");
+    assert_eq!(stats.timeouts, 0, "held back, not lost: {stats:?}");
 }
 
 #[test]

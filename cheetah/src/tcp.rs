@@ -287,6 +287,8 @@ pub struct Stats {
     pub window_probes: u64,
     /// Data segments whose payload sum was computed at send time (no precomputed one fitted).
     pub sums_computed: u64,
+    /// Segments the transmitter had no room for (held back and sent when room comes).
+    pub transmit_full: u64,
     /// Connections reset after too many timeouts.
     pub given_up: u64,
 }
@@ -432,6 +434,45 @@ impl<'s> Conn<'s> {
     }
 }
 
+/// What sending a segment changes in a connection, to undo when the segment could not go.
+#[derive(Clone, Copy)]
+struct Progress {
+    state: State,
+    snd_nxt: u32,
+    snd_max: u32,
+    timed: Option<(u32, Instant)>,
+    retransmit_at: Option<Instant>,
+    ack_owed: bool,
+    ack_at: Option<Instant>,
+}
+
+impl Progress {
+    fn of(conn: &Conn<'_>) -> Progress {
+        Progress {
+            state: conn.state,
+            snd_nxt: conn.snd_nxt,
+            snd_max: conn.snd_max,
+            timed: conn.timed,
+            retransmit_at: conn.retransmit_at,
+            ack_owed: conn.ack_owed,
+            ack_at: conn.ack_at,
+        }
+    }
+
+    fn restore(self, conn: &mut Conn<'_>) {
+        conn.state = self.state;
+        conn.snd_nxt = self.snd_nxt;
+        conn.snd_max = self.snd_max;
+        conn.timed = self.timed;
+        conn.retransmit_at = self.retransmit_at;
+        conn.ack_owed = self.ack_owed;
+        conn.ack_at = self.ack_at;
+    }
+}
+
+/// How long held-back segments wait before the next try.
+const HELD_RETRY: Duration = Duration::from_millis(1);
+
 /// Where an index-slab timer entry points: (microseconds, slot, generation).
 type Timer = Reverse<(i64, usize, u64)>;
 
@@ -448,6 +489,9 @@ pub struct Server<'s> {
     half_open_count: usize,
     time_waits: TimeWaits<()>,
     timers: BinaryHeap<Timer>,
+    /// Connections with segments held back for want of room below, and since when.
+    held: Vec<usize>,
+    held_since: Option<Instant>,
     stats: Stats,
 }
 
@@ -465,6 +509,8 @@ impl<'s> Server<'s> {
             half_open_count: 0,
             time_waits: TimeWaits::default(),
             timers: BinaryHeap::new(),
+            held: Vec::new(),
+            held_since: None,
             stats: Stats::default(),
         }
     }
@@ -496,20 +542,26 @@ impl<'s> Server<'s> {
 
     /// When [`Server::poll`] next has work (`None`: only a segment can bring any).
     pub fn poll_at(&mut self) -> Option<Instant> {
+        let held = self.held_since.map(|since| since + HELD_RETRY);
         while let Some(&Reverse((micros, slot, generation))) = self.timers.peek() {
             if matches!(self.slots.get(slot), Some(Some(conn)) if conn.timer_generation == generation) {
-                return Some(Instant::from_micros(micros));
+                return Some(Instant::from_micros(micros)).into_iter().chain(held).min();
             }
             self.timers.pop();
         }
-        None
+        held
     }
 
-    fn send(&mut self, out: &mut impl Transmit<'s>, segment: &Outgoing<'s>) {
+    /// Hands `segment` to `out`; false if `out` had no room (the segment was not sent).
+    fn send(&mut self, out: &mut impl Transmit<'s>, segment: &Outgoing<'s>) -> bool {
+        if !out.transmit(segment) {
+            self.stats.transmit_full += 1;
+            return false;
+        }
         self.stats.segments += 1;
         self.stats.sums_computed += u64::from(segment.payload_sum.is_none() && segment.payload_len() > 0);
         self.stats.resets_sent += u64::from(segment.rst);
-        let _ = out.transmit(segment);
+        true
     }
 
     /// The answer to a segment for no connection (RFC 793 3.4); nothing for a RST.
@@ -533,7 +585,7 @@ impl<'s> Server<'s> {
                 payload_sum: None,
             },
         };
-        self.send(out, &reset);
+        let _ = self.send(out, &reset);
     }
 
     /// Handles one received segment.
@@ -977,8 +1029,20 @@ impl<'s> Server<'s> {
 
     /// Sends what connection `slot` may, any owed ACK, and schedules its next timer.
     fn settle(&mut self, now: Instant, slot: usize, out: &mut impl Transmit<'s>) {
-        while let Some(segment) = self.next_segment(now, slot, false) {
-            self.send(out, &segment);
+        loop {
+            let Some(saved) = self.slots[slot].as_ref().map(Progress::of) else { return };
+            let Some(segment) = self.next_segment(now, slot, false) else { break };
+            if !self.send(out, &segment) {
+                // No room below: the segment is held back, not lost; try again shortly.
+                if let Some(conn) = self.slots[slot].as_mut() {
+                    saved.restore(conn);
+                }
+                if !self.held.contains(&slot) {
+                    self.held.push(slot);
+                }
+                self.held_since.get_or_insert(now);
+                break;
+            }
         }
         let Some(conn) = self.slots[slot].as_mut() else { return };
         if conn.snd_wnd == 0 && conn.flight() == 0 && before(conn.snd_nxt, conn.stream_end) && conn.probe_at.is_none() {
@@ -1000,6 +1064,10 @@ impl<'s> Server<'s> {
     /// Runs the timers that are due: retransmissions, window probes, delayed ACKs, idle closes.
     pub fn poll(&mut self, now: Instant, out: &mut impl Transmit<'s>) {
         self.time_waits.expire(now);
+        self.held_since = None;
+        for slot in core::mem::take(&mut self.held) {
+            self.settle(now, slot, out);
+        }
         while let Some(&Reverse((micros, slot, generation))) = self.timers.peek() {
             if micros > now.total_micros() {
                 break;

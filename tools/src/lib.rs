@@ -3,4 +3,5 @@
 pub mod image;
 pub mod netns;
 pub mod pcap;
+pub mod plot;
 pub mod qemu;

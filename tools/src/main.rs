@@ -2,12 +2,13 @@
 //! in QEMU with the console on this terminal (`XOK_HTTP_PORT`: the host port forwarded to the
 //! guest's port 80; `XOK_NETNS=1`: a tap in a namespace of its own instead; `XOK_PCAP=file`:
 //! the capture a `tcpdump pcap` prints goes into `file`); `pcap CONSOLE_LOG OUT` extracts a
-//! capture from a saved console.
+//! capture from a saved console; `plot` draws Figure 4 (docs/servers-bench.png) from the
+//! benchmarks' JSON.
 
 use anyhow::{Result, bail};
 use std::path::PathBuf;
 use std::io::{BufRead, BufReader, Write};
-use xok_tools::{image, netns, pcap, qemu};
+use xok_tools::{image, netns, pcap, plot, qemu};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -65,7 +66,12 @@ fn main() -> Result<()> {
             std::fs::write(out, &bytes)?;
             println!("{out}: {} bytes", bytes.len());
         }
-        _ => bail!("usage: xok-tools image [OUT] | run [CMDLINE] | pcap CONSOLE_LOG OUT.pcap"),
+        Some("plot") => {
+            let docs = image::workspace_root().join("docs");
+            plot::servers_figure(&docs.join("servers-bench.json"), &docs.join("nic-ceiling.json"), &docs.join("servers-bench.png"))?;
+            println!("{}", docs.join("servers-bench.png").display());
+        }
+        _ => bail!("usage: xok-tools image [OUT] | run [CMDLINE] | pcap CONSOLE_LOG OUT.pcap | plot"),
     }
     Ok(())
 }
