@@ -193,10 +193,13 @@ pub enum Stat {
     InitrdBytes = 22,
     /// Live packet rings (of all environments).
     Rings = 23,
+    /// Nanoseconds the CPU spent halted with nothing to run since boot (the machine's idle
+    /// time; against the clock, its idle share).
+    IdleNs = 24,
 }
 
 /// Number of defined stats.
-pub const STAT_COUNT: usize = 24;
+pub const STAT_COUNT: usize = 25;
 
 impl Stat {
     /// The stat with number `n`, if there is one.
@@ -205,7 +208,7 @@ impl Stat {
         const ALL: [Stat; STAT_COUNT] = [
             FreePages, HeapUsed, HeapPeak, HeapSize, HeapCharged, Filters, Shapes, Envs, Zombies, MyPages,
             MyHeap, MyEnvs, MyShapes, MyFilters, MyTickets, LostTicks, MaxInterruptsOffNs, DpfCodeStale,
-            MaxInterruptsOffCause, InterruptsOffOver1ms, InterruptsOffOver10ms, InitrdPage, InitrdBytes, Rings,
+            MaxInterruptsOffCause, InterruptsOffOver1ms, InterruptsOffOver10ms, InitrdPage, InitrdBytes, Rings, IdleNs,
         ];
         ALL.get(n).copied()
     }

@@ -3,7 +3,8 @@
 //! same image and NIC (e1000 on a tap in a namespace), under the current accelerator, from
 //! Linux clients: `ab -c 6` (HTTP/1.0, a connection per request) and `wrk -c 6` (keep-alive)
 //! for files of 0 B, 100 B, 1 KB, 10 KB and 100 KB; requests per second, MB/s, and packets
-//! per request from the tap's counters (both directions). Each round boots each server fresh in
+//! per request from the tap's counters (both directions), and the guest's idle share from the
+//! kernel's accounting (`cpuwatch`). Each round boots each server fresh in
 //! a fresh namespace, the servers alternating; the table gives medians and ranges. Writes
 //! docs/servers-bench.json and docs/servers-bench.md.
 
@@ -48,6 +49,15 @@ fn measure(ns: &Netns, client: usize, size: usize) -> (f64, f64) {
     (rate, (tap_packets(ns) - before) as f64 / requests.max(1.0))
 }
 
+/// The mean idle share `cpuwatch` reported in `console` (the part printed during a run).
+fn idle_share(console: &str) -> f64 {
+    let shares: Vec<f64> = console
+        .lines()
+        .filter_map(|line| line.strip_prefix("cpuwatch: idle ")?.split('%').next()?.parse().ok())
+        .collect();
+    if shares.is_empty() { f64::NAN } else { shares.iter().sum::<f64>() / shares.len() as f64 }
+}
+
 fn summary(mut values: Vec<f64>) -> (f64, f64, f64) {
     values.sort_by(f64::total_cmp);
     (values[values.len() / 2], values[0], values[values.len() - 1])
@@ -58,20 +68,22 @@ fn main() {
     let files: Vec<(String, Vec<u8>)> = SIZES.iter().map(|&size| (format!("f{size}.bin"), vec![b'x'; size])).collect();
     let files: Vec<(&str, Vec<u8>)> = files.iter().map(|(path, bytes)| (path.as_str(), bytes.clone())).collect();
     let image = image_with_docroot("bench-servers", &files);
-    // results[server][client][size] = runs of (requests/s, packets per request)
+    // results[server][client][size] = runs of (requests/s, packets per request, guest idle %)
     let mut results = vec![vec![vec![Vec::new(); SIZES.len()]; CLIENTS.len()]; SERVERS.len()];
     for round in 0..ROUNDS {
         for (v, server) in SERVERS.iter().enumerate() {
             let ns = Netns::new(&format!("{server}-{round}")).unwrap();
             let args = ns.nic_args("e1000", "52:54:00:ab:cd:01");
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let guest = Guest::boot_image(image.clone(), Some(&ns), &format!("init=arpd,!strayd,{server}"), &args).unwrap();
+            let guest = Guest::boot_image(image.clone(), Some(&ns), &format!("init=arpd,!strayd,{server},cpuwatch:period=2"), &args).unwrap();
             guest.wait_for(&format!("{server}: 10.0.2.15 port 80 ready"), Duration::from_secs(30)).unwrap();
             for (s, &size) in SIZES.iter().enumerate() {
                 for (client, name) in CLIENTS.iter().enumerate() {
+                    let before = guest.output().len();
                     let (rate, packets) = measure(&ns, client, size);
-                    println!("round {round} {server} {size} B {name}: {rate:.0} requests/s, {packets:.1} packets/request");
-                    results[v][client][s].push((rate, packets));
+                    let idle = idle_share(&guest.output()[before..]);
+                    println!("round {round} {server} {size} B {name}: {rate:.0} requests/s, {packets:.1} packets/request, guest idle {idle:.0}%");
+                    results[v][client][s].push((rate, packets, idle));
                 }
             }
         }
@@ -85,23 +97,40 @@ fn main() {
     let mut json = format!("{{\n  \"command\": \"cargo bench -p xok-tests --bench servers\",\n  \"accelerator\": \"{accel}\",\n  \"seconds\": {SECONDS},\n  \"cells\": [\n");
     let mut cells = Vec::new();
     for (client, name) in CLIENTS.iter().enumerate() {
-        let _ = write!(table, "\n## {name}\n\n| file | Cheetah req/s | httpd req/s | Cheetah / httpd | Cheetah MB/s | httpd MB/s | Cheetah packets/req | httpd packets/req |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        let _ = write!(
+            table,
+            "\n## {name}\n\n| file | Cheetah req/s | httpd req/s | Cheetah / httpd | Cheetah MB/s | httpd MB/s | Cheetah packets/req | httpd packets/req | Cheetah guest idle | httpd guest idle |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        );
         for (s, size) in SIZES.iter().enumerate() {
             let rate = |v: usize| summary(results[v][client][s].iter().map(|r| r.0).collect());
             let packets = |v: usize| summary(results[v][client][s].iter().map(|r| r.1).collect()).0;
+            let idle = |v: usize| summary(results[v][client][s].iter().map(|r| r.2).collect()).0;
             let (cheetah, httpd) = (rate(0), rate(1));
             let mb = |r: f64| r * *size as f64 / 1e6;
             let _ = writeln!(
                 table,
-                "| {size} B | {:.0} ({:.0}-{:.0}) | {:.0} ({:.0}-{:.0}) | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} |",
-                cheetah.0, cheetah.1, cheetah.2, httpd.0, httpd.1, httpd.2, cheetah.0 / httpd.0, mb(cheetah.0), mb(httpd.0), packets(0), packets(1)
+                "| {size} B | {:.0} ({:.0}-{:.0}) | {:.0} ({:.0}-{:.0}) | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0}% | {:.0}% |",
+                cheetah.0,
+                cheetah.1,
+                cheetah.2,
+                httpd.0,
+                httpd.1,
+                httpd.2,
+                cheetah.0 / httpd.0,
+                mb(cheetah.0),
+                mb(httpd.0),
+                packets(0),
+                packets(1),
+                idle(0),
+                idle(1)
             );
             for (v, server) in SERVERS.iter().enumerate() {
-                let runs = |pick: fn(&(f64, f64)) -> f64| results[v][client][s].iter().map(|r| format!("{:.1}", pick(r))).collect::<Vec<_>>().join(", ");
+                let runs = |pick: fn(&(f64, f64, f64)) -> f64| results[v][client][s].iter().map(|r| format!("{:.1}", pick(r))).collect::<Vec<_>>().join(", ");
                 cells.push(format!(
-                    "    {{\"server\": \"{server}\", \"client\": \"{name}\", \"bytes\": {size}, \"requests_per_s\": [{}], \"packets_per_request\": [{}]}}",
+                    "    {{\"server\": \"{server}\", \"client\": \"{name}\", \"bytes\": {size}, \"requests_per_s\": [{}], \"packets_per_request\": [{}], \"guest_idle_percent\": [{}]}}",
                     runs(|r| r.0),
-                    runs(|r| r.1)
+                    runs(|r| r.1),
+                    runs(|r| r.2)
                 ));
             }
         }

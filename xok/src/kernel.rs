@@ -46,6 +46,8 @@ pub struct InterruptStats {
     pub off_over_1ms: u64,
     /// Stretches with interrupts off for at least 10 ms (a timer tick or more).
     pub off_over_10ms: u64,
+    /// Time the CPU spent halted with nothing to run, in nanoseconds since boot.
+    pub idle_ns: u64,
 }
 
 /// What the kernel needs from the hardware besides physical memory.
@@ -707,6 +709,7 @@ impl<M: Machine> Kernel<M> {
             Stat::InitrdPage => self.initrd_page.map_or(0, |page| page.0),
             Stat::InitrdBytes => self.initrd_page.map_or(0, |_| self.initrd.len()),
             Stat::Rings => self.net.rings.len(),
+            Stat::IdleNs => irq.idle_ns as usize,
         })
     }
 

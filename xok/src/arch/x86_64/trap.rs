@@ -33,6 +33,8 @@ static MAX_OFF_CAUSE: AtomicU64 = AtomicU64::new(0);
 /// Stretches of at least 1 ms and at least 10 ms.
 static OFF_OVER_1MS: AtomicU64 = AtomicU64::new(0);
 static OFF_OVER_10MS: AtomicU64 = AtomicU64::new(0);
+/// TSC cycles spent halted in the idle loop.
+static IDLE_CYCLES: AtomicU64 = AtomicU64::new(0);
 
 /// Interrupts went off now, for `cause` (a vector, `SYSCALL_VECTOR + number`, or 0 for the
 /// kernel's own work: scheduling, finishing a compile).
@@ -67,6 +69,7 @@ pub fn interrupt_stats() -> InterruptStats {
         max_off_cause: MAX_OFF_CAUSE.load(Ordering::Relaxed),
         off_over_1ms: OFF_OVER_1MS.load(Ordering::Relaxed),
         off_over_10ms: OFF_OVER_10MS.load(Ordering::Relaxed),
+        idle_ns: (u128::from(IDLE_CYCLES.load(Ordering::Relaxed)) * 1_000_000_000 / u128::from(hz)) as u64,
     }
 }
 
@@ -224,8 +227,10 @@ pub fn schedule() -> ! {
             Some(id) => run(id),
             None => {
                 interrupts_on_now();
+                let halted = super::cpu::rdtsc();
                 x86_64::instructions::interrupts::enable_and_hlt();
                 x86_64::instructions::interrupts::disable();
+                IDLE_CYCLES.fetch_add(super::cpu::rdtsc().saturating_sub(halted), Ordering::Relaxed);
                 interrupts_off_now(0);
             }
         }
