@@ -1,7 +1,8 @@
 //! `cargo bench -p xok-tests --bench nic`: the NIC ceiling under the current accelerator --
 //! frames/s a raw `net_xmit` blaster sustains (60 and 1 514-byte frames) and frames/s received
-//! into a packet ring -- for e1000 and tulip, plus the in-kernel DPF compile time for 10, 100
-//! and 1 000 filters. Writes docs/nic-ceiling.json and docs/nic-ceiling.md.
+//! into a packet ring -- for e1000 and tulip; the e1000's receive limit, offering more and more
+//! until the guest no longer keeps up; and the in-kernel DPF compile time for 10, 100 and
+//! 1 000 filters. Writes docs/nic-ceiling.json and docs/nic-ceiling.md.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -41,6 +42,12 @@ fn transmit(model: &str, size: usize, count: usize) -> (u64, usize) {
 /// 16 000 frames/s offered; an unpaced burst overflows the host's own socket buffers before
 /// QEMU reads them). Frames QEMU could not hand to a full NIC ring are lost in the host socket.
 fn receive(model: &str, count: usize) -> (u64, u64, u64) {
+    receive_offered(model, count, RX_PAUSE_US).1
+}
+
+/// [`receive`] with a pause of `pause_us` after every 64 frames (0: none): the rate the host
+/// offered (frames/s, measured) and the guest's (frames/s, received, dropped at the ring).
+fn receive_offered(model: &str, count: usize, pause_us: u64) -> (u64, (u64, u64, u64)) {
     let (wire, args) = Wire::new(model, MAC).unwrap();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let cmdline = format!("init=netprobe:recv:port=9200:count={count}:entries=512:quiet:poll:seconds=30");
@@ -50,18 +57,20 @@ fn receive(model: &str, count: usize) -> (u64, u64, u64) {
     // flush_queue_timer); the driver writes RCTL once at boot. Start after that.
     std::thread::sleep(Duration::from_millis(1500));
     let frame = xok_tests::frames::udp(GUEST_MAC, [2, 0, 0, 0, 0, 2], 9200, &[7; 18]);
+    let offering = Instant::now();
     for n in 0..count {
         wire.send(&frame).unwrap();
-        if n % 64 == 63 {
-            std::thread::sleep(Duration::from_micros(RX_PAUSE_US));
+        if n % 64 == 63 && pause_us > 0 {
+            std::thread::sleep(Duration::from_micros(pause_us));
         }
     }
+    let offered = (count as f64 / offering.elapsed().as_secs_f64()) as u64;
     let (_, output) = guest.wait_exit(Duration::from_secs(120)).unwrap();
     let line = lines_with(&output, "netprobe: port 9200 done").pop().unwrap_or_default().to_string();
     // "netprobe: port 9200 done: R frames, D dropped, F frames/s"
     let numbers: Vec<u64> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
     let at = |i: usize| numbers.get(i).copied().unwrap_or(0);
-    (at(3), at(1), at(2))
+    (offered, (at(3), at(1), at(2)))
 }
 
 /// The kernel's logged compile time for `count` filters (µs) and code size.
@@ -103,6 +112,21 @@ fn main() {
             json,
             "    {{\"model\": \"{model}\", \"tx_60_fps\": {tx60}, \"tx_60_host_seen\": {seen60}, \"tx_1514_fps\": {tx1514}, \"tx_1514_host_seen\": {seen1514}, \"rx_fps\": {rx}, \"rx_received\": {received}, \"rx_dropped\": {drops}}}{}",
             if i == 0 { "," } else { "" }
+        );
+    }
+    // The receive limit: offer more (shorter pauses) until the guest stops keeping up.
+    json.push_str("  ],\n  \"rx_sweep_e1000\": [\n");
+    table.push_str("\n| e1000 receive: pause per 64 frames | offered frames/s | received frames/s (guest) | received | dropped at the ring | lost before the NIC |\n|---:|---:|---:|---:|---:|---:|\n");
+    let pauses = [4000u64, 2000, 1000, 500, 0];
+    for (i, pause) in pauses.into_iter().enumerate() {
+        let (offered, (rx, received, drops)) = median_of(|| receive_offered("e1000", 20_000, pause), |r| r.1.0);
+        let lost = 20_000u64.saturating_sub(received + drops);
+        println!("e1000 rx, pause {pause} us/64: offered {offered}/s, received {rx}/s ({received} received, {drops} ring drops, {lost} lost before)");
+        let _ = writeln!(table, "| {pause} µs | {offered} | {rx} | {received} | {drops} | {lost} |");
+        let _ = writeln!(
+            json,
+            "    {{\"pause_us\": {pause}, \"offered_fps\": {offered}, \"rx_fps\": {rx}, \"received\": {received}, \"ring_dropped\": {drops}, \"lost\": {lost}}}{}",
+            if i + 1 < pauses.len() { "," } else { "" }
         );
     }
     json.push_str("  ],\n  \"dpf_compile\": [\n");
