@@ -63,7 +63,7 @@ fn packet(client: u8, seq: u32, ack: Option<u32>, flags: u8, window: u16, payloa
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn arbitrary_bytes_never_panic(packets in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..120), 1..40)) {
@@ -93,8 +93,10 @@ proptest! {
             // Some segments carry a real request, so that responses are under way.
             let payload = if payload.first().is_some_and(|b| b % 3 == 0) { request.to_vec() } else { payload };
             let bytes = packet(client, seq, ack, flags, window, &payload);
-            let segment = Incoming::parse(&bytes, SERVER).expect("well-formed");
-            server.receive(now, &segment, &mut out);
+            // smoltcp refuses some flag sets (SYN with FIN or RST): those never reach Cheetah.
+            if let Some(segment) = Incoming::parse(&bytes, SERVER) {
+                server.receive(now, &segment, &mut out);
+            }
             now += Duration::from_millis(gap_ms);
             server.poll(now, &mut out);
             prop_assert!(server.connections() <= 4);
