@@ -6,6 +6,7 @@
 extern crate alloc;
 
 pub mod cache;
+pub mod fuzz_input;
 pub mod http;
 pub mod isn;
 #[cfg(test)]
