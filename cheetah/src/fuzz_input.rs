@@ -1,5 +1,6 @@
-//! Drives a Cheetah server from arbitrary bytes, for the fuzz target (`cheetah/fuzz`, cargo-fuzz)
-//! and the seeded run in the tests (`tests/fuzz_segments.rs`). The bytes are a stream of
+//! Arbitrary bytes into Cheetah, for the fuzz targets (`cheetah/fuzz`, cargo-fuzz) and their
+//! seeded runs in the tests (`tests/fuzz_segments.rs`): [`run`] drives a server's TCP, [`http`]
+//! the HTTP parser. For [`run`], the bytes are a stream of
 //! commands: a raw IPv4 packet; a well-formed segment from one of four clients with arbitrary
 //! flags, numbers, window and payload (or a real request); or time passing, with the timers run.
 //! It panics when the server breaks a rule: a segment it sends that a peer cannot parse (bad
@@ -64,7 +65,7 @@ impl Commands<'_> {
     }
 }
 
-/// Runs the commands in `bytes` against a fresh server; then lets time run out and checks that
+/// Runs the commands in `bytes` against a fresh server's TCP; then lets time run out and checks that
 /// every connection has ended.
 pub fn run(bytes: &[u8]) {
     let body = vec![b'x'; 20_000];
@@ -123,4 +124,30 @@ pub fn run(bytes: &[u8]) {
         server.poll(now, &mut Checked);
     }
     assert_eq!(server.connections(), 0, "a connection outlived every timeout");
+}
+
+/// Parses `bytes` as requests arriving on one connection (pipelined), answering each from a
+/// small site; panics if a parse claims more bytes than it was given or none, or if a target
+/// that climbs out of the root (`..`) names a file.
+pub fn http(bytes: &[u8]) {
+    let site = Site::new([("index.html", &b"<p>hi"[..]), ("a/b.txt", b"b")]);
+    let mut rest = bytes;
+    loop {
+        match crate::http::parse(rest) {
+            crate::http::Parsed::Complete(request, length) => {
+                assert!(length > 0 && length <= rest.len(), "a request of {length} bytes in {}", rest.len());
+                if let Some(path) = crate::http::file_path(request.target) {
+                    assert!(!path.split('/').any(|segment| segment == ".."), "{path} climbs out");
+                }
+                let reply = site.reply(&request);
+                assert!(reply.head.ends_with(b"\r\n\r\n"));
+                rest = &rest[length..];
+            }
+            crate::http::Parsed::Partial => break,
+            crate::http::Parsed::Refused(refusal) => {
+                let _ = site.refusal(refusal);
+                break;
+            }
+        }
+    }
 }

@@ -1,7 +1,7 @@
-//! A seeded run of the segment fuzzer (`cheetah::fuzz_input`, which the cargo-fuzz target in
-//! `cheetah/fuzz` runs for as long as one likes): proptest feeds it arbitrary command streams,
-//! and arbitrary bytes straight as packets. The server must never panic, must keep its tables
-//! bounded, and every segment it sends must be one a peer can parse.
+//! Seeded runs of Cheetah's fuzzers (`cheetah::fuzz_input`, which the cargo-fuzz targets in
+//! `cheetah/fuzz` run for as long as one likes): arbitrary command streams and raw packets into
+//! the TCP (it must never panic, keep its tables bounded and send only segments a peer can
+//! parse), and arbitrary requests into the HTTP parser (pipelined, never past the input).
 
 use proptest::prelude::*;
 
@@ -11,6 +11,11 @@ proptest! {
     #[test]
     fn command_streams_never_break_the_server(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
         cheetah::fuzz_input::run(&bytes);
+    }
+
+    #[test]
+    fn arbitrary_requests_never_break_the_parser(bytes in proptest::collection::vec(any::<u8>(), 0..1024), head in proptest::sample::select(vec![&b"GET / HTTP/1.1\r\n"[..], b"HEAD /a/b.txt HTTP/1.0\r\n", b"GET /../x HTTP/1.1\r\nConnection: close\r\n", b""])) {
+        cheetah::fuzz_input::http(&[head, &bytes].concat());
     }
 
     #[test]

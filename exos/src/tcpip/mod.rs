@@ -4,6 +4,7 @@
 //! [`crate::socket`], which adds blocking on the process's waiter.
 
 pub mod errno;
+pub mod fuzz_input;
 pub mod link;
 pub mod segment;
 pub mod stack;

@@ -1,0 +1,208 @@
+//! Arbitrary frames into the socket layer, for fuzzing (the seeded run in this crate's tests,
+//! and any fuzzer that links exos): a [`Stack`] with a TCP listener and a UDP socket takes a
+//! stream of commands -- a raw IPv4 packet, a well-formed TCP segment from one of four clients
+//! with arbitrary flags, numbers, window and payload, time passing, or the program acting
+//! (accepting, reading, writing, closing, answering datagrams; their errnos are expected). It
+//! panics if the stack sends a packet that is not well-formed IPv4, or loses or leaks a
+//! descriptor.
+
+use super::link::Link;
+use super::stack::{Fd, Kind, Stack, StackConfig};
+use alloc::collections::VecDeque;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::net::SocketAddrV4;
+use smoltcp::phy::{self, ChecksumCapabilities, DeviceCapabilities, Medium};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber};
+
+const LOCAL: [u8; 4] = [10, 0, 2, 15];
+const PEER: [u8; 4] = [10, 0, 2, 2];
+
+/// Takes what the stack sends and checks it is well-formed IPv4.
+struct Sink;
+
+/// A packet being sent.
+struct SinkToken;
+
+/// Never used: received packets come through [`Link::next`].
+struct NoRx;
+
+impl phy::RxToken for NoRx {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&[])
+    }
+}
+
+impl phy::TxToken for SinkToken {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut packet = vec![0u8; len];
+        let result = f(&mut packet);
+        let ip = Ipv4Packet::new_checked(&packet[..]).expect("the stack sent a packet that is not IPv4");
+        assert!(ip.verify_checksum(), "the stack sent a bad IPv4 checksum");
+        result
+    }
+}
+
+impl phy::Device for Sink {
+    type RxToken<'a> = NoRx;
+    type TxToken<'a> = SinkToken;
+
+    fn receive(&mut self, _now: Instant) -> Option<(NoRx, SinkToken)> {
+        None
+    }
+
+    fn transmit(&mut self, _now: Instant) -> Option<SinkToken> {
+        Some(SinkToken)
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ip;
+        caps.max_transmission_unit = 1500;
+        caps
+    }
+}
+
+/// The fuzzer's link: packets queued by the commands; every claim granted.
+struct FuzzLink {
+    inbox: VecDeque<Vec<u8>>,
+    sink: Sink,
+}
+
+impl Link for FuzzLink {
+    type Sender = Sink;
+    type Claim = ();
+
+    fn claim(&mut self, _filter: &dpf::Filter) -> Result<(), xok_abi::Error> {
+        Ok(())
+    }
+
+    fn next(&mut self) -> (Option<&[u8]>, &mut Sink) {
+        (self.inbox.front().map(Vec::as_slice), &mut self.sink)
+    }
+
+    fn consumed(&mut self) {
+        self.inbox.pop_front();
+    }
+
+    fn sender(&mut self) -> &mut Sink {
+        &mut self.sink
+    }
+
+    fn can_send(&mut self) -> bool {
+        true
+    }
+
+    fn flush(&mut self) {}
+}
+
+/// Reads the command stream.
+struct Commands<'a>(&'a [u8]);
+
+impl Commands<'_> {
+    fn byte(&mut self) -> Option<u8> {
+        let (first, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(*first)
+    }
+
+    fn word(&mut self) -> Option<u32> {
+        Some(u32::from_be_bytes([self.byte()?, self.byte()?, self.byte()?, self.byte()?]))
+    }
+
+    fn take(&mut self, n: usize) -> Vec<u8> {
+        let n = n.min(self.0.len());
+        let (taken, rest) = self.0.split_at(n);
+        self.0 = rest;
+        taken.to_vec()
+    }
+}
+
+/// A TCP segment from `PEER`:`port` to the listener, as the command describes it (`None` for
+/// a flag set smoltcp cannot express).
+fn segment(port: u16, flags: u8, seq: u32, ack: Option<u32>, window: u16, payload: &[u8]) -> Vec<u8> {
+    let control = match flags & 7 {
+        1 => TcpControl::Syn,
+        2 => TcpControl::Fin,
+        4 => TcpControl::Rst,
+        _ if flags & 8 != 0 => TcpControl::Psh,
+        _ => TcpControl::None,
+    };
+    let tcp = TcpRepr {
+        src_port: port,
+        dst_port: 7,
+        control,
+        seq_number: TcpSeqNumber(seq as i32),
+        ack_number: ack.map(|ack| TcpSeqNumber(ack as i32)),
+        window_len: window,
+        window_scale: None,
+        max_seg_size: (control == TcpControl::Syn).then_some(536),
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload,
+    };
+    let ip = Ipv4Repr { src_addr: PEER.into(), dst_addr: LOCAL.into(), next_header: IpProtocol::Tcp, payload_len: tcp.buffer_len(), hop_limit: 64 };
+    let mut bytes = vec![0u8; ip.buffer_len() + tcp.buffer_len()];
+    let caps = ChecksumCapabilities::default();
+    let mut packet = Ipv4Packet::new_unchecked(&mut bytes[..]);
+    ip.emit(&mut packet, &caps);
+    tcp.emit(&mut TcpPacket::new_unchecked(packet.payload_mut()), &IpAddress::Ipv4(PEER.into()), &IpAddress::Ipv4(LOCAL.into()), &caps);
+    bytes
+}
+
+/// Runs the commands in `bytes` against a fresh stack.
+pub fn run(bytes: &[u8]) {
+    let mut now = Instant::from_secs(1);
+    let link = FuzzLink { inbox: VecDeque::new(), sink: Sink };
+    let mut stack = Stack::new(link, StackConfig { ip: LOCAL, prefix: 24, gateway: None, seed: 7 }, now);
+    let listener = stack.socket(Kind::Stream).expect("a socket");
+    stack.bind(listener, 7).expect("bind");
+    stack.listen(listener, 4).expect("listen");
+    let datagrams = stack.socket(Kind::Datagram).expect("a socket");
+    stack.bind(datagrams, 9).expect("bind");
+    let mut streams: Vec<Fd> = Vec::new();
+    let mut buffer = [0u8; 512];
+    let mut commands = Commands(bytes);
+    while let Some(kind) = commands.byte() {
+        match kind % 4 {
+            0 => {
+                let len = usize::from(commands.byte().unwrap_or(0));
+                let packet = commands.take(len);
+                stack.link().inbox.push_back(packet);
+            }
+            1 => {
+                let (Some(client), Some(flags), Some(seq)) = (commands.byte(), commands.byte(), commands.word()) else { break };
+                let ack = if flags & 0x10 != 0 { commands.word() } else { None };
+                let window = u16::from(commands.byte().unwrap_or(0)) << 6;
+                let len = usize::from(commands.byte().unwrap_or(0) % 64);
+                let payload = commands.take(len);
+                let packet = segment(40_000 + u16::from(client % 4), flags, seq, ack, window, &payload);
+                stack.link().inbox.push_back(packet);
+            }
+            2 => now += Duration::from_millis(u64::from(commands.byte().unwrap_or(0)) * 10),
+            _ => {
+                let action = commands.byte().unwrap_or(0);
+                while let Some((fd, _)) = stack.accept(listener).ok() {
+                    streams.push(fd);
+                }
+                for &fd in &streams {
+                    if let Some(len) = stack.recv(fd, &mut buffer, now).ok() {
+                        let _ = stack.send(fd, &buffer[..len], now);
+                    }
+                }
+                if action & 1 != 0
+                    && let Some(fd) = streams.pop()
+                {
+                    stack.close(fd, now).expect("closing an open descriptor");
+                }
+                if let Some((len, from)) = stack.recv_from(datagrams, &mut buffer).ok() {
+                    let _ = stack.send_to(datagrams, &buffer[..len], SocketAddrV4::new(*from.ip(), from.port().max(1)), now);
+                }
+            }
+        }
+        stack.poll(now);
+        assert_eq!(stack.stats().descriptors, 2 + streams.len(), "descriptors leaked or lost");
+    }
+}
