@@ -184,11 +184,11 @@ pub fn run(bytes: &[u8]) {
             2 => now += Duration::from_millis(u64::from(commands.byte().unwrap_or(0)) * 10),
             _ => {
                 let action = commands.byte().unwrap_or(0);
-                while let Some((fd, _)) = stack.accept(listener).ok() {
+                while let Ok((fd, _)) = stack.accept(listener) {
                     streams.push(fd);
                 }
                 for &fd in &streams {
-                    if let Some(len) = stack.recv(fd, &mut buffer, now).ok() {
+                    if let Ok(len) = stack.recv(fd, &mut buffer, now) {
                         let _ = stack.send(fd, &buffer[..len], now);
                     }
                 }
@@ -197,7 +197,7 @@ pub fn run(bytes: &[u8]) {
                 {
                     stack.close(fd, now).expect("closing an open descriptor");
                 }
-                if let Some((len, from)) = stack.recv_from(datagrams, &mut buffer).ok() {
+                if let Ok((len, from)) = stack.recv_from(datagrams, &mut buffer) {
                     let _ = stack.send_to(datagrams, &buffer[..len], SocketAddrV4::new(*from.ip(), from.port().max(1)), now);
                 }
             }
