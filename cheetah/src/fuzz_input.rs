@@ -10,6 +10,7 @@ use crate::http::Site;
 use crate::tcp::{Config, Incoming, Outgoing, Server, Transmit};
 use alloc::vec;
 use alloc::vec::Vec;
+use exos::tcpip::fuzz_input::Commands;
 use exos::tcpip::segment::Tuple;
 use smoltcp::time::{Duration, Instant};
 
@@ -41,28 +42,6 @@ fn packet_of(segment: &Outgoing<'_>, from: [u8; 4]) -> Vec<u8> {
     }
     packet.truncate(at);
     packet
-}
-
-/// Reads the command stream.
-struct Commands<'a>(&'a [u8]);
-
-impl Commands<'_> {
-    fn byte(&mut self) -> Option<u8> {
-        let (first, rest) = self.0.split_first()?;
-        self.0 = rest;
-        Some(*first)
-    }
-
-    fn word(&mut self) -> Option<u32> {
-        Some(u32::from_be_bytes([self.byte()?, self.byte()?, self.byte()?, self.byte()?]))
-    }
-
-    fn take(&mut self, n: usize) -> Vec<u8> {
-        let n = n.min(self.0.len());
-        let (taken, rest) = self.0.split_at(n);
-        self.0 = rest;
-        taken.to_vec()
-    }
 }
 
 /// Runs the commands in `bytes` against a fresh server's TCP; then lets time run out and checks that

@@ -42,3 +42,44 @@ pub fn cpu_name() -> Option<std::string::String> {
     let line = info.lines().find(|l| l.starts_with("model name"))?;
     Some(line.split(':').nth(1).unwrap_or("").trim().into())
 }
+
+/// A benchmark's figures by number of connections, to write as Markdown and JSON.
+pub struct ConnectionTable<'a> {
+    /// The Markdown title.
+    pub title: &'a str,
+    /// The command that measured it.
+    pub command: &'a str,
+    /// What was measured, how, and on what (Markdown, under the title).
+    pub description: &'a str,
+    /// The unit of every figure.
+    pub unit: &'a str,
+    /// The figures' names (the columns).
+    pub figures: &'a [&'a str],
+    /// Per row: the number of connections and the figures, formatted.
+    pub rows: Vec<(usize, Vec<std::string::String>)>,
+}
+
+impl ConnectionTable<'_> {
+    /// Writes `<stem>.md` and `<stem>.json` into `docs`, and returns the Markdown.
+    pub fn write(&self, docs: &std::path::Path, stem: &str) -> std::string::String {
+        use std::fmt::Write as _;
+        let cpu = cpu_name().unwrap_or_else(|| "unknown".into());
+        let mut table = std::format!("# {}\n\n", self.title);
+        let _ = writeln!(table, "`{}` on {cpu}: {}\n", self.command, self.description);
+        let _ = writeln!(table, "| connections | {} |", self.figures.join(" | "));
+        let _ = writeln!(table, "|---:|{}", "---:|".repeat(self.figures.len()));
+        let mut json = std::string::String::new();
+        let _ = writeln!(json, "{{\n  \"command\": {:?},\n  \"cpu\": {cpu:?},\n  \"unit\": {:?},", self.command, self.unit);
+        let names: Vec<std::string::String> = self.figures.iter().map(|f| std::format!("{f:?}")).collect();
+        let _ = writeln!(json, "  \"figures\": [{}],\n  \"rows\": [", names.join(", "));
+        for (i, (connections, cells)) in self.rows.iter().enumerate() {
+            let _ = writeln!(table, "| {connections} | {} |", cells.join(" | "));
+            let comma = if i + 1 < self.rows.len() { "," } else { "" };
+            let _ = writeln!(json, "    {{\"connections\": {connections}, \"ns\": [{}]}}{comma}", cells.join(", "));
+        }
+        let _ = writeln!(json, "  ]\n}}");
+        std::fs::write(docs.join(std::format!("{stem}.md")), &table).expect("write the benchmark's Markdown");
+        std::fs::write(docs.join(std::format!("{stem}.json")), &json).expect("write the benchmark's JSON");
+        table
+    }
+}

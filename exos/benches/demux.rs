@@ -10,7 +10,6 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::fmt::Write as _;
 use std::net::SocketAddrV4;
 use std::rc::Rc;
 
@@ -318,25 +317,16 @@ fn main() {
             case.round();
         }
     }
-    let cpu = xok_codegen::bench::cpu_name().unwrap_or_else(|| "unknown".into());
-    let mut table = String::new();
-    let _ = writeln!(table, "# Receiving a TCP segment: exos's demultiplexer against one smoltcp socket set\n");
-    let _ = writeln!(table, "`cargo bench -p exos --bench demux` on {cpu}: ns per received 1-byte data segment (its handling and the ACK it");
-    let _ = writeln!(table, "causes), cycling over every open connection; best of {ROUNDS} interleaved rounds of the median of {BATCHES} batches.\n");
-    let _ = writeln!(table, "| connections | {} |", FIGURES.join(" | "));
-    let _ = writeln!(table, "|---:|{}", "---:|".repeat(FIGURES.len()));
-    let mut json = String::new();
-    let _ = writeln!(json, "{{\n  \"command\": \"cargo bench -p exos --bench demux\",\n  \"cpu\": {cpu:?},\n  \"unit\": \"ns per segment\",");
-    let _ = writeln!(json, "  \"figures\": [{}],\n  \"rows\": [", FIGURES.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>().join(", "));
-    for (i, case) in cases.iter().enumerate() {
-        let cells: Vec<String> = case.best.iter().map(|ns| format!("{ns:.0}")).collect();
-        let _ = writeln!(table, "| {} | {} |", case.connections, cells.join(" | "));
-        let comma = if i + 1 < cases.len() { "," } else { "" };
-        let _ = writeln!(json, "    {{\"connections\": {}, \"ns\": [{}]}}{comma}", case.connections, cells.join(", "));
-    }
-    let _ = writeln!(json, "  ]\n}}");
-    print!("{table}");
+    let table = xok_codegen::bench::ConnectionTable {
+        title: "Receiving a TCP segment: exos's demultiplexer against one smoltcp socket set",
+        command: "cargo bench -p exos --bench demux",
+        description: &format!(
+            "ns per received 1-byte data segment (its handling and the ACK it\ncauses), cycling over every open connection; best of {ROUNDS} interleaved rounds of the median of {BATCHES} batches."
+        ),
+        unit: "ns per segment",
+        figures: &FIGURES,
+        rows: cases.iter().map(|case| (case.connections, case.best.iter().map(|ns| format!("{ns:.0}")).collect())).collect(),
+    };
     let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
-    std::fs::write(docs.join("demux-bench.md"), &table).expect("write docs/demux-bench.md");
-    std::fs::write(docs.join("demux-bench.json"), &json).expect("write docs/demux-bench.json");
+    print!("{}", table.write(&docs, "demux-bench"));
 }

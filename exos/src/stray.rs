@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv4DstUnreachable, Icmpv4Packet, Icmpv4Repr, IpAddress, IpProtocol,
-    Ipv4Address, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, UdpPacket,
+    Ipv4Address, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpSeqNumber, UdpPacket,
 };
 
 /// What to do with a stray frame.
@@ -86,20 +86,7 @@ pub fn answer(received: &[u8], mac: [u8; 6], ip: [u8; 4]) -> Answer {
             } else {
                 (TcpSeqNumber(0), Some(segment.seq_number() + occupied))
             };
-            let rst = TcpRepr {
-                src_port: segment.dst_port(),
-                dst_port: segment.src_port(),
-                control: TcpControl::Rst,
-                seq_number,
-                ack_number,
-                window_len: 0,
-                window_scale: None,
-                max_seg_size: None,
-                sack_permitted: false,
-                sack_ranges: [None; 3],
-                timestamp: None,
-                payload: &[],
-            };
+            let rst = crate::tcpip::segment::plain_tcp((segment.dst_port(), segment.src_port()), TcpControl::Rst, seq_number.0 as u32, ack_number.map(|ack| ack.0 as u32), 0, &[]);
             Answer::Reset(frame(mac, ethernet.src_addr(), back(rst.buffer_len()), |payload, caps| {
                 rst.emit(&mut TcpPacket::new_unchecked(payload), &IpAddress::Ipv4(local), &IpAddress::Ipv4(peer), caps);
             }))

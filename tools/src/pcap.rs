@@ -2,9 +2,7 @@
 //! (`pcap <base64>`, see `exos::pcap`); these functions turn them back into the file.
 
 use base64::Engine;
-
-/// What starts a console line that carries pcap bytes (as `exos::pcap::LINE_PREFIX`).
-pub const LINE_PREFIX: &str = "pcap ";
+use exos::pcap::LINE_PREFIX;
 
 /// The pcap bytes of one console line, if it carries some.
 pub fn decode_line(line: &str) -> Option<Vec<u8>> {

@@ -8,7 +8,6 @@
 //! Figures are the median of timed batches; every figure is measured in each of several
 //! rounds, interleaved, and the best round is kept (the machine is shared and noisy).
 
-use std::fmt::Write as _;
 use std::hint::black_box;
 
 use dpf::exec::JitCode;
@@ -124,25 +123,16 @@ fn main() {
             case.round();
         }
     }
-    let cpu = xok_codegen::bench::cpu_name().unwrap_or_else(|| "unknown".into());
-    let mut table = String::new();
-    let _ = writeln!(table, "# The transmit header check on the host\n");
-    let _ = writeln!(table, "`cargo bench -p xok` on {cpu}: ns per 1514-byte frame, best of {ROUNDS} interleaved rounds of the median of {BATCHES} batches.");
-    let _ = writeln!(table, "The frame is a server's TCP segment on its connection; the installed filters are ARP, ICMP, four listens and N connections.\n");
-    let _ = writeln!(table, "| connections | {} |", FIGURES.join(" | "));
-    let _ = writeln!(table, "|---:|{}", "---:|".repeat(FIGURES.len()));
-    let mut json = String::new();
-    let _ = writeln!(json, "{{\n  \"command\": \"cargo bench -p xok\",\n  \"cpu\": {cpu:?},\n  \"unit\": \"ns per frame\",");
-    let _ = writeln!(json, "  \"figures\": [{}],\n  \"rows\": [", FIGURES.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>().join(", "));
-    for (i, case) in cases.iter().enumerate() {
-        let cells: Vec<String> = case.best.iter().map(|ns| format!("{ns:.1}")).collect();
-        let _ = writeln!(table, "| {} | {} |", case.connections, cells.join(" | "));
-        let comma = if i + 1 < cases.len() { "," } else { "" };
-        let _ = writeln!(json, "    {{\"connections\": {}, \"ns\": [{}]}}{comma}", case.connections, cells.join(", "));
-    }
-    let _ = writeln!(json, "  ]\n}}");
-    print!("{table}");
+    let table = xok_codegen::bench::ConnectionTable {
+        title: "The transmit header check on the host",
+        command: "cargo bench -p xok",
+        description: &format!(
+            "ns per 1514-byte frame, best of {ROUNDS} interleaved rounds of the median of {BATCHES} batches.\nThe frame is a server's TCP segment on its connection; the installed filters are ARP, ICMP, four listens and N connections."
+        ),
+        unit: "ns per frame",
+        figures: &FIGURES,
+        rows: cases.iter().map(|case| (case.connections, case.best.iter().map(|ns| format!("{ns:.1}")).collect())).collect(),
+    };
     let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
-    std::fs::write(docs.join("xmit-check-bench.md"), &table).expect("write docs/xmit-check-bench.md");
-    std::fs::write(docs.join("xmit-check-bench.json"), &json).expect("write docs/xmit-check-bench.json");
+    print!("{}", table.write(&docs, "xmit-check-bench"));
 }

@@ -12,9 +12,10 @@ use alloc::collections::VecDeque;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::net::SocketAddrV4;
-use smoltcp::phy::{self, ChecksumCapabilities, DeviceCapabilities, Medium};
+use super::segment::{emit_ipv4_tcp, ipv4_tcp_len, plain_tcp};
+use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber};
+use smoltcp::wire::{Ipv4Packet, TcpControl};
 
 const LOCAL: [u8; 4] = [10, 0, 2, 15];
 const PEER: [u8; 4] = [10, 0, 2, 2];
@@ -97,21 +98,25 @@ impl Link for FuzzLink {
     fn flush(&mut self) {}
 }
 
-/// Reads the command stream.
-struct Commands<'a>(&'a [u8]);
+/// Reads a fuzzer's command stream (also Cheetah's): bytes, big-endian words and runs, each
+/// `None` or short once the input is used up.
+pub struct Commands<'a>(pub &'a [u8]);
 
 impl Commands<'_> {
-    fn byte(&mut self) -> Option<u8> {
+    /// The next byte.
+    pub fn byte(&mut self) -> Option<u8> {
         let (first, rest) = self.0.split_first()?;
         self.0 = rest;
         Some(*first)
     }
 
-    fn word(&mut self) -> Option<u32> {
+    /// The next four bytes, big-endian.
+    pub fn word(&mut self) -> Option<u32> {
         Some(u32::from_be_bytes([self.byte()?, self.byte()?, self.byte()?, self.byte()?]))
     }
 
-    fn take(&mut self, n: usize) -> Vec<u8> {
+    /// The next `n` bytes (fewer at the end).
+    pub fn take(&mut self, n: usize) -> Vec<u8> {
         let n = n.min(self.0.len());
         let (taken, rest) = self.0.split_at(n);
         self.0 = rest;
@@ -129,26 +134,9 @@ fn segment(port: u16, flags: u8, seq: u32, ack: Option<u32>, window: u16, payloa
         _ if flags & 8 != 0 => TcpControl::Psh,
         _ => TcpControl::None,
     };
-    let tcp = TcpRepr {
-        src_port: port,
-        dst_port: 7,
-        control,
-        seq_number: TcpSeqNumber(seq as i32),
-        ack_number: ack.map(|ack| TcpSeqNumber(ack as i32)),
-        window_len: window,
-        window_scale: None,
-        max_seg_size: (control == TcpControl::Syn).then_some(536),
-        sack_permitted: false,
-        sack_ranges: [None; 3],
-        timestamp: None,
-        payload,
-    };
-    let ip = Ipv4Repr { src_addr: PEER.into(), dst_addr: LOCAL.into(), next_header: IpProtocol::Tcp, payload_len: tcp.buffer_len(), hop_limit: 64 };
-    let mut bytes = vec![0u8; ip.buffer_len() + tcp.buffer_len()];
-    let caps = ChecksumCapabilities::default();
-    let mut packet = Ipv4Packet::new_unchecked(&mut bytes[..]);
-    ip.emit(&mut packet, &caps);
-    tcp.emit(&mut TcpPacket::new_unchecked(packet.payload_mut()), &IpAddress::Ipv4(PEER.into()), &IpAddress::Ipv4(LOCAL.into()), &caps);
+    let tcp = plain_tcp((port, 7), control, seq, ack, window, payload);
+    let mut bytes = vec![0u8; ipv4_tcp_len(&tcp)];
+    emit_ipv4_tcp(PEER, LOCAL, &tcp, &mut bytes);
     bytes
 }
 

@@ -2,7 +2,8 @@
 //! smoltcp's checked views (a packet too short or malformed for them is [`Destination::Other`]
 //! and smoltcp drops it).
 
-use smoltcp::wire::{IpProtocol, Ipv4Packet, TcpPacket, UdpPacket};
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::{IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, UdpPacket};
 
 /// A TCP connection as this machine sees it: its port and the peer's address and port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -86,6 +87,40 @@ pub fn classify(packet: &[u8], local: [u8; 4]) -> Destination {
         },
         _ => Destination::Other,
     }
+}
+
+/// A TCP segment without options (an MSS option on a SYN only), as exos writes its own: a
+/// TIME_WAIT ACK, strayd's RST, a test's or a fuzzer's segment.
+pub fn plain_tcp<'a>(ports: (u16, u16), control: TcpControl, seq: u32, ack: Option<u32>, window: u16, payload: &'a [u8]) -> TcpRepr<'a> {
+    TcpRepr {
+        src_port: ports.0,
+        dst_port: ports.1,
+        control,
+        seq_number: TcpSeqNumber(seq as i32),
+        ack_number: ack.map(|ack| TcpSeqNumber(ack as i32)),
+        window_len: window,
+        window_scale: None,
+        max_seg_size: (control == TcpControl::Syn).then_some(536),
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload,
+    }
+}
+
+/// Bytes of the IPv4 packet carrying `tcp`.
+pub fn ipv4_tcp_len(tcp: &TcpRepr<'_>) -> usize {
+    20 + tcp.buffer_len()
+}
+
+/// Writes `tcp` from `src` to `dst` as an IPv4 packet into `out` (at least
+/// [`ipv4_tcp_len`] bytes), checksums and all.
+pub fn emit_ipv4_tcp(src: [u8; 4], dst: [u8; 4], tcp: &TcpRepr<'_>, out: &mut [u8]) {
+    let ip = Ipv4Repr { src_addr: src.into(), dst_addr: dst.into(), next_header: IpProtocol::Tcp, payload_len: tcp.buffer_len(), hop_limit: 64 };
+    let caps = ChecksumCapabilities::default();
+    let mut packet = Ipv4Packet::new_unchecked(out);
+    ip.emit(&mut packet, &caps);
+    tcp.emit(&mut TcpPacket::new_unchecked(packet.payload_mut()), &IpAddress::Ipv4(src.into()), &IpAddress::Ipv4(dst.into()), &caps);
 }
 
 #[cfg(test)]

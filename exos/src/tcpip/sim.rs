@@ -15,7 +15,7 @@ use core::cell::RefCell;
 use core::net::SocketAddrV4;
 use smoltcp::phy::{self, ChecksumCapabilities, DeviceCapabilities, Medium};
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{IpAddress, IpProtocol, Ipv4Address, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber};
+use smoltcp::wire::{IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpRepr};
 use xok_abi::Error;
 
 /// The server's address and the client's.
@@ -25,27 +25,9 @@ pub const CLIENT: [u8; 4] = [10, 0, 2, 2];
 
 /// An IPv4 + TCP packet.
 pub fn tcp_packet(from: ([u8; 4], u16), to: ([u8; 4], u16), control: TcpControl, seq: u32, ack: Option<u32>, payload: &[u8]) -> Vec<u8> {
-    let (src, dst) = (Ipv4Address::from(from.0), Ipv4Address::from(to.0));
-    let tcp = TcpRepr {
-        src_port: from.1,
-        dst_port: to.1,
-        control,
-        seq_number: TcpSeqNumber(seq as i32),
-        ack_number: ack.map(|ack| TcpSeqNumber(ack as i32)),
-        window_len: 8000,
-        window_scale: None,
-        max_seg_size: None,
-        sack_permitted: false,
-        sack_ranges: [None; 3],
-        timestamp: None,
-        payload,
-    };
-    let ip = Ipv4Repr { src_addr: src, dst_addr: dst, next_header: IpProtocol::Tcp, payload_len: tcp.buffer_len(), hop_limit: 64 };
-    let mut bytes = vec![0u8; ip.buffer_len() + tcp.buffer_len()];
-    let caps = ChecksumCapabilities::default();
-    let mut packet = Ipv4Packet::new_unchecked(&mut bytes[..]);
-    ip.emit(&mut packet, &caps);
-    tcp.emit(&mut TcpPacket::new_unchecked(packet.payload_mut()), &IpAddress::Ipv4(src), &IpAddress::Ipv4(dst), &caps);
+    let tcp = TcpRepr { max_seg_size: None, ..super::segment::plain_tcp((from.1, to.1), control, seq, ack, 8000, payload) };
+    let mut bytes = vec![0u8; super::segment::ipv4_tcp_len(&tcp)];
+    super::segment::emit_ipv4_tcp(from.0, to.0, &tcp, &mut bytes);
     bytes
 }
 

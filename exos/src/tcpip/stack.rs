@@ -13,7 +13,7 @@
 
 use super::errno::Errno;
 use super::link::{Link, OnePacket};
-use super::segment::{Destination, Segment, Tuple, classify};
+use super::segment::{Destination, Segment, Tuple, classify, emit_ipv4_tcp, ipv4_tcp_len, plain_tcp};
 use super::time_wait::{TimeWaits, Verdict};
 use alloc::collections::{BinaryHeap, VecDeque};
 use alloc::vec;
@@ -22,10 +22,10 @@ use core::cmp::Reverse;
 use core::net::{Ipv4Addr, SocketAddrV4};
 use hashbrown::HashMap;
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
-use smoltcp::phy::{self, ChecksumCapabilities};
+use smoltcp::phy;
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber};
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, TcpControl};
 
 /// A socket descriptor: an index into the process's table.
 pub type Fd = usize;
@@ -494,29 +494,9 @@ impl<L: Link> Stack<L> {
 
     /// Sends a bare ACK for a tuple in TIME_WAIT.
     fn send_ack(&mut self, tuple: Tuple, seq: u32, ack: u32, now: Instant) {
-        let (local, remote) = (Ipv4Addr::from(self.ip), Ipv4Addr::from(tuple.remote));
-        let tcp = TcpRepr {
-            src_port: tuple.local_port,
-            dst_port: tuple.remote_port,
-            control: TcpControl::None,
-            seq_number: TcpSeqNumber(seq as i32),
-            ack_number: Some(TcpSeqNumber(ack as i32)),
-            window_len: 0,
-            window_scale: None,
-            max_seg_size: None,
-            sack_permitted: false,
-            sack_ranges: [None; 3],
-            timestamp: None,
-            payload: &[],
-        };
-        let ip = Ipv4Repr { src_addr: local, dst_addr: remote, next_header: IpProtocol::Tcp, payload_len: tcp.buffer_len(), hop_limit: 64 };
+        let tcp = plain_tcp((tuple.local_port, tuple.remote_port), TcpControl::None, seq, Some(ack), 0, &[]);
         let Some(token) = phy::Device::transmit(self.link.sender(), now) else { return };
-        phy::TxToken::consume(token, ip.buffer_len() + tcp.buffer_len(), |bytes| {
-            let caps = ChecksumCapabilities::default();
-            let mut packet = Ipv4Packet::new_unchecked(bytes);
-            ip.emit(&mut packet, &caps);
-            tcp.emit(&mut TcpPacket::new_unchecked(packet.payload_mut()), &IpAddress::Ipv4(local), &IpAddress::Ipv4(remote), &caps);
-        });
+        phy::TxToken::consume(token, ipv4_tcp_len(&tcp), |bytes| emit_ipv4_tcp(self.ip, tuple.remote, &tcp, bytes));
     }
 
     /// After a connection request reached a listener: if its listening socket became a
