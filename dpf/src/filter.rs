@@ -296,6 +296,19 @@ impl Filter {
         FilterBuilder::new().ip_protocol(IP_PROTOCOL_ICMP).ipv4_destination(dst).build_known()
     }
 
+    /// ICMP echo messages of type `kind` (8 request, 0 reply) with identifier `ident`, to
+    /// `dst`: a ping socket holds both (the replies it waits for, and the requests it sends,
+    /// whose mirror the transmit check classifies).
+    pub fn icmp_echo(dst: [u8; 4], kind: u8, ident: u16) -> Filter {
+        FilterBuilder::new()
+            .ip_protocol(IP_PROTOCOL_ICMP)
+            .ipv4_destination(dst)
+            .first_fragment()
+            .atom(Atom::new(Base::Ipv4Payload, 0, Width::W1, u32::from(kind)))
+            .atom(Atom::new(Base::Ipv4Payload, 4, Width::W2, u32::from(ident)))
+            .build_known()
+    }
+
     /// UDP to destination port `port`, any address (first fragments and whole datagrams).
     pub fn udp_port(port: u16) -> Filter {
         FilterBuilder::new()

@@ -78,3 +78,15 @@ fn a_program_killed_with_open_connections_leaves_no_pages_filters_or_rings() {
         assert_eq!(number_after(&after, key), number_after(&before, key), "{key}\n{before}\n{after}");
     }
 }
+
+/// A ping socket in the guest pings Linux in the namespace: each echo request is answered.
+#[test]
+fn a_guest_program_pings_linux_through_a_ping_socket() {
+    let ns = Netns::new("ping").unwrap();
+    let args = ns.nic_args("e1000", "52:54:00:ab:cd:01");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let guest = Guest::boot_in(Some(&ns), "init=arpd:seconds=5,ping:10.0.2.2:count=3", &args).unwrap();
+    let (status, output) = guest.wait_exit(Duration::from_secs(60)).unwrap();
+    assert!(output.contains("ping: 3 of 3 replies"), "{output}");
+    assert_eq!(status, xok_tools::qemu::EXIT_SUCCESS, "{output}");
+}

@@ -3,7 +3,7 @@
 //! and smoltcp drops it).
 
 use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::wire::{IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, UdpPacket};
+use smoltcp::wire::{Icmpv4Message, Icmpv4Packet, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, UdpPacket};
 
 /// A TCP connection as this machine sees it: its port and the peer's address and port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -56,6 +56,8 @@ pub enum Destination {
     Tcp(Segment),
     /// A UDP datagram to this machine's port.
     Udp(u16),
+    /// An ICMP echo reply with this identifier.
+    EchoReply(u16),
     /// Anything else: the interface answers it (ICMP echo, "port unreachable") or drops it.
     Other,
 }
@@ -84,6 +86,10 @@ pub fn classify(packet: &[u8], local: [u8; 4]) -> Destination {
         IpProtocol::Udp => match UdpPacket::new_checked(payload) {
             Ok(udp) => Destination::Udp(udp.dst_port()),
             Err(_) => Destination::Other,
+        },
+        IpProtocol::Icmp => match Icmpv4Packet::new_checked(payload) {
+            Ok(icmp) if icmp.msg_type() == Icmpv4Message::EchoReply => Destination::EchoReply(icmp.echo_ident()),
+            _ => Destination::Other,
         },
         _ => Destination::Other,
     }

@@ -564,3 +564,24 @@ fn the_interface_answers_ping_and_refuses_a_port_nobody_holds() {
     let answer = segments_to_client(&sim.server.link().take_sent());
     assert!(answer.len() == 1 && answer[0].rst && answer[0].ack_number == 11, "{answer:?}");
 }
+
+#[test]
+fn a_ping_socket_gets_the_replies_to_its_echo_requests() {
+    let mut sim = Sim::new(15, Faults { loss: 0, duplicate: 0, reorder: 0 });
+    let ping = sim.client.socket(Kind::Ping).unwrap();
+    assert_eq!(sim.client.send_to(ping, &[0; 1473], server_addr(0), sim.now), Err(Errno::MessageTooLong));
+    assert_eq!(sim.client.send_to(ping, b"are you there", server_addr(0), sim.now), Ok(13));
+    let ident = sim.client.local_addr(ping).unwrap().port();
+    let mut buffer = [0u8; 64];
+    let mut got = None;
+    assert!(sim.run_until(Duration::from_secs(1), |sim| {
+        got = sim.client.recv_from(ping, &mut buffer).ok();
+        got.is_some()
+    }));
+    let (len, from) = got.unwrap();
+    assert_eq!((&buffer[..len], *from.ip()), (&b"are you there"[..], SERVER.into()));
+    assert_eq!(sim.client.recv_from(ping, &mut buffer), Err(Errno::WouldBlock), "one reply");
+    // Another socket of the program cannot take the same identifier.
+    let again = sim.client.socket(Kind::Ping).unwrap();
+    assert_eq!(sim.client.bind(again, ident), Err(Errno::AddrInUse));
+}

@@ -22,10 +22,10 @@ use core::cmp::Reverse;
 use core::net::{Ipv4Addr, SocketAddrV4};
 use hashbrown::HashMap;
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
-use smoltcp::phy;
+use smoltcp::phy::{self, ChecksumCapabilities};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, TcpControl};
+use smoltcp::wire::{HardwareAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl};
 
 /// A socket descriptor: an index into the process's table.
 pub type Fd = usize;
@@ -54,6 +54,9 @@ pub enum Kind {
     Stream,
     /// UDP (SOCK_DGRAM).
     Datagram,
+    /// ICMP echo, a ping socket (SOCK_DGRAM with IPPROTO_ICMP): bound to an identifier, it
+    /// sends echo requests and receives the replies with that identifier.
+    Ping,
 }
 
 /// Which half `shutdown` closes.
@@ -271,6 +274,35 @@ struct Datagram<C> {
     _claim: C,
 }
 
+/// Echo replies a ping socket queues at most.
+const REPLIES_QUEUED: usize = 32;
+/// The longest echo payload (no IP fragmentation).
+pub const PING_PAYLOAD_MAX: usize = 1472;
+
+/// A bound ping socket.
+struct Ping<C> {
+    ident: u16,
+    /// The next request's sequence number.
+    seq: u16,
+    /// Replies received: who sent each and its data.
+    replies: VecDeque<(SocketAddrV4, Vec<u8>)>,
+    /// The filters of the replies and of the requests (the transmit check's mirror).
+    _claims: (C, C),
+}
+
+impl<C> Ping<C> {
+    /// Queues the echo reply in IPv4 `packet` (a full queue drops it, as a full socket buffer
+    /// would).
+    fn take_reply(&mut self, packet: &[u8]) {
+        let Ok(ip) = Ipv4Packet::new_checked(packet) else { return };
+        let Ok(icmp) = Icmpv4Packet::new_checked(ip.payload()) else { return };
+        if !icmp.verify_checksum() || self.replies.len() >= REPLIES_QUEUED {
+            return;
+        }
+        self.replies.push_back((SocketAddrV4::new(ip.src_addr(), 0), icmp.data().to_vec()));
+    }
+}
+
 /// What a descriptor is.
 enum Socket<C> {
     /// Made by `socket`, not yet listening, connected or (for UDP) bound.
@@ -281,6 +313,8 @@ enum Socket<C> {
     Stream(usize),
     /// A bound UDP socket.
     Datagram(Datagram<C>),
+    /// A bound ping socket.
+    Ping(Ping<C>),
 }
 
 /// An open descriptor.
@@ -298,6 +332,8 @@ enum Target {
     Listening(Fd, Tuple),
     /// A UDP socket.
     Datagram(Fd),
+    /// A ping socket (an echo reply).
+    Ping(Fd),
     /// The interface alone: it answers pings and refuses the rest.
     Interface,
     /// Handled by TIME_WAIT or dropped.
@@ -317,6 +353,7 @@ pub struct Stack<L: Link> {
     connections: HashMap<Tuple, usize>,
     listeners: HashMap<u16, Fd>,
     datagrams: HashMap<u16, Fd>,
+    pings: HashMap<u16, Fd>,
     /// An empty socket set: packets for no socket go through it to the interface.
     nobody: SocketSet<'static>,
     /// Connections' next smoltcp timers: (microseconds, slot, generation).
@@ -359,6 +396,7 @@ impl<L: Link> Stack<L> {
             connections: HashMap::new(),
             listeners: HashMap::new(),
             datagrams: HashMap::new(),
+            pings: HashMap::new(),
             nobody: SocketSet::new(vec![]),
             timers: BinaryHeap::new(),
             time_waits: TimeWaits::default(),
@@ -430,6 +468,12 @@ impl<L: Link> Stack<L> {
                 Some(Socket::Datagram(datagram)) => Some(&mut datagram.set),
                 _ => None,
             },
+            Target::Ping(fd) => {
+                if let (Some(packet), Some(Open { socket: Socket::Ping(ping), .. })) = (packet, self.descriptors[fd].as_mut()) {
+                    ping.take_reply(packet);
+                }
+                None
+            }
             Target::Interface => Some(&mut self.nobody),
             Target::Done => None,
         };
@@ -452,6 +496,7 @@ impl<L: Link> Stack<L> {
         match destination {
             Destination::Tcp(segment) => self.route_segment(&segment, now),
             Destination::Udp(port) => self.datagrams.get(&port).map_or(Target::Interface, |&fd| Target::Datagram(fd)),
+            Destination::EchoReply(ident) => self.pings.get(&ident).map_or(Target::Interface, |&fd| Target::Ping(fd)),
             Destination::Other => Target::Interface,
         }
     }
@@ -724,6 +769,7 @@ impl<L: Link> Stack<L> {
                 Ok(())
             }
             Socket::Fresh { kind: Kind::Datagram, port: None } => self.bind_datagram(fd, (port != 0).then_some(port)),
+            Socket::Fresh { kind: Kind::Ping, .. } => self.bind_ping(fd, (port != 0).then_some(port)),
             _ => Err(Errno::Invalid),
         }
     }
@@ -747,6 +793,27 @@ impl<L: Link> Stack<L> {
         let handle = set.add(socket);
         self.open_mut(fd)?.socket = Socket::Datagram(Datagram { port, set, handle, _claim: claim });
         self.datagrams.insert(port, fd);
+        Ok(())
+    }
+
+    /// Binds a ping socket to echo identifier `ident` (`None`: a random free one).
+    fn bind_ping(&mut self, fd: Fd, ident: Option<u16>) -> Result<(), Errno> {
+        let mut tries = 0;
+        let (ident, claims) = loop {
+            let candidate = ident.unwrap_or_else(|| self.ephemeral_port());
+            let claimed = self
+                .link
+                .claim(&dpf::Filter::icmp_echo(self.ip, 0, candidate))
+                .and_then(|replies| Ok((replies, self.link.claim(&dpf::Filter::icmp_echo(self.ip, 8, candidate))?)));
+            match claimed {
+                Ok(claims) => break (candidate, claims),
+                Err(xok_abi::Error::FilterOverlap) if ident.is_none() && tries < PORT_TRIES => tries += 1,
+                Err(xok_abi::Error::FilterOverlap) if ident.is_none() => return Err(Errno::AddrNotAvailable),
+                Err(error) => return Err(Errno::from_kernel(error)),
+            }
+        };
+        self.open_mut(fd)?.socket = Socket::Ping(Ping { ident, seq: 0, replies: VecDeque::new(), _claims: claims });
+        self.pings.insert(ident, fd);
         Ok(())
     }
 
@@ -830,7 +897,7 @@ impl<L: Link> Stack<L> {
         let bound = match open.socket {
             Socket::Stream(slot) => return self.connect_status(slot),
             Socket::Fresh { kind: Kind::Stream, port } => port,
-            Socket::Fresh { kind: Kind::Datagram, .. } | Socket::Datagram(_) => return Err(Errno::NotSupported),
+            Socket::Fresh { kind: Kind::Datagram | Kind::Ping, .. } | Socket::Datagram(_) | Socket::Ping(_) => return Err(Errno::NotSupported),
             Socket::Listener(_) => return Err(Errno::Invalid),
         };
         if to.port() == 0 || to.ip().is_unspecified() {
@@ -968,10 +1035,11 @@ impl<L: Link> Stack<L> {
         if data.len() > UDP_PAYLOAD_MAX {
             return Err(Errno::MessageTooLong);
         }
-        if to.port() == 0 {
+        if to.port() == 0 && !matches!(self.open(fd)?.socket, Socket::Fresh { kind: Kind::Ping, .. } | Socket::Ping(_)) {
             return Err(Errno::Invalid);
         }
         match self.open(fd)?.socket {
+            Socket::Fresh { kind: Kind::Ping, .. } | Socket::Ping(_) => return self.send_echo(fd, data, to, now),
             Socket::Fresh { kind: Kind::Datagram, .. } => self.bind_datagram(fd, None)?,
             Socket::Datagram(_) => {}
             Socket::Stream(_) => return Err(Errno::AlreadyConnected),
@@ -989,8 +1057,38 @@ impl<L: Link> Stack<L> {
         Ok(data.len())
     }
 
-    /// Receives one datagram and who sent it (a datagram longer than `buffer` is cut).
+    /// Sends `data` as an echo request to `to` from ping socket `fd` (binding it to a random
+    /// identifier first if it is not); the port of `to` is ignored.
+    fn send_echo(&mut self, fd: Fd, data: &[u8], to: SocketAddrV4, now: Instant) -> Result<usize, Errno> {
+        if data.len() > PING_PAYLOAD_MAX {
+            return Err(Errno::MessageTooLong);
+        }
+        if matches!(self.open(fd)?.socket, Socket::Fresh { .. }) {
+            self.bind_ping(fd, None)?;
+        }
+        let Socket::Ping(ping) = &mut self.open_mut(fd)?.socket else { return Err(Errno::Invalid) };
+        let icmp = Icmpv4Repr::EchoRequest { ident: ping.ident, seq_no: ping.seq, data };
+        ping.seq = ping.seq.wrapping_add(1);
+        let ip = Ipv4Repr { src_addr: Ipv4Addr::from(self.ip), dst_addr: *to.ip(), next_header: IpProtocol::Icmp, payload_len: icmp.buffer_len(), hop_limit: 64 };
+        let token = phy::Device::transmit(self.link.sender(), now).ok_or(Errno::WouldBlock)?;
+        phy::TxToken::consume(token, ip.buffer_len() + icmp.buffer_len(), |bytes| {
+            let caps = ChecksumCapabilities::default();
+            let mut packet = Ipv4Packet::new_unchecked(bytes);
+            ip.emit(&mut packet, &caps);
+            icmp.emit(&mut Icmpv4Packet::new_unchecked(packet.payload_mut()), &caps);
+        });
+        Ok(data.len())
+    }
+
+    /// Receives one datagram (for a ping socket: the data of an echo reply) and who sent it
+    /// (a datagram longer than `buffer` is cut).
     pub fn recv_from(&mut self, fd: Fd, buffer: &mut [u8]) -> Result<(usize, SocketAddrV4), Errno> {
+        if let Socket::Ping(ping) = &mut self.open_mut(fd)?.socket {
+            let (from, data) = ping.replies.pop_front().ok_or(Errno::WouldBlock)?;
+            let len = data.len().min(buffer.len());
+            buffer[..len].copy_from_slice(&data[..len]);
+            return Ok((len, from));
+        }
         let Socket::Datagram(datagram) = &mut self.open_mut(fd)?.socket else { return Err(Errno::Invalid) };
         let socket = datagram.set.get_mut::<udp::Socket>(datagram.handle);
         let (data, meta) = socket.recv().map_err(|_| Errno::WouldBlock)?;
@@ -1006,6 +1104,7 @@ impl<L: Link> Stack<L> {
             Socket::Fresh { port, .. } => Ok(SocketAddrV4::new(ip, port.unwrap_or(0))),
             Socket::Listener(listener) => Ok(SocketAddrV4::new(ip, listener.port)),
             Socket::Datagram(datagram) => Ok(SocketAddrV4::new(ip, datagram.port)),
+            Socket::Ping(ping) => Ok(SocketAddrV4::new(ip, ping.ident)),
             Socket::Stream(slot) => {
                 let port = self.conns[*slot].as_ref().and_then(|conn| conn.tuple).map_or(0, |tuple| tuple.local_port);
                 Ok(SocketAddrV4::new(ip, port))
@@ -1054,6 +1153,9 @@ impl<L: Link> Stack<L> {
             Socket::Datagram(datagram) => {
                 self.datagrams.remove(&datagram.port);
             }
+            Socket::Ping(ping) => {
+                self.pings.remove(&ping.ident);
+            }
         }
         Ok(())
     }
@@ -1094,6 +1196,7 @@ impl<L: Link> Stack<L> {
                 let socket = datagram.set.get::<udp::Socket>(datagram.handle);
                 Ready { readable: socket.can_recv(), writable: socket.can_send(), ..Ready::default() }
             }
+            Socket::Ping(ping) => Ready { readable: !ping.replies.is_empty(), writable: true, ..Ready::default() },
             Socket::Stream(slot) => {
                 let Some(conn) = conns[*slot].as_mut() else { return Err(Errno::BadDescriptor) };
                 let stashed = !conn.stash.is_empty() || conn.read_shut;
