@@ -141,6 +141,12 @@ fn ab_and_wrk_see_no_failures(server: &Server) {
     eprintln!("1 KB: ab -c 50: {ab_rate}; wrk -c 50: {rate}");
 }
 
+fn idle_keep_alive_connections_are_closed(server: &Server) {
+    let out = server.sh(&format!("{TCPLOAD} idle 10.0.2.15:80 /f100.bin"));
+    let seconds: f64 = out.trim().strip_prefix("tcpload: closed after ").and_then(|rest| rest.split(' ').next()?.parse().ok()).unwrap_or_else(|| panic!("{out}"));
+    assert!((13.0..25.0).contains(&seconds), "closed after {seconds} s, the idle timeout is 15 s");
+}
+
 /// Every HTTP behaviour on one boot of `arpd, strayd` and the server `program`.
 fn serves_correctly(program: &str) {
     let server = Server::boot(program, &format!("init=arpd,!strayd,{program}"), program);
@@ -148,6 +154,7 @@ fn serves_correctly(program: &str) {
     connections_close_or_stay_as_asked_and_pipelined_requests_are_answered_in_order(&server);
     bad_clients_are_refused_or_served_and_never_stall_others(&server);
     ab_and_wrk_see_no_failures(&server);
+    idle_keep_alive_connections_are_closed(&server);
 }
 
 #[test]

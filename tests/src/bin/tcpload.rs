@@ -11,6 +11,9 @@
 //!
 //! - `tcpload slow ADDR:PORT PATH`: sends `GET PATH HTTP/1.0` a byte per 100 ms and reads the
 //!   whole response (`tcpload: slow client got <status line>, <n> bytes in all`);
+//! - `tcpload idle ADDR:PORT PATH`: asks for PATH on a keep-alive connection, reads the response
+//!   and then waits, at most 60 s, for the server to close the idle connection
+//!   (`tcpload: closed after S s idle`);
 //! - `tcpload vanish ADDR:PORT PATH`: asks for PATH, reads 10 000 bytes of the response and
 //!   drops the connection (the peer gets a RST).
 //!
@@ -97,6 +100,28 @@ fn slow(to: SocketAddr, path: &str) -> Result<String, String> {
     Ok(format!("slow client got {status}, {} bytes in all", response.len()))
 }
 
+fn idle(to: SocketAddr, path: &str) -> Result<String, String> {
+    let mut stream = connect(to)?;
+    stream.set_read_timeout(Some(Duration::from_secs(60))).map_err(|error| error.to_string())?;
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).map_err(|error| format!("write: {error}"))?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).map_err(|error| format!("read: {error}"))?;
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head);
+    let length: usize = text.lines().find_map(|line| line.strip_prefix("Content-Length: ")?.trim().parse().ok()).ok_or("no Content-Length")?;
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).map_err(|error| format!("read: {error}"))?;
+    let idle_since = Instant::now();
+    match stream.read(&mut byte) {
+        Ok(0) => Ok(format!("closed after {:.1} s idle", idle_since.elapsed().as_secs_f64())),
+        Ok(_) => Err("bytes after the response".to_string()),
+        Err(error) => Err(format!("still open after {:.1} s: {error}", idle_since.elapsed().as_secs_f64())),
+    }
+}
+
 fn vanish(to: SocketAddr, path: &str) -> Result<String, String> {
     let mut stream = connect(to)?;
     stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).map_err(|error| format!("write: {error}"))?;
@@ -134,7 +159,7 @@ fn rtt(to: SocketAddr, seconds: u64) -> Result<String, String> {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: tcpload many|hold|accepts|rtt ADDR:PORT N|SECONDS, or slow|vanish ADDR:PORT PATH";
+    let usage = "usage: tcpload many|hold|accepts|rtt ADDR:PORT N|SECONDS, or slow|vanish|idle ADDR:PORT PATH";
     let (Some(mode), Some(to), Some(third)) = (args.first(), args.get(1).and_then(|a| a.parse::<SocketAddr>().ok()), args.get(2)) else {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -143,6 +168,7 @@ fn main() {
     let result = match mode.as_str() {
         "slow" => slow(to, third),
         "vanish" => vanish(to, third),
+        "idle" => idle(to, third),
         "many" => many(to, n as usize),
         "hold" => hold(to, n as usize),
         "accepts" => accepts(to, n),
