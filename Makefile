@@ -14,6 +14,12 @@ export XOK_PCAP = $(PCAP)
 # Non-empty: run on a tap in a network namespace of its own instead of user networking (root).
 NETNS ?=
 export XOK_NETNS = $(NETNS)
+# With NETNS: faults the relay puts on every frame, both ways (tools/src/relay.rs), e.g.
+# FAULTS=loss=5%,delay=10ms,reorder=25%,duplicate=1%,corrupt=1%; SEED picks the random choices.
+FAULTS ?=
+export XOK_FAULTS = $(FAULTS)
+SEED ?= 1
+export XOK_SEED = $(SEED)
 # The files programs serve (under www/ in the image).
 DOCROOT ?= site
 export XOK_DOCROOT = $(abspath $(DOCROOT))

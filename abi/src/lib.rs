@@ -14,6 +14,7 @@ pub mod arp;
 pub mod initrd;
 pub mod layout;
 pub mod net;
+pub mod profile;
 
 use bitflags::bitflags;
 
@@ -132,10 +133,18 @@ pub enum Syscall {
     /// `kernel_stats(stat) -> value`: one of the kernel's counters, named by [`Stat`] (for
     /// tests, tools and programs that size themselves to their quota). Errors: `BadFlags`.
     KernelStats = 25,
+    /// `kernel_profile(op, ptr, len, first) -> records`: the kernel's profile of where the CPU
+    /// goes (`docs/kernel.md`, "Profile"); privileged callers only. `op` is a
+    /// [`profile::Op`]: `Start` zeroes the time per cause and the samples and starts sampling;
+    /// `Causes` writes up to `len` [`profile::Record`]s (cause, nanoseconds) to `ptr`;
+    /// `Samples` writes up to `len` samples (environment, user instruction pointer) from sample
+    /// number `first` on. Returns how many records it wrote. Errors: `NotPermitted`,
+    /// `BadFlags` (no such op), `BadAddress`, `BadLength`.
+    KernelProfile = 26,
 }
 
 /// Number of defined syscalls; numbers at or above it are refused with `NoSuchCall`.
-pub const SYSCALL_COUNT: usize = 26;
+pub const SYSCALL_COUNT: usize = 27;
 
 /// What `kernel_stats` reports.
 #[repr(usize)]
@@ -222,7 +231,7 @@ impl Syscall {
             ConsoleWrite, Time, EnvId, EnvYield, EnvExit, EnvSpawn, EnvKill, EnvStatus, PageAlloc,
             PageGrant, PageFree, InsertPte, RemovePte, PageStats, NicInfo, PktringSetring,
             PktringModring, PktringDelring, DpfInsert, DpfDelete, DpfRef, NetXmit, WkInstall, WkSleep,
-            PktringStats, KernelStats,
+            PktringStats, KernelStats, KernelProfile,
         ];
         ALL.get(n).copied()
     }

@@ -84,6 +84,23 @@ pub fn kernel_stat(stat: Stat) -> usize {
     call(Syscall::KernelStats, [stat as usize, 0, 0, 0, 0]).unwrap_or(0)
 }
 
+/// Starts the kernel's profile over (privileged programs only; `xok_abi::profile`).
+pub fn kernel_profile_start() -> Result<(), Error> {
+    call(Syscall::KernelProfile, [xok_abi::profile::Op::Start as usize, 0, 0, 0, 0]).map(|_| ())
+}
+
+/// Reads the kernel's profile into `records`: the time per cause (`Op::Causes`, `first`
+/// ignored) or the samples from number `first` on (`Op::Samples`). Returns how many it filled.
+pub fn kernel_profile_read(op: xok_abi::profile::Op, first: usize, records: &mut [xok_abi::profile::Record]) -> Result<usize, Error> {
+    use xok_abi::profile::{RECORD_LEN, Record};
+    let mut bytes = alloc::vec![0u8; records.len() * RECORD_LEN];
+    let filled = call(Syscall::KernelProfile, [op as usize, bytes.as_mut_ptr() as usize, records.len(), first, 0])?;
+    for (record, chunk) in records.iter_mut().zip(bytes.chunks_exact(RECORD_LEN)).take(filled) {
+        *record = Record::from_bytes(chunk.try_into().expect("RECORD_LEN bytes"));
+    }
+    Ok(filled)
+}
+
 /// What became of an environment.
 pub fn env_status(env: EnvId) -> Result<EnvStatus, Error> {
     let word = call(Syscall::EnvStatus, [env.0 as usize, 0, 0, 0, 0])?;

@@ -97,6 +97,12 @@ impl Guest {
         Ok(Guest { child, console, started })
     }
 
+    /// The QEMU process's id (`ip netns exec` runs QEMU in its own place), for reading its
+    /// threads' CPU time under /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything the console has shown so far.
     pub fn output(&self) -> String {
         self.console.0.lock().expect("console lock").text.clone()

@@ -126,6 +126,12 @@ pub fn cheetah_records(served: &[(String, Vec<u8>)]) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// Where [`build`] leaves program `name` (or the kernel, `xok`) with its symbols, before
+/// stripping.
+pub fn built_program(name: &str) -> PathBuf {
+    target_dir(&workspace_root()).join(TARGET).join("release").join(name)
+}
+
 fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
 }

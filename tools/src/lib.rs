@@ -4,4 +4,6 @@ pub mod image;
 pub mod netns;
 pub mod pcap;
 pub mod plot;
+pub mod profile;
 pub mod qemu;
+pub mod relay;

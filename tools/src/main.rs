@@ -1,14 +1,16 @@
 //! `xok-tools`: `image [OUT]` builds the kernel and initrd; `run [CMDLINE]` builds and boots them
 //! in QEMU with the console on this terminal (`XOK_HTTP_PORT`: the host port forwarded to the
 //! guest's port 80; `XOK_NETNS=1`: a tap in a namespace of its own instead; `XOK_PCAP=file`:
-//! the capture a `tcpdump pcap` prints goes into `file`); `pcap CONSOLE_LOG OUT` extracts a
+//! the capture a `tcpdump pcap` prints goes into `file`; `XOK_FAULTS=loss=5%,delay=10ms,...`
+//! with `XOK_NETNS`: the tap reaches QEMU through the fault-injecting relay, `relay::Faults`
+//! in both directions, seeded by `XOK_SEED`); `pcap CONSOLE_LOG OUT` extracts a
 //! capture from a saved console; `plot` draws Figure 4 (docs/servers-bench.png) from the
 //! benchmarks' JSON.
 
 use anyhow::{Result, bail};
 use std::path::PathBuf;
 use std::io::{BufRead, BufReader, Write};
-use xok_tools::{image, netns, pcap, plot, qemu};
+use xok_tools::{image, netns, pcap, plot, qemu, relay};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -30,10 +32,22 @@ fn main() -> Result<()> {
                 Some(_) => Some(netns::Netns::named("xok-run")?),
                 None => None,
             };
+            let faults = std::env::var("XOK_FAULTS").ok().filter(|f| !f.is_empty()).map(|f| relay::Faults::parse(&f)).transpose()?;
+            let relay = match (&netns, faults) {
+                (Some(ns), Some(faults)) => {
+                    let seed = std::env::var("XOK_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+                    eprintln!("relay: {faults:?} each way, seed {seed}");
+                    Some(relay::Relay::start(&ns.name, "tap0", faults, faults, seed)?)
+                }
+                (None, Some(_)) => bail!("FAULTS needs NETNS=1: the relay sits between the namespace's tap and QEMU"),
+                _ => None,
+            };
             let config = match &netns {
                 Some(ns) => {
                     eprintln!("booting xok ({} accelerator) on tap0 in namespace {name}; try: sudo ip netns exec {name} curl http://10.0.2.15/", qemu::accelerator(), name = ns.name);
-                    ns.nic_args("e1000", "52:54:00:12:34:56").into_iter().fold(config, qemu::QemuConfig::arg)
+                    let mac = "52:54:00:12:34:56";
+                    let nic = relay.as_ref().map_or_else(|| ns.nic_args("e1000", mac), |relay| relay.nic_args("e1000", mac));
+                    nic.into_iter().fold(config, qemu::QemuConfig::arg)
                 }
                 None => {
                     let port: u16 = std::env::var("XOK_HTTP_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(8080);
@@ -52,6 +66,9 @@ fn main() -> Result<()> {
                 None => command.status()?,
                 Some(path) => run_capturing(command, &path)?,
             };
+            if let Some(relay) = relay {
+                eprintln!("relay: {:?}", relay.stop()?);
+            }
             match status.code() {
                 Some(qemu::EXIT_SUCCESS) => eprintln!("xok shut down cleanly"),
                 code => bail!("QEMU ended with {code:?}"),

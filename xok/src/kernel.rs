@@ -79,6 +79,20 @@ pub trait Machine: PhysMem {
     fn heap_use(&self) -> HeapUse;
     /// Lost ticks and the longest interrupts-off stretch.
     fn interrupt_stats(&self) -> InterruptStats;
+    /// Starts the profile over (`Syscall::KernelProfile`): zeroes the time per cause and the
+    /// samples, and samples from now on.
+    fn profile_start(&mut self);
+    /// Nanoseconds spent in the kernel for cause number `cause` (`xok_abi::profile::Cause`)
+    /// since [`Machine::profile_start`].
+    fn profile_cause_ns(&self, cause: usize) -> u64;
+    /// Sample number `n` since [`Machine::profile_start`] (the environment the timer found
+    /// running and its instruction pointer), if kept.
+    fn profile_sample(&self, n: usize) -> Option<(EnvId, u64)>;
+    /// A timestamp for [`Machine::profile_part`] (0 where nothing is timed).
+    fn profile_mark(&self) -> u64;
+    /// Counts the time since `mark` as cause number `part` (`xok_abi::profile`), taking it out
+    /// of the cause the kernel was entered for.
+    fn profile_part(&mut self, part: u64, mark: u64);
 }
 
 /// Code the machine copied into executable memory ([`Machine::load_code`]).
@@ -531,6 +545,7 @@ impl<M: Machine> Kernel<M> {
             Syscall::WkInstall => (self.sys_wk_install(caller, a[0], a[1]), Resume),
             Syscall::WkSleep => (self.sys_wk_sleep(caller), Schedule),
             Syscall::KernelStats => (self.sys_kernel_stats(caller, a[0]), Resume),
+            Syscall::KernelProfile => (self.sys_kernel_profile(caller, a[0], a[1], a[2], a[3]), Resume),
         }
     }
 
@@ -711,6 +726,63 @@ impl<M: Machine> Kernel<M> {
             Stat::Rings => self.net.rings.len(),
             Stat::IdleNs => irq.idle_ns as usize,
         })
+    }
+
+    /// Starts the profile, or writes up to `len` of its records (time per cause, or samples from
+    /// number `first` on) to the caller's memory at `ptr`, a batch at a time.
+    fn sys_kernel_profile(&mut self, caller: EnvId, op: usize, ptr: usize, len: usize, first: usize) -> Result<usize, Error> {
+        use xok_abi::profile::{MAX_SAMPLES, Op, RECORD_LEN};
+        const BATCH: usize = 64;
+        if !self.envs.get(caller).is_some_and(|env| env.privileged) {
+            return Err(Error::NotPermitted);
+        }
+        let op = Op::from_number(op).ok_or(Error::BadFlags)?;
+        if op == Op::Start {
+            self.machine.profile_start();
+            return Ok(0);
+        }
+        let mut position = if op == Op::Samples { first.min(MAX_SAMPLES) } else { 0 };
+        let (mut buffer, mut written) = ([0u8; BATCH * RECORD_LEN], 0);
+        loop {
+            let mut batch = 0;
+            while batch < BATCH && written + batch < len {
+                let Some(record) = self.profile_record(op, &mut position) else { break };
+                buffer[batch * RECORD_LEN..][..RECORD_LEN].copy_from_slice(&record.to_bytes());
+                batch += 1;
+            }
+            if batch == 0 {
+                return Ok(written);
+            }
+            let va = ptr.checked_add(written * RECORD_LEN).ok_or(Error::BadAddress)?;
+            let env = self.envs.get(caller).ok_or(Error::NoSuchEnv)?;
+            env.space.copy_to_user(&mut self.machine, va, &buffer[..batch * RECORD_LEN])?;
+            written += batch;
+        }
+    }
+
+    /// The profile's next record at `position` (a cause number or a sample number), moving
+    /// `position` past it; causes the kernel never ran for are skipped.
+    fn profile_record(&self, op: xok_abi::profile::Op, position: &mut usize) -> Option<xok_abi::profile::Record> {
+        use xok_abi::profile::{CAUSE_COUNT, Op, Record};
+        match op {
+            Op::Start => None,
+            Op::Causes => {
+                while *position < CAUSE_COUNT {
+                    let cause = *position;
+                    *position += 1;
+                    let ns = self.machine.profile_cause_ns(cause);
+                    if ns > 0 {
+                        return Some(Record { key: cause as u64, value: ns });
+                    }
+                }
+                None
+            }
+            Op::Samples => {
+                let (env, rip) = self.machine.profile_sample(*position)?;
+                *position += 1;
+                Some(Record { key: u64::from(env.0), value: rip })
+            }
+        }
     }
 
     fn sys_env_status(&self, target: usize) -> Result<usize, Error> {

@@ -524,7 +524,9 @@ impl<M: Machine> Kernel<M> {
             pushed = true;
         }
         if pushed {
+            let mark = self.machine.profile_mark();
             self.net.nics[nic].tx_flush();
+            self.machine.profile_part(xok_abi::profile::NIC_DOORBELL_CAUSE, mark);
         }
     }
 

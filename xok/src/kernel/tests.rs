@@ -19,6 +19,10 @@ pub(super) struct TestMachine {
     pub(super) now: u64,
     /// The heap use reported (tests set it; the default is an empty 64 MiB heap).
     pub(super) heap: HeapUse,
+    /// The profile reported: nanoseconds by cause number, and samples (tests set them;
+    /// `profile_start` clears them).
+    pub(super) profile_ns: std::collections::BTreeMap<usize, u64>,
+    pub(super) profile_samples: Vec<(EnvId, u64)>,
 }
 
 impl PhysMem for TestMachine {
@@ -73,6 +77,20 @@ impl Machine for TestMachine {
     fn interrupt_stats(&self) -> InterruptStats {
         InterruptStats::default()
     }
+    fn profile_start(&mut self) {
+        self.profile_ns.clear();
+        self.profile_samples.clear();
+    }
+    fn profile_cause_ns(&self, cause: usize) -> u64 {
+        self.profile_ns.get(&cause).copied().unwrap_or(0)
+    }
+    fn profile_sample(&self, n: usize) -> Option<(EnvId, u64)> {
+        self.profile_samples.get(n).copied()
+    }
+    fn profile_mark(&self) -> u64 {
+        0
+    }
+    fn profile_part(&mut self, _part: u64, _mark: u64) {}
 }
 
 pub(super) fn kernel() -> Kernel<TestMachine> {
@@ -330,4 +348,36 @@ fn the_initrd_is_public_readable_by_every_program_and_writable_by_none() {
     assert!(k.pages.free_count() >= free, "nothing of the mapping stays behind");
     let next = k.spawn(None, "good", b"", false, 0).unwrap();
     call(&mut k, next, Syscall::InsertPte, [va, first.0, 0, 0, 0]).unwrap();
+}
+
+#[test]
+fn the_profile_is_read_by_privileged_programs_only_in_whole_records() {
+    use xok_abi::profile::{Op, RECORD_LEN, Record};
+    let mut k = kernel();
+    let env = k.spawn(None, "good", b"", false, 0).unwrap();
+    let buffer = USER_BASE + 0x1000;
+    let profile = |k: &mut Kernel<TestMachine>, op: Op, len: usize, first: usize| call(k, env, Syscall::KernelProfile, [op as usize, buffer, len, first, 0]);
+    assert_eq!(profile(&mut k, Op::Start, 0, 0), Err(Error::NotPermitted));
+    k.envs.get_mut(env).unwrap().privileged = true;
+    assert_eq!(call(&mut k, env, Syscall::KernelProfile, [3, buffer, 1, 0, 0]), Err(Error::BadFlags));
+    k.machine.profile_ns.insert(0x100 + Syscall::NetXmit as usize, 7_000);
+    k.machine.profile_ns.insert(43, 500);
+    k.machine.profile_samples = (0..150).map(|n| (env, USER_BASE as u64 + n)).collect();
+    let read = |k: &Kernel<TestMachine>, count: usize| -> Vec<Record> {
+        let mut bytes = vec![0u8; count * RECORD_LEN];
+        k.envs.get(env).unwrap().space.copy_from_user(&k.machine, buffer, &mut bytes).unwrap();
+        bytes.chunks(RECORD_LEN).map(|c| Record::from_bytes(c.try_into().unwrap())).collect()
+    };
+    assert_eq!(profile(&mut k, Op::Causes, 10, 0), Ok(2), "only causes with time");
+    assert_eq!(read(&k, 2), [Record { key: 43, value: 500 }, Record { key: 0x115, value: 7_000 }]);
+    // Samples 10.. in batches: all 140 fit in the 0x2100 bytes of the program's data.
+    assert_eq!(profile(&mut k, Op::Samples, 1_000, 10), Ok(140));
+    let samples = read(&k, 140);
+    assert_eq!(samples[0], Record { key: u64::from(env.0), value: USER_BASE as u64 + 10 });
+    assert_eq!(samples[139].value, USER_BASE as u64 + 149);
+    assert_eq!(profile(&mut k, Op::Samples, 5, 0), Ok(5), "no more than asked for");
+    assert_eq!(profile(&mut k, Op::Samples, 10, 150), Ok(0));
+    assert_eq!(call(&mut k, env, Syscall::KernelProfile, [Op::Samples as usize, 0x10, 10, 0, 0]), Err(Error::BadAddress));
+    assert_eq!(profile(&mut k, Op::Start, 0, 0), Ok(0));
+    assert_eq!(profile(&mut k, Op::Causes, 10, 0), Ok(0), "started over");
 }

@@ -136,6 +136,26 @@ impl Machine for BareMachine {
     fn interrupt_stats(&self) -> crate::kernel::InterruptStats {
         super::trap::interrupt_stats()
     }
+
+    fn profile_start(&mut self) {
+        super::profile::start();
+    }
+
+    fn profile_cause_ns(&self, cause: usize) -> u64 {
+        super::profile::cause_ns(cause)
+    }
+
+    fn profile_sample(&self, n: usize) -> Option<(xok_abi::EnvId, u64)> {
+        super::profile::sample_at(n)
+    }
+
+    fn profile_mark(&self) -> u64 {
+        super::cpu::rdtsc()
+    }
+
+    fn profile_part(&mut self, part: u64, mark: u64) {
+        super::profile::account_part(part, super::cpu::rdtsc().saturating_sub(mark));
+    }
 }
 
 /// Loads `root` into CR3 unless it is already there.

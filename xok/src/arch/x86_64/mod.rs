@@ -7,6 +7,7 @@ pub mod cpu;
 pub mod gdt;
 pub mod idt;
 pub mod machine;
+pub mod profile;
 pub mod serial;
 pub mod timer;
 pub mod trap;

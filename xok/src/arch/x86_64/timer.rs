@@ -25,6 +25,7 @@ pub fn init() {
     outb(0xa1, 1);
     outb(0x21, 0xfe); // mask all but IRQ 0
     outb(0xa1, 0xff);
+    outb(0x20, 0x0a); // OCW3: reads of port 0x20 return the request register (timer_pending)
     let divisor = (PIT_HZ / HZ) as u16;
     outb(0x43, 0x34); // channel 0, lobyte/hibyte, rate generator
     outb(0x40, divisor as u8);
@@ -47,6 +48,12 @@ pub fn end_of_interrupt(irq: u8) {
         outb(0xa0, 0x20);
     }
     outb(0x20, 0x20);
+}
+
+/// Whether the timer has raised an interrupt the CPU has not taken yet (IRQ 0 in the master
+/// PIC's request register, which port 0x20 reads by default).
+pub fn timer_pending() -> bool {
+    inb(0x20) & 1 != 0
 }
 
 /// Counts a timer interrupt.

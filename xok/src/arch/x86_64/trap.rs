@@ -4,6 +4,7 @@
 use super::cpu::{EXIT_FAILURE, EXIT_SUCCESS, exit_qemu};
 use super::idt::{IRQ_BASE, exception_name};
 use super::machine::{BareMachine, load_page_table};
+use super::profile;
 use super::timer;
 use crate::kernel::jobs::Job;
 use crate::kernel::{InterruptStats, Kernel, Next};
@@ -35,6 +36,9 @@ static OFF_OVER_1MS: AtomicU64 = AtomicU64::new(0);
 static OFF_OVER_10MS: AtomicU64 = AtomicU64::new(0);
 /// TSC cycles spent halted in the idle loop.
 static IDLE_CYCLES: AtomicU64 = AtomicU64::new(0);
+/// TSC cycles spent handling interrupts taken in ring 0 (mostly while halted: the idle loop
+/// takes them out of its own count).
+static RING0_INTERRUPT_CYCLES: AtomicU64 = AtomicU64::new(0);
 
 /// Interrupts went off now, for `cause` (a vector, `SYSCALL_VECTOR + number`, or 0 for the
 /// kernel's own work: scheduling, finishing a compile).
@@ -43,21 +47,26 @@ fn interrupts_off_now(cause: u64) {
     OFF_CAUSE.store(cause, Ordering::Relaxed);
 }
 
-fn interrupts_on_now() {
+/// Interrupts go on again: the stretch since [`interrupts_off_now`] counts toward the
+/// interrupts-off statistics and the profile's time for its cause. Returns it, in cycles.
+fn interrupts_on_now() -> u64 {
     let since = OFF_SINCE.load(Ordering::Relaxed);
-    if since != 0 {
-        let stretch = super::cpu::rdtsc().saturating_sub(since);
-        let millisecond = timer::tsc_hz() / 1000;
-        if stretch >= millisecond {
-            OFF_OVER_1MS.fetch_add(1, Ordering::Relaxed);
-        }
-        if stretch >= 10 * millisecond {
-            OFF_OVER_10MS.fetch_add(1, Ordering::Relaxed);
-        }
-        if MAX_OFF.fetch_max(stretch, Ordering::Relaxed) < stretch {
-            MAX_OFF_CAUSE.store(OFF_CAUSE.load(Ordering::Relaxed), Ordering::Relaxed);
-        }
+    if since == 0 {
+        return 0;
     }
+    let stretch = super::cpu::rdtsc().saturating_sub(since);
+    profile::account(OFF_CAUSE.load(Ordering::Relaxed), stretch);
+    let millisecond = timer::tsc_hz() / 1000;
+    if stretch >= millisecond {
+        OFF_OVER_1MS.fetch_add(1, Ordering::Relaxed);
+    }
+    if stretch >= 10 * millisecond {
+        OFF_OVER_10MS.fetch_add(1, Ordering::Relaxed);
+    }
+    if MAX_OFF.fetch_max(stretch, Ordering::Relaxed) < stretch {
+        MAX_OFF_CAUSE.store(OFF_CAUSE.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+    stretch
 }
 
 /// Lost ticks and the longest interrupts-off stretch since boot.
@@ -92,7 +101,7 @@ extern "C" fn trap_handler(frame: &mut TrapFrame) {
             let mut guard = KERNEL.lock();
             interrupt(guard.as_mut(), (v - IRQ_BASE as u64) as u8, None);
             drop(guard);
-            interrupts_on_now();
+            RING0_INTERRUPT_CYCLES.fetch_add(interrupts_on_now(), Ordering::Relaxed);
         }
         _ => kernel_fault(frame),
     }
@@ -108,9 +117,11 @@ fn run_jobs(mut job: Job) {
             job.run()
         } else {
             interrupts_on_now();
+            let started = super::cpu::rdtsc();
             x86_64::instructions::interrupts::enable();
             let done = job.run();
             x86_64::instructions::interrupts::disable();
+            profile::account(0, super::cpu::rdtsc().saturating_sub(started));
             interrupts_off_now(0);
             done
         };
@@ -152,6 +163,9 @@ fn user_trap(frame: &TrapFrame) -> ! {
         let next = match frame.vector {
             SYSCALL_VECTOR => kernel.syscall(current),
             v if (IRQ_BASE as u64..IRQ_BASE as u64 + 16).contains(&v) => {
+                if v == IRQ_BASE as u64 {
+                    profile::sample(current, frame.rip);
+                }
                 // Timer: the slice is over. NIC: a sleeper may have woken; reconsider.
                 interrupt(Some(kernel), (v - IRQ_BASE as u64) as u8, Some(current));
                 Next::Schedule
@@ -182,6 +196,9 @@ fn run(id: EnvId) -> ! {
         load_page_table(env.space.root() as u64);
         &env.frame
     };
+    if profile::sampling() {
+        profile::leaving_kernel(timer::timer_pending());
+    }
     interrupts_on_now();
     // SAFETY: the frame lives in the environment's boxed table entry, which stays put until the
     // kernel runs again; it holds user selectors and IF set (TrapFrame::new_user or a frame
@@ -227,10 +244,14 @@ pub fn schedule() -> ! {
             Some(id) => run(id),
             None => {
                 interrupts_on_now();
+                let handled_before = RING0_INTERRUPT_CYCLES.load(Ordering::Relaxed);
                 let halted = super::cpu::rdtsc();
                 x86_64::instructions::interrupts::enable_and_hlt();
                 x86_64::instructions::interrupts::disable();
-                IDLE_CYCLES.fetch_add(super::cpu::rdtsc().saturating_sub(halted), Ordering::Relaxed);
+                // The interrupt that ended the halt was handled before `hlt` returned: its
+                // time is the interrupt's, not idle.
+                let handled = RING0_INTERRUPT_CYCLES.load(Ordering::Relaxed) - handled_before;
+                IDLE_CYCLES.fetch_add(super::cpu::rdtsc().saturating_sub(halted).saturating_sub(handled), Ordering::Relaxed);
                 interrupts_off_now(0);
             }
         }
