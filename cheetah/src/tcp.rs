@@ -971,7 +971,11 @@ impl<'s> Server<'s> {
             return None;
         }
         let flight = conn.flight();
-        let window = conn.snd_wnd.min(conn.cwnd);
+        // Limited transmit (RFC 3042): the first two duplicate ACKs each let one new segment
+        // out, so that a small window still draws the three duplicates fast retransmit needs
+        // (without it most losses at a window of a few segments waited for the timer).
+        let limited = if conn.recover.is_none() { conn.dupacks.min(2) * conn.mss } else { 0 };
+        let window = conn.snd_wnd.min(conn.cwnd.saturating_add(limited));
         let available = if force { conn.mss.min(conn.snd_wnd.max(1)) } else { window.saturating_sub(flight) };
         if before(conn.snd_nxt, conn.stream_end) {
             let queued = *conn.queue.iter().find(|queued| before(conn.snd_nxt, queued.end()))?;

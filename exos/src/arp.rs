@@ -224,7 +224,65 @@ impl Default for Neighbours {
     }
 }
 
+/// What arpd checks an ARP sender against: this machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Station {
+    /// The machine's address.
+    pub ip: [u8; 4],
+    /// Its network's prefix length.
+    pub prefix: u8,
+    /// Its NIC's hardware address.
+    pub mac: [u8; 6],
+}
+
+/// Why arpd does not learn an ARP packet's sender.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unlearnable {
+    /// The sender claims this machine's own address (a conflict, or a spoof).
+    OurAddress,
+    /// The sender's hardware address is no other station's: zero, broadcast, multicast, or
+    /// this machine's own.
+    JunkHardwareAddress,
+    /// The sender's address is no host of this machine's network: zero, the network's or
+    /// the limited broadcast address, multicast, or another network's.
+    NotANeighbour,
+}
+
+impl Station {
+    /// Whether arpd may learn that `ip` is at `mac`.
+    pub fn check(&self, ip: [u8; 4], mac: [u8; 6]) -> Result<(), Unlearnable> {
+        if ip == self.ip {
+            return Err(Unlearnable::OurAddress);
+        }
+        if mac == [0; 6] || mac[0] & 1 != 0 || mac == self.mac {
+            return Err(Unlearnable::JunkHardwareAddress);
+        }
+        let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix.min(32))).unwrap_or(0);
+        let (host, own) = (u32::from_be_bytes(ip), u32::from_be_bytes(self.ip));
+        let hosts_part = host & !mask;
+        let on_network = host & mask == own & mask;
+        let special = host == 0 || host == u32::MAX || ip[0] >= 224 || (mask != u32::MAX && mask != u32::MAX - 1 && (hosts_part == 0 || hosts_part == !mask));
+        if !on_network || special {
+            return Err(Unlearnable::NotANeighbour);
+        }
+        Ok(())
+    }
+}
+
 impl Neighbours {
+    /// [`Neighbours::learn`] for an ARP packet's sender, unless `station` says it is junk:
+    /// a packet cannot put a broadcast, zero or foreign-looking address in the table, or
+    /// claim this machine's address.
+    pub fn learn_from(&mut self, station: &Station, ip: [u8; 4], mac: [u8; 6], now: u64) -> Result<(usize, ArpEntry), Unlearnable> {
+        station.check(ip, mac)?;
+        Ok(self.learn(ip, mac, now))
+    }
+
+    /// The entries held, with their slots.
+    pub fn held(&self) -> impl Iterator<Item = (usize, &ArpEntry)> {
+        self.slots.iter().enumerate().filter(|(_, entry)| !entry.is_empty())
+    }
+
     /// Records that `ip` is at `mac` at tick `now`; returns the slot to write and its entry
     /// (the same slot for a known address, else a free one, else the oldest).
     pub fn learn(&mut self, ip: [u8; 4], mac: [u8; 6], now: u64) -> (usize, ArpEntry) {
@@ -252,9 +310,82 @@ impl Neighbours {
     }
 }
 
+/// The fuzzer's input for arpd's table update (a cargo-fuzz target in `exos/fuzz` and a seeded
+/// run in `make test`): a command stream of raw frames, ARP packets with chosen fields, and
+/// time passing, applied as arpd applies them (learn from the sender if it is learnable, write
+/// the table page, expire). After every command the table must hold no junk: no entry for this
+/// machine's address, none with a zero, broadcast, multicast or own hardware address, none
+/// off the network, each address once, and the page must say what arpd's bookkeeping says.
+pub fn fuzz_input(bytes: &[u8]) {
+    use crate::tcpip::fuzz_input::Commands;
+    let station = Station { ip: [10, 0, 2, 15], prefix: 24, mac: [0x52, 0x54, 0, 0x12, 0x34, 0x56] };
+    let page: Words = alloc::boxed::Box::leak(alloc::boxed::Box::new(core::array::from_fn(|_| AtomicU64::new(0))));
+    let table = ArpTable::over(page, None);
+    let mut neighbours = Neighbours::default();
+    let mut commands = Commands(bytes);
+    let mut now = 0u64;
+    while let Some(op) = commands.byte() {
+        let frame = match op % 3 {
+            0 => {
+                let len = usize::from(commands.byte().unwrap_or(0));
+                commands.take(len)
+            }
+            1 => {
+                let fields = commands.take(10);
+                let (ip, mac) = (fields.get(..4).map_or([0; 4], |f| f.try_into().expect("4")), fields.get(4..10).map_or([0; 6], |f| f.try_into().expect("6")));
+                // Senders near the station (its network, itself, its broadcast) are likelier.
+                let ip = if op & 0x80 != 0 { [10, 0, 2, ip[3]] } else { ip };
+                let mac = if op & 0x40 != 0 { station.mac } else { mac };
+                crate::echo::arp_request(mac, ip, station.ip)
+            }
+            _ => {
+                now += u64::from(commands.byte().unwrap_or(0)) * 100;
+                for slot in neighbours.expire(now, 300 * 100) {
+                    table.store(slot, ArpEntry::default());
+                }
+                alloc::vec::Vec::new()
+            }
+        };
+        if let Some((ip, mac)) = crate::echo::arp_sender(&frame)
+            && let Ok((slot, entry)) = neighbours.learn_from(&station, ip, mac, now)
+        {
+            table.store(slot, entry);
+        }
+        let mut seen = alloc::vec::Vec::new();
+        for (_, entry) in neighbours.held() {
+            assert_eq!(station.check(entry.ip, entry.mac), Ok(()), "junk in the table: {entry:?}");
+            assert!(!seen.contains(&entry.ip), "{:?} twice", entry.ip);
+            seen.push(entry.ip);
+            assert_eq!(table.lookup(entry.ip), Some(entry.mac), "the page disagrees about {:?}", entry.ip);
+        }
+        let mut on_page = alloc::vec::Vec::new();
+        table.entries(&mut on_page);
+        assert_eq!(on_page.len(), seen.len(), "the page holds entries arpd forgot");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn senders_that_would_poison_the_table_are_refused() {
+        let station = Station { ip: [10, 0, 2, 15], prefix: 24, mac: [0x52, 0x54, 0, 0x12, 0x34, 0x56] };
+        let host = [0x02, 0, 0, 0, 0, 9];
+        assert_eq!(station.check([10, 0, 2, 2], host), Ok(()));
+        assert_eq!(station.check([10, 0, 2, 15], host), Err(Unlearnable::OurAddress), "a reply claiming our address");
+        for junk in [[0; 6], [0xff; 6], [0x01, 0, 0x5e, 0, 0, 1], station.mac] {
+            assert_eq!(station.check([10, 0, 2, 2], junk), Err(Unlearnable::JunkHardwareAddress), "{junk:?}");
+        }
+        for far in [[0, 0, 0, 0], [10, 0, 2, 0], [10, 0, 2, 255], [255; 4], [224, 0, 0, 1], [10, 0, 3, 2], [192, 168, 1, 1]] {
+            assert_eq!(station.check(far, host), Err(Unlearnable::NotANeighbour), "{far:?}");
+        }
+        let mut neighbours = Neighbours::default();
+        neighbours.learn_from(&station, [10, 0, 2, 2], host, 1).unwrap();
+        assert_eq!(neighbours.learn_from(&station, [10, 0, 2, 2], [0xff; 6], 2), Err(Unlearnable::JunkHardwareAddress));
+        assert_eq!(neighbours.held().map(|(_, e)| e.mac).collect::<Vec<_>>(), [host], "the known host keeps its address");
+        fuzz_input(&[1, 10, 0, 2, 2, 2, 0, 0, 0, 0, 9, 0x81, 0, 0, 0, 15, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 255]);
+    }
 
     fn page() -> Words {
         Box::leak(Box::new(core::array::from_fn(|_| AtomicU64::new(0))))

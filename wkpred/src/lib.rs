@@ -26,6 +26,7 @@ extern crate std;
 pub mod compile;
 pub mod encoding;
 pub mod exec;
+pub mod fuzz_input;
 pub mod interpret;
 pub mod page;
 pub mod predicate;

@@ -60,6 +60,9 @@ pub enum Destination {
     EchoReply(u16),
     /// Anything else: the interface answers it (ICMP echo, "port unreachable") or drops it.
     Other,
+    /// A packet to this machine whose IPv4, TCP, UDP or ICMP checksum is wrong: dropped
+    /// before anything reads its fields.
+    Corrupt,
 }
 
 /// Reads where `packet` (an IPv4 packet, no link header) goes on a machine at `local`.
@@ -68,9 +71,14 @@ pub fn classify(packet: &[u8], local: [u8; 4]) -> Destination {
     if ip.dst_addr().octets() != local || ip.frag_offset() != 0 || ip.more_frags() {
         return Destination::Other;
     }
+    if !ip.verify_checksum() {
+        return Destination::Corrupt;
+    }
     let payload = ip.payload();
+    let (src, dst) = (IpAddress::Ipv4(ip.src_addr()), IpAddress::Ipv4(ip.dst_addr()));
     match ip.next_header() {
         IpProtocol::Tcp => match TcpPacket::new_checked(payload) {
+            Ok(tcp) if !tcp.verify_checksum(&src, &dst) => Destination::Corrupt,
             Ok(tcp) => Destination::Tcp(Segment {
                 tuple: Tuple { local_port: tcp.dst_port(), remote: ip.src_addr().octets(), remote_port: tcp.src_port() },
                 syn: tcp.syn(),
@@ -84,10 +92,13 @@ pub fn classify(packet: &[u8], local: [u8; 4]) -> Destination {
             Err(_) => Destination::Other,
         },
         IpProtocol::Udp => match UdpPacket::new_checked(payload) {
+            // A zero UDP checksum means the sender computed none (RFC 768).
+            Ok(udp) if udp.checksum() != 0 && !udp.verify_checksum(&src, &dst) => Destination::Corrupt,
             Ok(udp) => Destination::Udp(udp.dst_port()),
             Err(_) => Destination::Other,
         },
         IpProtocol::Icmp => match Icmpv4Packet::new_checked(payload) {
+            Ok(icmp) if !icmp.verify_checksum() => Destination::Corrupt,
             Ok(icmp) if icmp.msg_type() == Icmpv4Message::EchoReply => Destination::EchoReply(icmp.echo_ident()),
             _ => Destination::Other,
         },
@@ -150,5 +161,27 @@ mod tests {
             assert_ne!(classify(&syn[..len], [10, 0, 2, 15]), Destination::Tcp(segment), "truncated to {len}");
         }
         assert_eq!(classify(&[0xff; 60], [10, 0, 2, 15]), Destination::Other);
+    }
+
+    #[test]
+    fn a_flipped_bit_anywhere_but_the_addresses_makes_a_packet_corrupt() {
+        let data = tcp_packet((CLIENT, 4000), (SERVER, 80), TcpControl::Psh, 7, Some(9), b"hello");
+        assert!(matches!(classify(&data, SERVER), Destination::Tcp(_)));
+        // Bytes 12..20 are the addresses (a flip there names another machine: Other or
+        // Corrupt); every other bit is covered by the IPv4 or the TCP checksum. (Bit flips in
+        // the length fields may also make the packet unreadable: Other.)
+        for bit in (0..data.len() * 8).filter(|bit| !(12..20).contains(&(bit / 8))) {
+            let mut flipped = data.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            let destination = classify(&flipped, SERVER);
+            assert!(matches!(destination, Destination::Corrupt | Destination::Other), "bit {bit}: {destination:?}");
+        }
+        // A UDP datagram without a checksum (0) is taken; with a wrong one it is corrupt.
+        let mut udp = vec![0x45, 0, 0, 30, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 2, 2, 10, 0, 2, 15, 0x13, 0x88, 0, 7, 0, 10, 0, 0, b'h', b'i'];
+        let mut ip = Ipv4Packet::new_unchecked(&mut udp[..]);
+        ip.fill_checksum();
+        assert_eq!(classify(&udp, SERVER), Destination::Udp(7));
+        udp[26] = 0x12;
+        assert_eq!(classify(&udp, SERVER), Destination::Corrupt);
     }
 }

@@ -142,6 +142,8 @@ pub struct Stats {
     pub received: u64,
     /// Connection requests dropped because the listener's backlog was full.
     pub syns_dropped: u64,
+    /// Packets dropped for a wrong IPv4, TCP, UDP or ICMP checksum.
+    pub bad_checksums: u64,
     /// Segments for tuples in TIME_WAIT that were answered or dropped there.
     pub time_wait_segments: u64,
     /// New connections accepted on tuples that were in TIME_WAIT.
@@ -498,6 +500,10 @@ impl<L: Link> Stack<L> {
             Destination::Udp(port) => self.datagrams.get(&port).map_or(Target::Interface, |&fd| Target::Datagram(fd)),
             Destination::EchoReply(ident) => self.pings.get(&ident).map_or(Target::Interface, |&fd| Target::Ping(fd)),
             Destination::Other => Target::Interface,
+            Destination::Corrupt => {
+                self.stats.bad_checksums += 1;
+                Target::Done
+            }
         }
     }
 

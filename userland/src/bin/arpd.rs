@@ -1,6 +1,8 @@
 //! arpd, the ARP daemon: the one program that holds the machine's ARP filter. It answers
-//! requests for the machine's address, learns every sender of the requests and replies it
-//! receives into the ARP table page (layout `xok_abi::arp`) that every program reads through
+//! requests for the machine's address, learns the senders of the requests and replies it
+//! receives (unless they are junk: this machine's own address, a zero, broadcast or multicast
+//! hardware address, a sender off the network; `exos::arp::Station::check`) into the ARP
+//! table page (layout `xok_abi::arp`) that every program reads through
 //! `exos::arp`, forgets entries it has not heard from for `age` seconds, announces the
 //! address with a gratuitous ARP when it starts, and sends the requests programs ask for in
 //! the request page (at most one per address per half second, and 20 a second in all: the
@@ -16,7 +18,7 @@ extern crate alloc;
 use core::sync::atomic::{AtomicU64, Ordering};
 use dpf::Filter;
 use exos::abi::layout::TICK_HZ;
-use exos::arp::{ArpTable, Neighbours};
+use exos::arp::{ArpTable, Neighbours, Station, Unlearnable};
 use exos::ring::PacketRing;
 use exos::wait::Waiter;
 use exos::xmit::TxPool;
@@ -69,13 +71,26 @@ fn run(args: exos::Args) -> i32 {
     let mut ring = ring;
     let mut neighbours = Neighbours::default();
     let stop = seconds.map(|s| sys::ticks() + s * TICK_HZ);
-    let (mut answered, mut learned, mut requested) = (0u64, 0u64, 0u64);
+    let (mut answered, mut learned, mut requested, mut refused) = (0u64, 0u64, 0u64, 0u64);
+    let station = Station { ip, prefix: exos::netdev::HostConfig::from_args(&args).prefix, mac };
+    let mut next_conflict_log = 0;
     while stop.is_none_or(|stop| sys::ticks() < stop) {
         while let Some(received) = ring.peek() {
             if let Some((sender, sender_mac)) = echo::arp_sender(received.frame) {
-                let (slot, entry) = neighbours.learn(sender, sender_mac, sys::ticks());
-                table.store(slot, entry);
-                learned += 1;
+                match neighbours.learn_from(&station, sender, sender_mac, sys::ticks()) {
+                    Ok((slot, entry)) => {
+                        table.store(slot, entry);
+                        learned += 1;
+                    }
+                    Err(Unlearnable::OurAddress) => {
+                        refused += 1;
+                        if sender_mac != mac && sys::ticks() >= next_conflict_log {
+                            println!("arpd: {} at {sender_mac:02x?} claims this machine's address; not learned", Dotted(sender));
+                            next_conflict_log = sys::ticks() + 10 * TICK_HZ;
+                        }
+                    }
+                    Err(_) => refused += 1,
+                }
             }
             if let Some(reply) = echo::reply(received.frame, mac, ip)
                 && tx.send(&reply).is_ok()
@@ -107,6 +122,6 @@ fn run(args: exos::Args) -> i32 {
             return 1;
         }
     }
-    println!("arpd: answered {answered} requests, learned {learned} times, asked {requested} times for programs");
+    println!("arpd: answered {answered} requests, learned {learned} times, refused {refused} senders, asked {requested} times for programs");
     0
 }

@@ -8,10 +8,12 @@
 //! A connection that is to close (HTTP/1.0, `Connection: close`, a refused request) is shut
 //! for sending once its response is out and read to its end, so the client gets the whole
 //! response before the connection goes. Keep-alive connections idle for `idle` seconds are
-//! closed.
+//! closed; a response the socket takes no byte of for `send` seconds (its client stopped
+//! reading, or the path lost it: exos's TCP backs off to retransmit) is given up, as nginx's
+//! `send_timeout` does. Each close that loses response bytes is logged.
 //!
 //! Arguments: those of `exos::netdev::HostConfig`, `port=P` (80), `backlog=N` (128), `idle=S`
-//! (15), `root=DIR` (`www`). Needs arpd (`init=arpd,httpd`).
+//! (15), `send=S` (60), `root=DIR` (`www`). Needs arpd (`init=arpd,httpd`).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 extern crate alloc;
@@ -31,6 +33,14 @@ exos::entry!(run);
 
 /// How long a closing connection may take to finish reading (ticks: 2 s).
 const DRAIN_TICKS: u64 = 2 * TICK_HZ;
+
+/// How long a connection may wait (ticks): for its next request, and for the socket to take
+/// more of a response.
+#[derive(Clone, Copy)]
+struct Limits {
+    idle_ticks: u64,
+    send_ticks: u64,
+}
 
 /// One client connection.
 struct Connection<'s> {
@@ -114,9 +124,19 @@ impl<'s> Connection<'s> {
         }
     }
 
+    /// Bytes of the current response not yet taken by the socket.
+    fn unsent(&self) -> usize {
+        self.reply.map_or(0, |reply| reply.head.len() + reply.body.len() - self.sent)
+    }
+
     /// The tick after which it is closed for idleness.
-    fn deadline(&self, idle_ticks: u64) -> u64 {
-        self.active + if self.draining { DRAIN_TICKS } else { idle_ticks }
+    fn deadline(&self, limits: Limits) -> u64 {
+        self.active
+            + match (self.draining, self.reply.is_some()) {
+                (true, _) => DRAIN_TICKS,
+                (false, true) => limits.send_ticks,
+                (false, false) => limits.idle_ticks,
+            }
     }
 }
 
@@ -124,7 +144,7 @@ fn run(args: exos::Args) -> i32 {
     let host = HostConfig::from_args(&args);
     let port: u16 = args.parsed("port").unwrap_or(80);
     let backlog: usize = args.parsed("backlog").unwrap_or(128);
-    let idle_ticks = args.parsed::<u64>("idle").unwrap_or(15) * TICK_HZ;
+    let limits = Limits { idle_ticks: args.parsed::<u64>("idle").unwrap_or(15) * TICK_HZ, send_ticks: args.parsed::<u64>("send").unwrap_or(60) * TICK_HZ };
     let root = args.value("root").unwrap_or("www");
     let store = match fs::store() {
         Ok(store) => store,
@@ -163,7 +183,7 @@ fn run(args: exos::Args) -> i32 {
         for connection in &connections {
             let interest = if connection.reply.is_some() { events::OUT } else { events::IN };
             fds.push(PollFd::new(connection.stream.fd(), interest));
-            next_deadline = next_deadline.min(connection.deadline(idle_ticks));
+            next_deadline = next_deadline.min(connection.deadline(limits));
         }
         let timeout = (next_deadline != u64::MAX).then(|| Duration::from_millis(next_deadline.saturating_sub(now) * 1000 / TICK_HZ));
         if let Err(error) = socket::poll(&mut fds, timeout) {
@@ -191,8 +211,18 @@ fn run(args: exos::Args) -> i32 {
         }
         let site = &site;
         connections.retain_mut(|connection| {
-            let open = connection.serve(site, now, &mut served).unwrap_or(false);
-            open && now < connection.deadline(idle_ticks)
+            let open = match connection.serve(site, now, &mut served) {
+                Ok(open) => open,
+                Err(error) => {
+                    println!("httpd: a connection ended: {error} ({} bytes of a response unsent)", connection.unsent());
+                    false
+                }
+            };
+            let idle = open && now >= connection.deadline(limits);
+            if idle && connection.reply.is_some() {
+                println!("httpd: giving up a response the socket took no bytes of for {} s ({} bytes unsent)", limits.send_ticks / TICK_HZ, connection.unsent());
+            }
+            open && !idle
         });
     }
 }
