@@ -318,9 +318,16 @@ impl Neighbours {
 /// off the network, each address once, and the page must say what arpd's bookkeeping says.
 pub fn fuzz_input(bytes: &[u8]) {
     use crate::tcpip::fuzz_input::Commands;
+    /// The table page of every run, zeroed at its start (a fuzzer makes millions of runs: a page
+    /// leaked per run would fill memory); one run at a time holds it.
+    static PAGE: [AtomicU64; PAGE_SIZE / 8] = [const { AtomicU64::new(0) }; PAGE_SIZE / 8];
+    static HELD: spin::Mutex<()> = spin::Mutex::new(());
+    let _held = HELD.lock();
+    for word in &PAGE {
+        word.store(0, Ordering::Relaxed);
+    }
     let station = Station { ip: [10, 0, 2, 15], prefix: 24, mac: [0x52, 0x54, 0, 0x12, 0x34, 0x56] };
-    let page: Words = alloc::boxed::Box::leak(alloc::boxed::Box::new(core::array::from_fn(|_| AtomicU64::new(0))));
-    let table = ArpTable::over(page, None);
+    let table = ArpTable::over(&PAGE, None);
     let mut neighbours = Neighbours::default();
     let mut commands = Commands(bytes);
     let mut now = 0u64;

@@ -213,3 +213,37 @@ fn strayd_answers_strays_and_tcpdumps_pcap_matches_the_taps() {
         assert_eq!(mine, theirs, "{direction}: tcpdump's capture against the tap's");
     }
 }
+
+/// The README's first command: `make run` boots Cheetah on QEMU's user network with a
+/// localhost port forwarded to the guest's port 80, and curl on this machine gets the page.
+#[test]
+fn make_run_serves_the_site_on_a_forwarded_localhost_port() {
+    use std::os::unix::process::CommandExt;
+    let root = xok_tools::image::workspace_root();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // Its own process group, so that the test ends make, cargo and QEMU together, and only them.
+    let mut make = std::process::Command::new("make")
+        .current_dir(&root)
+        .args(["-s", "run", &format!("HTTP_PORT={port}")])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let group = make.id();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut page = String::new();
+    while Instant::now() < deadline {
+        let out = std::process::Command::new("curl").args(["-s", "--max-time", "5", &format!("http://127.0.0.1:{port}/")]).output().unwrap();
+        page = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() && !page.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let _ = std::process::Command::new("kill").args(["-TERM", &format!("-{group}")]).status();
+    let _ = make.wait();
+    let site = std::fs::read_to_string(root.join("site/index.html")).unwrap();
+    assert_eq!(page, site, "curl http://127.0.0.1:{port}/ after make run");
+}

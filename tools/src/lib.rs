@@ -1,5 +1,6 @@
 //! Host tools for xok: building the boot image (kernel + initrd) and starting QEMU.
 
+pub mod hostile;
 pub mod image;
 pub mod netns;
 pub mod pcap;

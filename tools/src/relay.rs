@@ -201,12 +201,20 @@ impl Ord for Held {
     }
 }
 
+/// What the relay's thread and its owner share.
+#[derive(Default)]
+struct Shared {
+    stop: AtomicBool,
+    stats: Mutex<Stats>,
+    /// The faults each way (to the guest, from it), read by the relay's loop as it goes.
+    faults: Mutex<[Faults; 2]>,
+    /// Frames to put on the wire to the guest as they are (`inject`).
+    injected: Mutex<Vec<Vec<u8>>>,
+}
+
 /// A running relay; stops (and gives back the tap) when dropped.
 pub struct Relay {
-    stop: Arc<AtomicBool>,
-    stats: Arc<Mutex<Stats>>,
-    /// The faults each way (to the guest, from it), read by the relay's loop as it goes.
-    faults: Arc<Mutex<[Faults; 2]>>,
+    shared: Arc<Shared>,
     thread: Option<JoinHandle<Result<()>>>,
     /// QEMU's port on the namespace's loopback (the relay sends the guest's frames there).
     pub qemu_port: u16,
@@ -251,11 +259,10 @@ impl Relay {
     /// namespace with [`Relay::nic_args`]; `to_guest` and `from_guest` are the two directions'
     /// faults, seeded from `seed`.
     pub fn start(netns: &str, tap: &str, to_guest: Faults, from_guest: Faults, seed: u64) -> Result<Relay> {
-        let (stop, stats) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Stats::default())));
-        let faults = Arc::new(Mutex::new([to_guest, from_guest]));
+        let shared = Arc::new(Shared { faults: Mutex::new([to_guest, from_guest]), ..Shared::default() });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (netns, tap) = (netns.to_string(), tap.to_string());
-        let (stop_in, stats_in, faults_in) = (Arc::clone(&stop), Arc::clone(&stats), Arc::clone(&faults));
+        let inside = Arc::clone(&shared);
         let thread = std::thread::spawn(move || -> Result<()> {
             let setup = || -> Result<(File, UdpSocket, u16)> {
                 enter_namespace(&netns)?;
@@ -274,14 +281,14 @@ impl Relay {
             };
             let _ = ready_tx.send(Ok((socket.local_addr()?.port(), qemu_port)));
             let directions = [Direction::new(to_guest, seed), Direction::new(from_guest, seed ^ 0x9e37_79b9_7f4a_7c15)];
-            pump(tap, socket, qemu_port, directions, &stop_in, &stats_in, &faults_in)
+            pump(tap, socket, qemu_port, directions, &inside)
         });
         let (relay_port, qemu_port) = match ready_rx.recv() {
             Ok(Ok(ports)) => ports,
             Ok(Err(error)) => bail!("starting the relay: {error}"),
             Err(_) => bail!("the relay's thread ended before it was ready"),
         };
-        Ok(Relay { stop, stats, faults, thread: Some(thread), qemu_port, relay_port })
+        Ok(Relay { shared, thread: Some(thread), qemu_port, relay_port })
     }
 
     /// The QEMU arguments that attach a NIC of `model` to this relay.
@@ -299,17 +306,23 @@ impl Relay {
 
     /// Changes the faults each way, from the next frame on.
     pub fn set_faults(&self, to_guest: Faults, from_guest: Faults) {
-        *self.faults.lock().expect("faults lock") = [to_guest, from_guest];
+        *self.shared.faults.lock().expect("faults lock") = [to_guest, from_guest];
+    }
+
+    /// Puts `frames` on the wire to the guest, as they are and before anything else waiting
+    /// (within the relay's next turn, 50 ms at most); they are not counted in [`Stats`].
+    pub fn inject(&self, frames: impl IntoIterator<Item = Vec<u8>>) {
+        self.shared.injected.lock().expect("injection lock").extend(frames);
     }
 
     /// What the relay has done so far.
     pub fn stats(&self) -> Stats {
-        *self.stats.lock().expect("stats lock")
+        *self.shared.stats.lock().expect("stats lock")
     }
 
     /// Stops the relay; returns its last counts, or the error that ended it.
     pub fn stop(mut self) -> Result<Stats> {
-        self.stop.store(true, Ordering::Relaxed);
+        self.shared.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
             thread.join().map_err(|_| anyhow::anyhow!("the relay's thread panicked"))??;
         }
@@ -319,7 +332,7 @@ impl Relay {
 
 impl Drop for Relay {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.shared.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -328,20 +341,17 @@ impl Drop for Relay {
 
 /// The relay's loop: waits (poll) for a frame on either side or the next departure, and
 /// sends what is due.
-fn pump(
-    mut tap: File,
-    socket: UdpSocket,
-    qemu_port: u16,
-    mut directions: [Direction; 2],
-    stop: &AtomicBool,
-    stats: &Mutex<Stats>,
-    faults: &Mutex<[Faults; 2]>,
-) -> Result<()> {
+fn pump(mut tap: File, socket: UdpSocket, qemu_port: u16, mut directions: [Direction; 2], shared: &Shared) -> Result<()> {
     let qemu = std::net::SocketAddr::from(([127, 0, 0, 1], qemu_port));
     let mut held: BinaryHeap<Held> = BinaryHeap::new();
     let mut order = 0u64;
     let mut buffer = vec![0u8; 65_536];
-    while !stop.load(Ordering::Relaxed) {
+    while !shared.stop.load(Ordering::Relaxed) {
+        // Never an empty datagram: QEMU's dgram backend takes one for the end of the connection
+        // and stops reading.
+        for frame in core::mem::take(&mut *shared.injected.lock().expect("injection lock")).into_iter().filter(|f| !f.is_empty()) {
+            let _ = socket.send_to(&frame, qemu);
+        }
         let now = Instant::now();
         while held.peek().is_some_and(|h| h.at <= now) {
             let frame = held.pop().expect("peeked");
@@ -362,7 +372,7 @@ fn pump(
             }
             bail!("poll: {error}");
         }
-        let now_faults = *faults.lock().expect("faults lock");
+        let now_faults = *shared.faults.lock().expect("faults lock");
         for (side, fd) in fds.iter().enumerate() {
             if fd.revents & libc::POLLIN == 0 {
                 continue;
@@ -379,7 +389,7 @@ fn pump(
                 held.push(Held { at: arrived + offset, order, to_guest, frame: frame.clone() });
             }
         }
-        *stats.lock().expect("stats lock") = Stats { to_guest: directions[0].counts, from_guest: directions[1].counts };
+        *shared.stats.lock().expect("stats lock") = Stats { to_guest: directions[0].counts, from_guest: directions[1].counts };
     }
     Ok(())
 }

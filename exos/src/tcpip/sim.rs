@@ -370,34 +370,70 @@ fn a_clean_wire_echoes_fast_and_leaves_nothing_in_smoltcp() {
 }
 
 #[test]
-fn a_burst_of_syns_fills_the_backlog_the_rest_are_dropped_not_refused_and_all_get_in() {
+fn the_backlog_bounds_connections_not_yet_accepted_and_a_full_one_drops_syns_not_refuses() {
     let mut sim = Sim::new(4, Faults { loss: 0, duplicate: 0, reorder: 0 });
     let listener = listen(&mut sim.server, 80, 4);
-    let now = sim.now;
-    let clients: Vec<Fd> = (0..12)
-        .map(|_| {
-            let fd = sim.client.socket(Kind::Stream).unwrap();
-            assert_eq!(sim.client.connect(fd, server_addr(80), now), Err(Errno::InProgress));
-            fd
-        })
-        .collect();
+    let connect_all = |sim: &mut Sim, count: usize| -> Vec<Fd> {
+        let now = sim.now;
+        (0..count)
+            .map(|_| {
+                let fd = sim.client.socket(Kind::Stream).unwrap();
+                assert_eq!(sim.client.connect(fd, server_addr(80), now), Err(Errno::InProgress));
+                fd
+            })
+            .collect()
+    };
+    // A burst of 12: all wait in the half-open table and complete (the backlog counts
+    // connections made, as Linux's accept queue does).
+    let burst = connect_all(&mut sim, 12);
     sim.run_until(Duration::from_millis(100), |_| false);
-    assert_eq!(sim.server.stats().syns_dropped, 8, "4 fit the backlog");
-    let connected = clients.iter().filter(|&&fd| sim.client.connect(fd, server_addr(80), sim.now).is_ok()).count();
-    assert_eq!(connected, 4);
+    assert_eq!(sim.server.stats().syns_dropped, 0);
+    assert!(burst.iter().all(|&fd| sim.client.connect(fd, server_addr(80), sim.now) == Ok(())));
+    // With 12 made and none accepted the backlog is full: a 13th is dropped, not refused, and
+    // gets in by retrying once the program accepts.
+    let late = connect_all(&mut sim, 1)[0];
+    sim.run_until(Duration::from_millis(100), |_| false);
+    assert_eq!(sim.server.stats().syns_dropped, 1);
+    assert_eq!(sim.client.connect(late, server_addr(80), sim.now), Err(Errno::Already));
     let mut accepted = Vec::new();
     let all_in = sim.run_until(Duration::from_secs(30), |sim| {
         while let Ok((fd, _)) = sim.server.accept(listener) {
             accepted.push(fd);
         }
-        clients.iter().all(|&fd| sim.client.connect(fd, server_addr(80), sim.now) == Ok(()))
+        sim.client.connect(late, server_addr(80), sim.now) == Ok(())
     });
-    assert!(all_in, "the dropped SYNs were retried and accepted");
+    assert!(all_in, "the dropped SYN was retried and accepted");
     sim.run_until(Duration::from_millis(10), |_| false);
     while let Ok((fd, _)) = sim.server.accept(listener) {
         accepted.push(fd);
     }
-    assert_eq!(accepted.len(), 12);
+    assert_eq!(accepted.len(), 13);
+}
+
+#[test]
+fn a_flood_of_syns_that_never_complete_does_not_lock_out_a_real_client() {
+    let mut sim = Sim::new(6, Faults { loss: 0, duplicate: 0, reorder: 0 });
+    let listener = listen(&mut sim.server, 80, 128);
+    // 2 000 SYNs from addresses that never answer (their SYN-ACKs go nowhere).
+    for n in 0..2_000u32 {
+        let spoofed = [10, 0, 3, (n % 250) as u8 + 1];
+        sim.server.link().inbox.push_back(tcp_packet((spoofed, 1024 + (n / 250) as u16), (SERVER, 80), TcpControl::Syn, n * 7919, None, b""));
+        if n % 100 == 0 {
+            sim.step();
+        }
+    }
+    sim.run_until(Duration::from_millis(50), |_| false);
+    let stats = sim.server.stats();
+    assert_eq!(stats.half_open_evicted, 2_000 - 256, "the half-open table holds 256: {stats:?}");
+    assert_eq!(stats.syns_dropped, 0, "{stats:?}");
+    let client = sim.client.socket(Kind::Stream).unwrap();
+    let _ = sim.client.connect(client, server_addr(80), sim.now);
+    let mut accepted = None;
+    assert!(sim.run_until(Duration::from_secs(2), |sim| {
+        accepted = accepted.or(sim.server.accept(listener).ok());
+        accepted.is_some()
+    }), "the real client got in");
+    assert_eq!(sim.client.connect(client, server_addr(80), sim.now), Ok(()));
 }
 
 #[test]

@@ -142,6 +142,9 @@ pub struct Stats {
     pub received: u64,
     /// Connection requests dropped because the listener's backlog was full.
     pub syns_dropped: u64,
+    /// Half-open connections dropped, oldest first, to make room for new connection
+    /// requests (a SYN flood's).
+    pub half_open_evicted: u64,
     /// Packets dropped for a wrong IPv4, TCP, UDP or ICMP checksum.
     pub bad_checksums: u64,
     /// Segments for tuples in TIME_WAIT that were answered or dropped there.
@@ -275,6 +278,10 @@ struct Datagram<C> {
     handle: SocketHandle,
     _claim: C,
 }
+
+/// Half-open connections a listener keeps (each holds a socket with its buffers, 32 KiB by
+/// default); a SYN past this drops the oldest.
+const HALF_OPEN_MAX: usize = 256;
 
 /// Echo replies a ping socket queues at most.
 const REPLIES_QUEUED: usize = 32;
@@ -534,9 +541,32 @@ impl<L: Link> Stack<L> {
             && let Some(&fd) = self.listeners.get(&segment.tuple.local_port)
             && let Some(Socket::Listener(listener)) = self.descriptors[fd].as_ref().map(|open| &open.socket)
         {
-            if listener.queue.len() >= listener.backlog {
+            // The backlog bounds connections made and not yet accepted (as Linux's accept
+            // queue); half-open ones have a table of their own, and when it is full the oldest
+            // goes, so a flood of SYNs that never complete cannot lock real clients out.
+            let (mut waiting, mut half_open, mut oldest) = (0, 0, None);
+            for &slot in &listener.queue {
+                match self.conns[slot].as_ref() {
+                    Some(conn) if conn.established => waiting += 1,
+                    Some(conn) if conn.tcp.is_some() => {
+                        half_open += 1;
+                        oldest = oldest.or(Some(slot));
+                    }
+                    _ => {}
+                }
+            }
+            if waiting >= listener.backlog {
                 self.stats.syns_dropped += 1;
                 return Target::Done;
+            }
+            if half_open >= HALF_OPEN_MAX
+                && let Some(oldest) = oldest
+            {
+                if let Some(Open { socket: Socket::Listener(listener), .. }) = self.descriptors[fd].as_mut() {
+                    listener.queue.retain(|&slot| slot != oldest);
+                }
+                self.free_conn(oldest);
+                self.stats.half_open_evicted += 1;
             }
             return Target::Listening(fd, segment.tuple);
         }
