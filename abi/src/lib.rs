@@ -205,10 +205,18 @@ pub enum Stat {
     /// Nanoseconds the CPU spent halted with nothing to run since boot (the machine's idle
     /// time; against the clock, its idle share).
     IdleNs = 24,
+    /// Received frames that matched no filter, or whose ring was gone.
+    UnmatchedFrames = 25,
+    /// Later IPv4 fragments stored in the ring their datagram's first fragment went to.
+    FragmentsRouted = 26,
+    /// Later IPv4 fragments that came before their first and were held for it.
+    FragmentsHeld = 27,
+    /// Held fragments dropped: their first fragment never came in time, or the hold was full.
+    FragmentsDropped = 28,
 }
 
 /// Number of defined stats.
-pub const STAT_COUNT: usize = 25;
+pub const STAT_COUNT: usize = 29;
 
 impl Stat {
     /// The stat with number `n`, if there is one.
@@ -218,6 +226,7 @@ impl Stat {
             FreePages, HeapUsed, HeapPeak, HeapSize, HeapCharged, Filters, Shapes, Envs, Zombies, MyPages,
             MyHeap, MyEnvs, MyShapes, MyFilters, MyTickets, LostTicks, MaxInterruptsOffNs, DpfCodeStale,
             MaxInterruptsOffCause, InterruptsOffOver1ms, InterruptsOffOver10ms, InitrdPage, InitrdBytes, Rings, IdleNs,
+            UnmatchedFrames, FragmentsRouted, FragmentsHeld, FragmentsDropped,
         ];
         ALL.get(n).copied()
     }

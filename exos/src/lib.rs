@@ -18,6 +18,7 @@ pub mod filter;
 pub mod fs;
 pub mod heap;
 pub mod ipv4;
+pub mod reassembly;
 pub mod netdev;
 pub mod pcap;
 pub mod ring;

@@ -6,6 +6,7 @@
 
 use crate::arp::ArpTable;
 use crate::filter::InstalledFilter;
+use crate::reassembly::{Reassembled, Reassembler, ReassemblyCounts};
 use crate::tcpip::Link;
 use crate::wait::Waiter;
 use alloc::collections::VecDeque;
@@ -60,6 +61,10 @@ pub struct IpDevice {
     pub ring: PacketRing,
     /// The sending half.
     pub out: IpSender,
+    /// Fragments put back together into their datagrams.
+    pub reassembler: Reassembler,
+    /// A datagram just put together, handed to the stack instead of the ring's next frame.
+    assembled: Option<Vec<u8>>,
 }
 
 /// The sending half of an [`IpDevice`].
@@ -76,7 +81,8 @@ pub struct IpSender {
 impl IpDevice {
     /// A device receiving from `ring` and sending on `nic` as `link`, resolving through `table`.
     pub fn new(ring: PacketRing, nic: usize, link: IpLink, table: ArpTable) -> IpDevice {
-        IpDevice { ring, out: IpSender { tx: TxPool::new(nic), link, table, pending: VecDeque::new(), unresolved: 0 } }
+        let out = IpSender { tx: TxPool::new(nic), link, table, pending: VecDeque::new(), unresolved: 0 };
+        IpDevice { ring, out, reassembler: Reassembler::default(), assembled: None }
     }
 
     /// Makes `waiter` wake when a frame arrives or the ARP table changes (an answer for a
@@ -202,18 +208,35 @@ impl Link for IpDevice {
         self.ring.install(filter)
     }
 
+    /// The ring's next IPv4 packet for this link, or the datagram its fragments made.
     fn next(&mut self) -> (Option<&[u8]>, &mut IpSender) {
-        while let Some(received) = self.ring.peek() {
-            if self.out.link.accepts(received.frame) {
-                break;
+        while self.assembled.is_none() {
+            let Some(received) = self.ring.peek() else { break };
+            let outcome = match self.out.link.accepts(received.frame) {
+                true => self.reassembler.input(&received.frame[ETHERNET_HEADER..], crate::sys::time()),
+                false => Reassembled::Dropped,
+            };
+            match outcome {
+                Reassembled::Whole => break,
+                Reassembled::Complete(datagram) => self.assembled = Some(datagram),
+                Reassembled::Pending | Reassembled::Dropped => {}
             }
             self.ring.release();
+        }
+        if let Some(datagram) = &self.assembled {
+            return (Some(datagram), &mut self.out);
         }
         (self.ring.peek().and_then(|received| received.frame.get(ETHERNET_HEADER..)), &mut self.out)
     }
 
     fn consumed(&mut self) {
-        self.ring.release();
+        if self.assembled.take().is_none() {
+            self.ring.release();
+        }
+    }
+
+    fn fragments(&self) -> ReassemblyCounts {
+        self.reassembler.counts
     }
 
     fn sender(&mut self) -> &mut IpSender {

@@ -25,6 +25,9 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 struct Net {
     stack: crate::tcpip::Stack<IpDevice>,
     waiter: Waiter,
+    /// The counters [`report_drops`] printed last, and when it may print next (ticks).
+    reported: Stats,
+    next_report: u64,
 }
 
 /// The network, once [`open`] has run (the process is single-threaded: the lock is never
@@ -37,7 +40,7 @@ pub fn open(host: HostConfig) -> Result<(), Errno> {
     let mut waiter = Waiter::new().ok_or(Errno::Invalid)?;
     device.watch(&mut waiter);
     let stack = crate::tcpip::Stack::new(device, host.stack_config(crate::sys::time()), now());
-    *NET.lock() = Some(Net { stack, waiter });
+    *NET.lock() = Some(Net { stack, waiter, reported: Stats::default(), next_report: 0 });
     Ok(())
 }
 
@@ -210,6 +213,43 @@ pub fn peer_addr(fd: Fd) -> Result<SocketAddrV4, Errno> {
 /// The stack's counters.
 pub fn stats() -> Result<Stats, Errno> {
     with_stack(|stack, _| Ok(stack.stats()))
+}
+
+/// How often [`report_drops`] may print (ticks).
+const REPORT_TICKS: u64 = 10 * crate::abi::layout::TICK_HZ;
+
+/// Prints what the stack dropped, as `name: dropped ...`, if it moved since the last report
+/// and the last report is [`REPORT_TICKS`] old (`now`: whenever it moved). Programs call it
+/// from their loops and at exit, so that drops are where a person reads the console.
+pub fn report_drops(name: &str, now: bool) {
+    let _ = with_net(|net| {
+        let ticks = crate::sys::ticks();
+        if !now && ticks < net.next_report {
+            return;
+        }
+        let stats = net.stack.stats();
+        let moved = |a: &Stats, b: &Stats| {
+            (a.bad_checksums, a.syns_dropped, a.half_open_evicted, a.fragments) != (b.bad_checksums, b.syns_dropped, b.half_open_evicted, b.fragments)
+        };
+        if !moved(&stats, &net.reported) {
+            return;
+        }
+        let f = stats.fragments;
+        crate::println!(
+            "{name}: dropped {} packets with bad checksums, {} connection requests (backlog full), {} half-open connections (evicted); fragments {}: {} datagrams reassembled, dropped {} malformed, {} overlapping, {} timed out, {} evicted",
+            stats.bad_checksums,
+            stats.syns_dropped,
+            stats.half_open_evicted,
+            f.fragments,
+            f.reassembled,
+            f.malformed,
+            f.overlapping,
+            f.timed_out,
+            f.evicted
+        );
+        net.reported = stats;
+        net.next_report = ticks + REPORT_TICKS;
+    });
 }
 
 /// `poll` interest and result bits.

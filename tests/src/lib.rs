@@ -287,6 +287,30 @@ pub mod frames {
         f
     }
 
+    /// The IPv4 datagram in Ethernet `frame` cut into fragments of `size` payload bytes (a
+    /// multiple of 8), in order, each padded to Ethernet's minimum.
+    pub fn fragments(frame: &[u8], size: usize) -> Vec<Vec<u8>> {
+        let header = usize::from(frame[14] & 0x0f) * 4;
+        let total = usize::from(u16::from_be_bytes([frame[16], frame[17]]));
+        let payload = &frame[14 + header..14 + total];
+        (0..payload.len())
+            .step_by(size)
+            .map(|start| {
+                let stop = (start + size).min(payload.len());
+                let mut f = frame[..14 + header].to_vec();
+                f.extend_from_slice(&payload[start..stop]);
+                f[16..18].copy_from_slice(&((header + stop - start) as u16).to_be_bytes());
+                let more = if stop < payload.len() { 0x2000 } else { 0 };
+                f[20..22].copy_from_slice(&((start / 8) as u16 | more).to_be_bytes());
+                f[24..26].copy_from_slice(&[0, 0]);
+                let sum = checksum(&f[14..14 + header]);
+                f[24..26].copy_from_slice(&sum.to_be_bytes());
+                f.resize(f.len().max(60), 0);
+                f
+            })
+            .collect()
+    }
+
     /// The ARP reply (`mac`, `ip`) owes the asker (`peer_mac`, `peer_ip`).
     pub fn arp_reply(mac: [u8; 6], ip: [u8; 4], peer_mac: [u8; 6], peer_ip: [u8; 4]) -> Vec<u8> {
         let mut f = peer_mac.to_vec();

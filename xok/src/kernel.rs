@@ -725,6 +725,10 @@ impl<M: Machine> Kernel<M> {
             Stat::InitrdBytes => self.initrd_page.map_or(0, |_| self.initrd.len()),
             Stat::Rings => self.net.rings.len(),
             Stat::IdleNs => irq.idle_ns as usize,
+            Stat::UnmatchedFrames => self.net.unmatched as usize,
+            Stat::FragmentsRouted => self.net.fragments.counts.routed as usize,
+            Stat::FragmentsHeld => self.net.fragments.counts.held as usize,
+            Stat::FragmentsDropped => self.net.fragments.counts.dropped as usize,
         })
     }
 

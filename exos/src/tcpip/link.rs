@@ -4,6 +4,7 @@
 
 use smoltcp::phy::{self, DeviceCapabilities};
 use smoltcp::time::Instant;
+use crate::reassembly::ReassemblyCounts;
 use xok_abi::Error;
 
 /// What the stack needs from below.
@@ -25,6 +26,10 @@ pub trait Link {
     fn can_send(&mut self) -> bool;
     /// Sends what waited for the link (ARP answers); called after every round.
     fn flush(&mut self);
+    /// What the link's reassembly did with fragments (a link that reassembles nothing: none).
+    fn fragments(&self) -> ReassemblyCounts {
+        ReassemblyCounts::default()
+    }
 }
 
 /// A device that receives exactly one packet (handed to one socket set) and sends through `S`.

@@ -15,6 +15,7 @@ use super::errno::Errno;
 use super::link::{Link, OnePacket};
 use super::segment::{Destination, Segment, Tuple, classify, emit_ipv4_tcp, ipv4_tcp_len, plain_tcp};
 use super::time_wait::{TimeWaits, Verdict};
+use crate::reassembly::ReassemblyCounts;
 use alloc::collections::{BinaryHeap, VecDeque};
 use alloc::vec;
 use alloc::vec::Vec;
@@ -157,6 +158,8 @@ pub struct Stats {
     pub time_waits: usize,
     /// Descriptors open now.
     pub descriptors: usize,
+    /// What the link's reassembly did with fragments.
+    pub fragments: ReassemblyCounts,
 }
 
 /// Where the stack is on the network.
@@ -425,6 +428,7 @@ impl<L: Link> Stack<L> {
             connections: self.conns.iter().flatten().filter(|conn| conn.tcp.is_some()).count(),
             time_waits: self.time_waits.len(),
             descriptors: self.descriptors.len() - self.free_descriptors.len(),
+            fragments: self.link.fragments(),
             ..self.stats
         }
     }

@@ -190,6 +190,7 @@ fn run(args: exos::Args) -> i32 {
             println!("httpd: poll: {error}");
             return 1;
         }
+        socket::report_drops("httpd", false);
         let now = sys::ticks();
         if fds[0].revents & events::IN != 0 {
             loop {

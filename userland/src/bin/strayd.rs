@@ -2,7 +2,7 @@
 //! subset of it, so it sees exactly the packets nobody else claims) and answers them as a good
 //! TCP/IP host does (`exos::stray`): an echo reply to a ping, a RST for a TCP segment for no
 //! connection, ICMP port unreachable for a UDP datagram for no port (at most `rate` a second),
-//! nothing for the rest, which is counted. The transmit check lets it speak only for what no program owns. Started
+//! nothing for the rest, which is counted. Fragmented datagrams are put together first. The transmit check lets it speak only for what no program owns. Started
 //! privileged by init (`init=arpd,!strayd,...`).
 //!
 //! Arguments: those of `exos::netdev::HostConfig`, `rate=N` (ICMP errors a second, 50),
@@ -17,7 +17,9 @@ use dpf::Filter;
 use exos::abi::layout::TICK_HZ;
 use exos::abi::net::DPF_FALLBACK;
 use exos::netdev::HostConfig;
+use exos::reassembly::{Reassembled, ReassemblyCounts, Reassembler};
 use exos::ring::PacketRing;
+use alloc::vec::Vec;
 use exos::stray::{Answer, Dropped, answer};
 use exos::wait::Waiter;
 use exos::xmit::TxPool;
@@ -25,6 +27,8 @@ use exos::{println, sys};
 
 exos::entry!(run);
 
+/// Length of an Ethernet header.
+const ETHERNET_HEADER: usize = 14;
 /// How often the counters are printed when they moved (ticks).
 const REPORT_TICKS: u64 = 10 * TICK_HZ;
 
@@ -40,6 +44,9 @@ struct Counts {
     broadcasts: u64,
     other: u64,
     send_failures: u64,
+    /// Fragments of datagrams nobody claimed (later fragments come here only when their
+    /// first did), put together before they are answered.
+    fragments: ReassemblyCounts,
 }
 
 fn report(counts: &Counts) {
@@ -55,6 +62,13 @@ fn report(counts: &Counts) {
         counts.other,
         counts.send_failures
     );
+    let f = counts.fragments;
+    if f.fragments > 0 {
+        println!(
+            "strayd: fragments {}: {} datagrams reassembled; dropped {} malformed, {} overlapping datagrams, {} timed out, {} evicted; {} repeats ignored",
+            f.fragments, f.reassembled, f.malformed, f.overlapping, f.timed_out, f.evicted, f.duplicates
+        );
+    }
 }
 
 fn run(args: exos::Args) -> i32 {
@@ -82,12 +96,27 @@ fn run(args: exos::Args) -> i32 {
     println!("strayd: {} catch-all ready, {rate} ICMP errors/s at most", exos::ipv4::Dotted(host.ip));
     let deadline = seconds.map(|s| sys::ticks() + s * TICK_HZ);
     let mut counts = Counts::default();
+    let mut reassembler = Reassembler::default();
     let (mut reported, mut next_report) = (counts, sys::ticks() + REPORT_TICKS);
     // A token bucket for ICMP errors: `rate` a second, as many at once.
     let (mut tokens, mut refilled) = (rate, sys::ticks());
     loop {
         while let Some(received) = ring.peek() {
-            match answer(received.frame, info.mac, host.ip) {
+            let assembled: Vec<u8>;
+            let frame = match reassembler.input(received.frame.get(ETHERNET_HEADER..).unwrap_or_default(), sys::time()) {
+                Reassembled::Whole => received.frame,
+                Reassembled::Complete(datagram) => {
+                    assembled = [&received.frame[..ETHERNET_HEADER], &datagram[..]].concat();
+                    &assembled
+                }
+                Reassembled::Pending | Reassembled::Dropped => {
+                    counts.fragments = reassembler.counts;
+                    ring.release();
+                    continue;
+                }
+            };
+            counts.fragments = reassembler.counts;
+            match answer(frame, info.mac, host.ip) {
                 Answer::EchoReply(frame) => match tx.send(&frame) {
                     Ok(()) => counts.echo_replies += 1,
                     Err(_) => counts.send_failures += 1,

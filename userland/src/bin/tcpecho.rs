@@ -62,6 +62,7 @@ fn run(args: exos::Args) -> i32 {
             println!("tcpecho: poll: {error}");
             return 1;
         }
+        socket::report_drops("tcpecho", false);
         if fds[0].revents & events::IN != 0 {
             while accepted < count {
                 match listener.accept() {
@@ -93,6 +94,7 @@ fn run(args: exos::Args) -> i32 {
         });
         served += (before - clients.len()) as u64;
     }
+    socket::report_drops("tcpecho", true);
     println!("tcpecho: served {served} connections (at most {most} at once), echoed {echoed} bytes");
     0
 }

@@ -41,6 +41,7 @@ fn run(args: exos::Args) -> i32 {
             println!("udpecho: select: {error}");
             return 1;
         }
+        socket::report_drops("udpecho", false);
         while echoed < count {
             match socket.recv_from(&mut buffer) {
                 Ok((len, from)) => match socket.send_to(&buffer[..len], from) {
@@ -53,6 +54,7 @@ fn run(args: exos::Args) -> i32 {
         }
     }
     socket::drain(Duration::from_secs(3));
+    socket::report_drops("udpecho", true);
     println!("udpecho: echoed {echoed} datagrams");
     0
 }

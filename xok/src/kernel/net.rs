@@ -4,6 +4,7 @@
 use super::{Kernel, Machine};
 use crate::account::{Resources, cost};
 use crate::net::classifier::Classifier;
+use crate::net::fragments::{self, FragmentRoutes, Piece};
 use crate::net::nic::{NicDriver, PhysSegment};
 use crate::net::ring::{PacketRing, RingGeometry};
 use crate::net::transmit_check::{self, HeaderCopy, Refusal};
@@ -72,6 +73,8 @@ pub struct Network {
     pub(super) zero_page: Option<Page>,
     /// Frames that matched no filter (or whose ring is gone).
     pub unmatched: u64,
+    /// Where later IPv4 fragments go, and those waiting for their first.
+    pub fragments: FragmentRoutes,
 }
 
 impl Default for Network {
@@ -90,6 +93,7 @@ impl Default for Network {
             next_token: 1,
             zero_page: None,
             unmatched: 0,
+            fragments: FragmentRoutes::default(),
         }
     }
 }
@@ -560,15 +564,33 @@ impl<M: Machine> Kernel<M> {
 
     /// Receives, completes and refills on NIC `n` (also used when polling without interrupts).
     /// Each received frame goes into the ring of its owner filter and of every matching copy
-    /// filter; a frame nobody takes is counted.
+    /// filter; a later IPv4 fragment goes where its datagram's first fragment went (held until
+    /// that comes: `net::fragments`); a frame nobody takes is counted.
     pub fn poll_nic(&mut self, n: usize) {
         let now = self.machine.now_ns();
-        let Network { nics, rings, dpf, classifier, unmatched, .. } = &mut self.net;
+        let Network { nics, rings, dpf, classifier, unmatched, fragments, .. } = &mut self.net;
         let machine = &mut self.machine;
         let mut woken: Vec<EnvId> = Vec::new();
         nics[n].rx_poll(&mut |frame| {
             let classification = classifier.classify(dpf, frame);
-            let owner = classification.owner.and_then(|id| dpf.payload(id));
+            let mut owner = classification.owner.and_then(|id| dpf.payload(id));
+            let mut released = Vec::new();
+            let mut held = false;
+            match fragments::piece(frame) {
+                Piece::Whole => {}
+                Piece::First(datagram) => {
+                    if let Some(ring) = owner.filter(|ring| rings.contains_key(ring)) {
+                        released = fragments.first(datagram, ring, now);
+                    }
+                }
+                Piece::Later(datagram) => {
+                    owner = fragments.route(datagram, now);
+                    if owner.is_none() {
+                        fragments.hold(datagram, frame, n as u32, now);
+                        held = true;
+                    }
+                }
+            }
             let copies = dpf.copy_ids(&classification).filter_map(|id| dpf.payload(id));
             let mut stored = false;
             for ring in owner.into_iter().chain(copies) {
@@ -580,7 +602,12 @@ impl<M: Machine> Kernel<M> {
                     }
                 }
             }
-            if !stored {
+            if let Some(ring) = owner.and_then(|ring| rings.get_mut(&ring)) {
+                for fragment in released {
+                    ring.deliver(machine, &fragment.frame, fragment.nic, now);
+                }
+            }
+            if !stored && !held {
                 *unmatched += 1;
             }
         });

@@ -615,3 +615,42 @@ fn frames_and_sends_are_classified_by_the_compiled_trie_once_it_is_loaded() {
     assert_ne!(k.net.classifier.generation(), Some(k.net.dpf.generation()));
     assert_eq!(send(&mut k, other, &ipv4_frame(6, HOST, 80, PEER, 1, 0)), Ok(0));
 }
+
+/// `udp_frame(port)` made a fragment of datagram `id`: at `offset_units` (8 bytes) with the
+/// more-fragments flag `more`, `tag` in its last byte.
+fn udp_fragment(port: u16, id: u16, offset_units: u16, more: bool, tag: u8) -> Vec<u8> {
+    let mut frame = udp_frame(port);
+    frame[18..20].copy_from_slice(&id.to_be_bytes());
+    frame[20..22].copy_from_slice(&(offset_units | if more { 0x2000 } else { 0 }).to_be_bytes());
+    *frame.last_mut().unwrap() = tag;
+    frame
+}
+
+#[test]
+fn later_fragments_go_where_their_first_went_and_early_ones_wait_for_it() {
+    let (mut k, nic) = with_nic(16);
+    let (owner, owner_ring) = env_with_ring(&mut k);
+    let (stray, stray_ring) = env_with_ring(&mut k);
+    k.envs.get_mut(stray).unwrap().privileged = true;
+    insert_filter(&mut k, owner, &Filter::udp_port(7), owner_ring, 0).unwrap();
+    insert_filter(&mut k, stray, &Filter::ipv4(), stray_ring, DPF_FALLBACK).unwrap();
+    let entry_tag = |k: &Kernel<TestMachine>, env: EnvId, n: usize| {
+        let length = u32::from_le_bytes(peek(k, env, DATA + n * 256, 4).try_into().unwrap()) as usize;
+        (length != 0).then(|| peek(k, env, DATA + n * 256 + RING_HEADER_LEN + length - 1, 1)[0])
+    };
+    let stat = |k: &mut Kernel<TestMachine>, stat: xok_abi::Stat| call(k, owner, Syscall::KernelStats, [stat as usize, 0, 0, 0, 0]).unwrap();
+
+    receive(&mut k, &nic, &udp_fragment(7, 5, 100, false, 0xa1));
+    assert_eq!((entry_tag(&k, owner, 0), entry_tag(&k, stray, 0)), (None, None), "held for its first");
+    receive(&mut k, &nic, &udp_fragment(7, 5, 0, true, 0xa0));
+    assert_eq!((entry_tag(&k, owner, 0), entry_tag(&k, owner, 1)), (Some(0xa0), Some(0xa1)), "the first, then the held one");
+    // A later fragment's bytes 2..4 past the IP header are data, here 7: still routed by datagram.
+    receive(&mut k, &nic, &udp_fragment(9, 5, 50, true, 0xa2));
+    assert_eq!(entry_tag(&k, owner, 2), Some(0xa2));
+    receive(&mut k, &nic, &udp_fragment(7, 6, 50, true, 0xb1));
+    assert_eq!((entry_tag(&k, owner, 3), entry_tag(&k, stray, 0)), (None, None), "another datagram waits for its own first");
+    assert_eq!(stat(&mut k, xok_abi::Stat::FragmentsRouted), 1);
+    assert_eq!(stat(&mut k, xok_abi::Stat::FragmentsHeld), 2);
+    assert_eq!(stat(&mut k, xok_abi::Stat::FragmentsDropped), 0);
+    assert_eq!(stat(&mut k, xok_abi::Stat::UnmatchedFrames), 0);
+}

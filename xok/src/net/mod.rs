@@ -3,6 +3,7 @@
 //! drivers live in `drivers`, the syscalls and the interrupt path in `kernel/net.rs`.
 
 pub mod classifier;
+pub mod fragments;
 pub mod nic;
 pub mod ring;
 pub mod transmit_check;
