@@ -605,6 +605,8 @@ impl<'s> Server<'s> {
             seq: segment.seq,
             ack_number: segment.ack.unwrap_or(0),
             payload_len: segment.payload.len() as u32,
+            window: segment.window,
+            sack: false,
         };
         match self.time_waits.check(&facts, now) {
             Some(Verdict::Ack { seq, ack }) => {

@@ -38,6 +38,13 @@ fn settled_free_pages(guest: &Guest) -> usize {
     last
 }
 
+/// The server's last report of its counters (Cheetah's every 10 s; httpd's when it dropped
+/// something).
+fn last_report(console: &str, server: &str) -> String {
+    let counters = [format!("{server}: accepted"), format!("{server}: dropped")];
+    console.lines().rev().find(|line| counters.iter().any(|prefix| line.starts_with(prefix.as_str()))).unwrap_or("(none)").to_string()
+}
+
 fn sh(ns: &Netns, guest: &Guest, script: &str) -> String {
     ns.exec(&["timeout", "150", "sh", "-c", script]).unwrap_or_else(|error| panic!("{error}\nconsole:\n{}", guest.output()))
 }
@@ -95,8 +102,10 @@ fn survives_floods_and_load(server: &str) {
     // pages it grew to); the second must take no more.
     let first = round(&ns, &guest, server);
     let before = settled_free_pages(&guest);
+    println!("after round 1: {}", last_report(&guest.output(), server));
     let second = round(&ns, &guest, server);
     let after = settled_free_pages(&guest);
+    println!("after round 2: {}", last_report(&guest.output(), server));
     println!(
         "{server}: curl answered during the SYN flood {}/100 and {}/100; ab -n 20000 -c 100: {} / {}; wrk -c 200 -d 30s: {} / {}; free pages after round 1: {before}, after round 2: {after}",
         first.0, second.0, first.1, second.1, first.2, second.2

@@ -1,7 +1,8 @@
 //! Arbitrary frames into the socket layer, for fuzzing (the seeded run in this crate's tests,
 //! and any fuzzer that links exos): a [`Stack`] with a TCP listener and a UDP socket takes a
 //! stream of commands -- a raw IPv4 packet, a well-formed TCP segment from one of four clients
-//! with arbitrary flags, numbers, window and payload, time passing, or the program acting
+//! with arbitrary flags, numbers, window and payload, a fragment of a UDP datagram (put
+//! together by the link, as exos's is), time passing, or the program acting
 //! (accepting, reading, writing, closing, answering datagrams; their errnos are expected). It
 //! panics if the stack sends a packet that is not well-formed IPv4, or loses or leaks a
 //! descriptor.
@@ -15,7 +16,8 @@ use core::net::SocketAddrV4;
 use super::segment::{emit_ipv4_tcp, ipv4_tcp_len, plain_tcp};
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{Ipv4Packet, TcpControl};
+use crate::reassembly::{Reassembled, Reassembler};
+use smoltcp::wire::{IpProtocol, Ipv4Address, Ipv4Packet, TcpControl};
 
 const LOCAL: [u8; 4] = [10, 0, 2, 15];
 const PEER: [u8; 4] = [10, 0, 2, 2];
@@ -65,10 +67,14 @@ impl phy::Device for Sink {
     }
 }
 
-/// The fuzzer's link: packets queued by the commands; every claim granted.
+/// The fuzzer's link: packets queued by the commands, fragments put together as exos's
+/// real link does; every claim granted.
 struct FuzzLink {
     inbox: VecDeque<Vec<u8>>,
     sink: Sink,
+    reassembler: Reassembler,
+    assembled: Option<Vec<u8>>,
+    now_ns: u64,
 }
 
 impl Link for FuzzLink {
@@ -80,11 +86,25 @@ impl Link for FuzzLink {
     }
 
     fn next(&mut self) -> (Option<&[u8]>, &mut Sink) {
-        (self.inbox.front().map(Vec::as_slice), &mut self.sink)
+        while self.assembled.is_none() {
+            let Some(packet) = self.inbox.front() else { break };
+            match self.reassembler.input(packet, self.now_ns) {
+                Reassembled::Whole => break,
+                Reassembled::Complete(datagram) => self.assembled = Some(datagram),
+                Reassembled::Pending | Reassembled::Dropped => {}
+            }
+            self.inbox.pop_front();
+        }
+        match &self.assembled {
+            Some(datagram) => (Some(datagram), &mut self.sink),
+            None => (self.inbox.front().map(Vec::as_slice), &mut self.sink),
+        }
     }
 
     fn consumed(&mut self) {
-        self.inbox.pop_front();
+        if self.assembled.take().is_none() {
+            self.inbox.pop_front();
+        }
     }
 
     fn sender(&mut self) -> &mut Sink {
@@ -140,10 +160,30 @@ fn segment(port: u16, flags: u8, seq: u32, ack: Option<u32>, window: u16, payloa
     bytes
 }
 
+/// A fragment of UDP datagram `id` from `PEER` at `offset_units` (8 bytes), with a good IPv4
+/// header checksum.
+fn fragment(id: u16, offset_units: u16, more: bool, payload: &[u8]) -> Vec<u8> {
+    let mut bytes = vec![0u8; 20 + payload.len()];
+    let mut ip = Ipv4Packet::new_unchecked(&mut bytes[..]);
+    ip.set_version(4);
+    ip.set_header_len(20);
+    ip.set_total_len((20 + payload.len()) as u16);
+    ip.set_ident(id);
+    ip.set_more_frags(more);
+    ip.set_frag_offset(offset_units * 8);
+    ip.set_hop_limit(64);
+    ip.set_next_header(IpProtocol::Udp);
+    ip.set_src_addr(Ipv4Address::from_octets(PEER));
+    ip.set_dst_addr(Ipv4Address::from_octets(LOCAL));
+    ip.fill_checksum();
+    bytes[20..].copy_from_slice(payload);
+    bytes
+}
+
 /// Runs the commands in `bytes` against a fresh stack.
 pub fn run(bytes: &[u8]) {
     let mut now = Instant::from_secs(1);
-    let link = FuzzLink { inbox: VecDeque::new(), sink: Sink };
+    let link = FuzzLink { inbox: VecDeque::new(), sink: Sink, reassembler: Reassembler::default(), assembled: None, now_ns: 0 };
     let mut stack = Stack::new(link, StackConfig { ip: LOCAL, prefix: 24, gateway: None, seed: 7 }, now);
     let listener = stack.socket(Kind::Stream).expect("a socket");
     stack.bind(listener, 7).expect("bind");
@@ -154,7 +194,7 @@ pub fn run(bytes: &[u8]) {
     let mut buffer = [0u8; 512];
     let mut commands = Commands(bytes);
     while let Some(kind) = commands.byte() {
-        match kind % 4 {
+        match kind % 5 {
             0 => {
                 let len = usize::from(commands.byte().unwrap_or(0));
                 let packet = commands.take(len);
@@ -170,6 +210,11 @@ pub fn run(bytes: &[u8]) {
                 stack.link().inbox.push_back(packet);
             }
             2 => now += Duration::from_millis(u64::from(commands.byte().unwrap_or(0)) * 10),
+            3 => {
+                let (Some(id), Some(place), Some(len)) = (commands.byte(), commands.byte(), commands.byte()) else { break };
+                let payload = commands.take(usize::from(len));
+                stack.link().inbox.push_back(fragment(u16::from(id % 4), u16::from(place & 0x7f), place & 0x80 != 0, &payload));
+            }
             _ => {
                 let action = commands.byte().unwrap_or(0);
                 while let Ok((fd, _)) = stack.accept(listener) {
@@ -190,6 +235,7 @@ pub fn run(bytes: &[u8]) {
                 }
             }
         }
+        stack.link().now_ns = now.total_micros() as u64 * 1_000;
         stack.poll(now);
         assert_eq!(stack.stats().descriptors, 2 + streams.len(), "descriptors leaked or lost");
     }

@@ -35,6 +35,10 @@ pub struct Segment {
     pub ack_number: u32,
     /// Bytes of payload.
     pub payload_len: u32,
+    /// The window field as sent (unscaled).
+    pub window: u16,
+    /// Whether it carries SACK blocks (the peer holds data past a hole).
+    pub sack: bool,
 }
 
 impl Segment {
@@ -88,6 +92,8 @@ pub fn classify(packet: &[u8], local: [u8; 4]) -> Destination {
                 seq: tcp.seq_number().0 as u32,
                 ack_number: tcp.ack_number().0 as u32,
                 payload_len: tcp.payload().len() as u32,
+                window: tcp.window_len(),
+                sack: TcpRepr::parse(&tcp, &src, &dst, &ChecksumCapabilities::ignored()).is_ok_and(|repr| repr.sack_ranges[0].is_some()),
             }),
             Err(_) => Destination::Other,
         },
@@ -104,6 +110,42 @@ pub fn classify(packet: &[u8], local: [u8; 4]) -> Destination {
         },
         _ => Destination::Other,
     }
+}
+
+/// The window to hand smoltcp for `segment`, a connection's segment, so that it counts a
+/// duplicate ACK as one; `last` is the connection's last (ACK number, window).
+///
+/// smoltcp counts an ACK as a duplicate only if it leaves the window as it was (RFC 5681's
+/// definition), but a Linux receiver grows its window with every segment it takes out of order
+/// (receive-buffer autotuning), so smoltcp never sees three duplicates from it, never
+/// retransmits fast, and recovers every loss by timeout, each at least 1 s and doubled
+/// (docs/network.md, "Sockets"). A pure ACK that repeats the last ACK number, carries SACK
+/// blocks (RFC 6675 counts such an ACK as a duplicate) and only grows the window is handed on
+/// with the last window instead; the next ACK that moves brings the grown window.
+pub fn duplicate_ack_window(last: &mut Option<(u32, u16)>, segment: &Segment) -> Option<u16> {
+    if !segment.ack || segment.rst {
+        return None;
+    }
+    let pure = segment.payload_len == 0 && !segment.syn && !segment.fin;
+    match *last {
+        Some((ack, window)) if pure && segment.sack && ack == segment.ack_number && segment.window > window => Some(window),
+        _ => {
+            *last = Some((segment.ack_number, segment.window));
+            None
+        }
+    }
+}
+
+/// `packet` (an IPv4 packet carrying a TCP segment whose checksums were verified) with its
+/// window field set to `window` and its TCP checksum made good again.
+pub fn with_window(packet: &[u8], window: u16) -> alloc::vec::Vec<u8> {
+    let mut copy = packet.to_vec();
+    let mut ip = Ipv4Packet::new_unchecked(&mut copy[..]);
+    let (src, dst) = (IpAddress::Ipv4(ip.src_addr()), IpAddress::Ipv4(ip.dst_addr()));
+    let mut tcp = TcpPacket::new_unchecked(ip.payload_mut());
+    tcp.set_window_len(window);
+    tcp.fill_checksum(&src, &dst);
+    copy
 }
 
 /// A TCP segment without options (an MSS option on a SYN only), as exos writes its own: a

@@ -621,3 +621,47 @@ fn a_ping_socket_gets_the_replies_to_its_echo_requests() {
     let again = sim.client.socket(Kind::Ping).unwrap();
     assert_eq!(sim.client.bind(again, ident), Err(Errno::AddrInUse));
 }
+
+/// An ACK from the client at `CLIENT:4000` as Linux sends one while it holds data past a hole:
+/// SACK blocks for `sacked`, and a window that grows with each.
+fn sack_ack(seq: u32, ack: u32, window: u16, sacked: (u32, u32)) -> Vec<u8> {
+    let tcp = TcpRepr {
+        sack_ranges: [Some(sacked), None, None],
+        max_seg_size: None,
+        ..super::segment::plain_tcp((4000, 80), TcpControl::None, seq, Some(ack), window, b"")
+    };
+    let mut bytes = vec![0u8; super::segment::ipv4_tcp_len(&tcp)];
+    super::segment::emit_ipv4_tcp(CLIENT, SERVER, &tcp, &mut bytes);
+    bytes
+}
+
+#[test]
+fn duplicate_acks_whose_window_grows_still_bring_a_fast_retransmit() {
+    let mut sim = Sim::new(8, Faults { loss: 0, duplicate: 0, reorder: 0 });
+    let listener = listen(&mut sim.server, 80, 8);
+    let server = &mut sim.server;
+    server.link().inbox.push_back(tcp_packet((CLIENT, 4000), (SERVER, 80), TcpControl::Syn, 1000, None, b""));
+    server.poll(sim.now);
+    let syn_ack = segments_to_client(&server.link().take_sent()).pop().expect("a SYN-ACK");
+    let mut next = syn_ack.seq.wrapping_add(1);
+    server.link().inbox.push_back(tcp_packet((CLIENT, 4000), (SERVER, 80), TcpControl::None, 1001, Some(next), b""));
+    server.poll(sim.now);
+    let (stream, _) = server.accept(listener).expect("accepted");
+    assert_eq!(server.send(stream, &pattern(8 * 536), sim.now), Ok(8 * 536));
+    server.poll(sim.now);
+    let sent = segments_to_client(&server.link().take_sent());
+    assert!(sent.len() >= 6, "a window's worth of segments: {sent:?}");
+    // The first segment arrives, the second is lost, four after it arrive: Linux acknowledges
+    // the first, then sends duplicates with SACK blocks and a window grown each time.
+    next = next.wrapping_add(sent[0].payload_len);
+    let hole_end = next.wrapping_add(sent[1].payload_len);
+    server.link().inbox.push_back(tcp_packet((CLIENT, 4000), (SERVER, 80), TcpControl::None, 1001, Some(next), b""));
+    for (n, segment) in sent[2..6].iter().enumerate() {
+        server.link().inbox.push_back(sack_ack(1001, next, 9000 + 1000 * n as u16, (hole_end, segment.seq.wrapping_add(segment.payload_len))));
+    }
+    sim.now += Duration::from_millis(5);
+    server.poll(sim.now);
+    let again = segments_to_client(&server.link().take_sent());
+    assert!(again.iter().any(|segment| segment.seq == next && segment.payload_len > 0), "the lost segment was sent again at once: {again:?}");
+    assert_eq!(server.stats().duplicate_acks_evened, 4, "{:?}", server.stats());
+}

@@ -13,7 +13,7 @@
 
 use super::errno::Errno;
 use super::link::{Link, OnePacket};
-use super::segment::{Destination, Segment, Tuple, classify, emit_ipv4_tcp, ipv4_tcp_len, plain_tcp};
+use super::segment::{Destination, Segment, Tuple, classify, duplicate_ack_window, emit_ipv4_tcp, ipv4_tcp_len, plain_tcp, with_window};
 use super::time_wait::{TimeWaits, Verdict};
 use crate::reassembly::ReassemblyCounts;
 use alloc::collections::{BinaryHeap, VecDeque};
@@ -148,6 +148,9 @@ pub struct Stats {
     pub half_open_evicted: u64,
     /// Packets dropped for a wrong IPv4, TCP, UDP or ICMP checksum.
     pub bad_checksums: u64,
+    /// Duplicate ACKs with SACK blocks handed to smoltcp with the window unchanged, so that it
+    /// retransmits fast (`segment::duplicate_ack_window`).
+    pub duplicate_acks_evened: u64,
     /// Segments for tuples in TIME_WAIT that were answered or dropped there.
     pub time_wait_segments: u64,
     /// New connections accepted on tuples that were in TIME_WAIT.
@@ -221,6 +224,8 @@ struct Conn<C> {
     peer_next: u32,
     /// Whether the last segment handed to it was a RST.
     last_rst: bool,
+    /// The peer's last ACK number and window (`segment::duplicate_ack_window`).
+    peer_ack: Option<(u32, u16)>,
     /// Whether its descriptor was closed (it is freed once it leaves smoltcp).
     orphaned: bool,
     /// Whether this side stopped receiving (SHUT_RD).
@@ -250,6 +255,7 @@ impl<C> Conn<C> {
             established: false,
             peer_next: 0,
             last_rst: false,
+            peer_ack: None,
             orphaned: false,
             read_shut: false,
             connect_deadline: None,
@@ -373,6 +379,8 @@ pub struct Stack<L: Link> {
     time_waits: TimeWaits<L::Claim>,
     random: u64,
     stats: Stats,
+    /// The window the packet being received goes to smoltcp with, when `route` evened it.
+    window_for_smoltcp: Option<u16>,
 }
 
 /// Whether sequence number `a` is after `b`.
@@ -414,6 +422,7 @@ impl<L: Link> Stack<L> {
             time_waits: TimeWaits::default(),
             random: config.seed | 1,
             stats: Stats::default(),
+            window_for_smoltcp: None,
         }
     }
 
@@ -471,6 +480,14 @@ impl<L: Link> Stack<L> {
         self.stats.received += 1;
         let target = self.route(destination, now);
         let (packet, sender) = self.link.next();
+        let evened: Vec<u8>;
+        let packet = match (self.window_for_smoltcp.take(), packet) {
+            (Some(window), Some(packet)) => {
+                evened = with_window(packet, window);
+                Some(&evened[..])
+            }
+            (_, packet) => packet,
+        };
         let set = match target {
             Target::Conn(slot) => self.conns[slot].as_mut().and_then(|conn| conn.tcp.as_mut()).map(|(set, _)| set),
             Target::Listening(fd, _) => match self.descriptors[fd].as_ref().map(|open| &open.socket) {
@@ -522,6 +539,8 @@ impl<L: Link> Stack<L> {
         if let Some(&slot) = self.connections.get(&segment.tuple) {
             if let Some(conn) = self.conns[slot].as_mut() {
                 conn.last_rst = segment.rst;
+                self.window_for_smoltcp = duplicate_ack_window(&mut conn.peer_ack, segment);
+                self.stats.duplicate_acks_evened += u64::from(self.window_for_smoltcp.is_some());
                 if segment.fin && (conn.peer_next == 0 || seq_after(segment.end(), conn.peer_next)) {
                     conn.peer_next = segment.end();
                 }

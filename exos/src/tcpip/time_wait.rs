@@ -45,7 +45,8 @@ pub enum Verdict {
 /// The tuples in TIME_WAIT, generic over the filter handle `C` a connection may keep.
 pub struct TimeWaits<C> {
     entries: HashMap<Tuple, Entry<C>>,
-    /// Tuples in the order they entered (an entry whose wait restarted is found again later).
+    /// Each tuple once, in the order it entered (an entry whose wait restarted goes to the
+    /// back when its first place comes up, so a peer repeating its FIN grows nothing).
     order: VecDeque<(Instant, Tuple)>,
 }
 
@@ -67,15 +68,20 @@ impl<C> TimeWaits<C> {
         self.order.push_back((until, tuple));
     }
 
-    /// Forgets the tuples whose wait is over.
+    /// Forgets the tuples whose wait is over. (One whose wait restarted behind a later
+    /// arrival is forgotten when that one is: late, never early.)
     pub fn expire(&mut self, now: Instant) {
         while let Some(&(until, tuple)) = self.order.front() {
             if until > now {
                 break;
             }
             self.order.pop_front();
-            if self.entries.get(&tuple).is_some_and(|entry| entry.until <= now) {
-                self.entries.remove(&tuple);
+            match self.entries.get(&tuple).map(|entry| entry.until) {
+                Some(restarted) if restarted > now => self.order.push_back((restarted, tuple)),
+                Some(_) => {
+                    self.entries.remove(&tuple);
+                }
+                None => {}
             }
         }
     }
@@ -96,7 +102,6 @@ impl<C> TimeWaits<C> {
         }
         if segment.fin && segment.ack {
             entry.until = now + TIME_WAIT;
-            self.order.push_back((entry.until, segment.tuple));
             return Some(Verdict::Ack { seq: segment.ack_number, ack: segment.end() });
         }
         Some(Verdict::Drop)
@@ -133,6 +138,8 @@ mod tests {
             seq,
             ack_number: 555,
             payload_len: 0,
+            window: 0,
+            sack: false,
         }
     }
 
@@ -161,6 +168,21 @@ mod tests {
         assert_eq!(waits.len(), 1, "the FIN at 30 s restarted the wait");
         waits.expire(Instant::from_secs(90));
         assert!(waits.is_empty());
+    }
+
+    #[test]
+    fn a_peer_repeating_its_fin_grows_nothing() {
+        let mut waits: TimeWaits<()> = TimeWaits::default();
+        let tuple = segment(0, false, false, false, false).tuple;
+        waits.insert(tuple, 1000, None, Instant::from_secs(0));
+        for n in 0..100_000 {
+            let _ = waits.check(&segment(999, false, true, true, false), Instant::from_millis(n));
+        }
+        assert_eq!(waits.order.len(), 1);
+        waits.expire(Instant::from_secs(100));
+        assert_eq!((waits.len(), waits.order.len()), (1, 1), "restarted at 99.999 s, requeued");
+        waits.expire(Instant::from_secs(160));
+        assert!(waits.is_empty() && waits.order.is_empty());
     }
 
     #[test]

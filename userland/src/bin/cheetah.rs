@@ -81,9 +81,10 @@ fn sender_of(frame: &[u8]) -> Option<([u8; 4], [u8; 6])> {
 const REPORT_TICKS: u64 = 10 * TICK_HZ;
 
 /// Prints Cheetah's counters: what it served, and what it dropped or gave up.
-fn report(stats: &cheetah::tcp::Stats, refused: u64) {
+fn report(server: &Server<'_>, refused: u64) {
+    let stats = server.stats();
     println!(
-        "cheetah: accepted {} connections, {} responses, {} segments ({} timeouts, {} fast retransmits); dropped {} frames that were no good segment for us, {} half-open connections, {} SYNs (table full); {} connections given up; heap {} bytes",
+        "cheetah: accepted {} connections, {} responses, {} segments ({} timeouts, {} fast retransmits); dropped {} frames that were no good segment for us, {} half-open connections, {} SYNs (table full); {} connections given up; {} in TIME_WAIT, heap {} bytes",
         stats.accepted,
         stats.responses,
         stats.segments,
@@ -93,6 +94,7 @@ fn report(stats: &cheetah::tcp::Stats, refused: u64) {
         stats.half_open_dropped,
         stats.syns_dropped,
         stats.given_up,
+        server.time_waits(),
         exos::heap::used()
     );
 }
@@ -167,7 +169,7 @@ fn run(args: exos::Args) -> i32 {
         let ticks = sys::ticks();
         if ticks >= next_report && (server.stats(), refused) != reported {
             reported = (server.stats(), refused);
-            report(&reported.0, refused);
+            report(&server, refused);
             next_report = ticks + REPORT_TICKS;
         }
         let wake = server.poll_at().map_or(u64::MAX, |deadline| {

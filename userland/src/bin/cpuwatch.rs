@@ -1,7 +1,9 @@
 //! Reports the machine's idle share from the kernel's accounting (`Stat::IdleNs`, time spent
-//! halted with nothing to run) and its free pages: every `period` seconds (2),
-//! `cpuwatch: idle P% over S s, N free pages`. For benchmarks (how much of the CPU a server
-//! left unused) and load tests (whether memory comes back). It sleeps between reports.
+//! halted with nothing to run), its free pages and the frames the kernel could give no one:
+//! every `period` seconds (2), `cpuwatch: idle P% over S s, N free pages, U unmatched frames,
+//! H fragments held (D dropped)`. For benchmarks (how much of the CPU a server left unused),
+//! load tests (whether memory comes back) and a person at the console. It sleeps between
+//! reports.
 //!
 //! Arguments: `period=S` (2), `count=N` (stop after N reports; default: run forever).
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -26,7 +28,14 @@ fn run(args: exos::Args) -> i32 {
         }
         let (idle_now, now) = (sys::kernel_stat(Stat::IdleNs) as u64, sys::time());
         let share = (idle_now - idle) as f64 * 100.0 / (now - at).max(1) as f64;
-        println!("cpuwatch: idle {share:.1}% over {:.1} s, {} free pages", (now - at) as f64 / 1e9, sys::kernel_stat(Stat::FreePages));
+        println!(
+            "cpuwatch: idle {share:.1}% over {:.1} s, {} free pages, {} unmatched frames, {} fragments held ({} dropped)",
+            (now - at) as f64 / 1e9,
+            sys::kernel_stat(Stat::FreePages),
+            sys::kernel_stat(Stat::UnmatchedFrames),
+            sys::kernel_stat(Stat::FragmentsHeld),
+            sys::kernel_stat(Stat::FragmentsDropped)
+        );
         (idle, at) = (idle_now, now);
     }
     0
