@@ -9,11 +9,13 @@
 //! for sending once its response is out and read to its end, so the client gets the whole
 //! response before the connection goes. Keep-alive connections idle for `idle` seconds are
 //! closed; a response the socket takes no byte of for `send` seconds (its client stopped
-//! reading, or the path lost it: exos's TCP backs off to retransmit) is given up, as nginx's
-//! `send_timeout` does. Each close that loses response bytes is logged.
+//! reading, or the path lost it) is given up, as nginx's `send_timeout` does. The default
+//! outlasts the retransmission backoff of exos's TCP (smoltcp's: 1 s doubled up to 60 s, so a
+//! chain of timeouts can take 123 s on a lossy path that still delivers; 60 s cut a download
+//! through the fault relay). Each close that loses response bytes is logged.
 //!
 //! Arguments: those of `exos::netdev::HostConfig`, `port=P` (80), `backlog=N` (128), `idle=S`
-//! (15), `send=S` (60), `root=DIR` (`www`). Needs arpd (`init=arpd,httpd`).
+//! (15), `send=S` (150), `root=DIR` (`www`). Needs arpd (`init=arpd,httpd`).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 extern crate alloc;
@@ -144,7 +146,7 @@ fn run(args: exos::Args) -> i32 {
     let host = HostConfig::from_args(&args);
     let port: u16 = args.parsed("port").unwrap_or(80);
     let backlog: usize = args.parsed("backlog").unwrap_or(128);
-    let limits = Limits { idle_ticks: args.parsed::<u64>("idle").unwrap_or(15) * TICK_HZ, send_ticks: args.parsed::<u64>("send").unwrap_or(60) * TICK_HZ };
+    let limits = Limits { idle_ticks: args.parsed::<u64>("idle").unwrap_or(15) * TICK_HZ, send_ticks: args.parsed::<u64>("send").unwrap_or(150) * TICK_HZ };
     let root = args.value("root").unwrap_or("www");
     let store = match fs::store() {
         Ok(store) => store,
