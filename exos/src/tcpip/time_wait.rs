@@ -14,6 +14,9 @@ use smoltcp::time::{Duration, Instant};
 pub const TIME_WAIT: Duration = Duration::from_secs(60);
 /// Tuples remembered at most; past it the oldest are forgotten first.
 pub const TIME_WAIT_MAX: usize = 16 * 1024;
+/// Entries the expiry queue holds at most: each tuple once, and those of reopened tuples
+/// until their time comes.
+const ORDER_MAX: usize = 2 * TIME_WAIT_MAX;
 
 /// One remembered connection.
 struct Entry<C> {
@@ -59,7 +62,7 @@ impl<C> Default for TimeWaits<C> {
 impl<C> TimeWaits<C> {
     /// Remembers `tuple`, whose peer's FIN ended at `peer_next`, from `now`.
     pub fn insert(&mut self, tuple: Tuple, peer_next: u32, claim: Option<C>, now: Instant) {
-        while self.entries.len() >= TIME_WAIT_MAX {
+        while self.entries.len() >= TIME_WAIT_MAX || self.order.len() >= ORDER_MAX {
             let Some((_, oldest)) = self.order.pop_front() else { break };
             self.entries.remove(&oldest);
         }
@@ -186,12 +189,17 @@ mod tests {
     }
 
     #[test]
-    fn the_table_is_bounded() {
+    fn the_table_and_its_queue_are_bounded() {
         let mut waits: TimeWaits<()> = TimeWaits::default();
-        for port in 0..(TIME_WAIT_MAX as u32 + 10) {
+        for port in 0..(4 * TIME_WAIT_MAX as u32) {
             let tuple = Tuple { local_port: 80, remote: [10, 0, (port >> 16) as u8, (port >> 8) as u8], remote_port: port as u16 };
             waits.insert(tuple, 0, None, Instant::from_secs(0));
+            // Every other tuple reopens at once: its queue entry stays until its time.
+            if port % 2 == 0 {
+                let syn = Segment { tuple, syn: true, seq: 1, ..segment(0, false, false, false, false) };
+                assert_eq!(waits.check(&syn, Instant::from_secs(0)), Some(Verdict::Reopen));
+            }
         }
-        assert_eq!(waits.len(), TIME_WAIT_MAX);
+        assert!(waits.len() <= TIME_WAIT_MAX && waits.order.len() <= ORDER_MAX);
     }
 }
