@@ -12,10 +12,14 @@
 //! reading, or the path lost it) is given up, as nginx's `send_timeout` does. The default
 //! outlasts the retransmission backoff of exos's TCP (smoltcp's: 1 s doubled up to 60 s, so a
 //! chain of timeouts can take 123 s on a lossy path that still delivers; 60 s cut a download
-//! through the fault relay). Each close that loses response bytes is logged.
+//! through the fault relay). Each close that loses response bytes is logged. On a lossy path a
+//! smaller `sndbuf` recovers faster: after a timeout smoltcp sends the whole flight again and
+//! keeps its doubled timeout until data past that flight is acknowledged, so the larger the
+//! flight the likelier another loss doubles it again (docs/network.md, "Sockets").
 //!
 //! Arguments: those of `exos::netdev::HostConfig`, `port=P` (80), `backlog=N` (128), `idle=S`
-//! (15), `send=S` (150), `root=DIR` (`www`). Needs arpd (`init=arpd,httpd`).
+//! (15), `send=S` (150), `sndbuf=BYTES` (each connection's send buffer, 65536), `root=DIR`
+//! (`www`). Needs arpd (`init=arpd,httpd`).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 extern crate alloc;
@@ -165,7 +169,8 @@ fn run(args: exos::Args) -> i32 {
         println!("httpd: cannot open the network (needs arpd: init=arpd,httpd): {error}");
         return 1;
     }
-    let options = [SockOpt::NoDelay(true), SockOpt::SendBuffer(64 * 1024), SockOpt::NonBlocking(true)];
+    let send_buffer: usize = args.parsed("sndbuf").unwrap_or(64 * 1024);
+    let options = [SockOpt::NoDelay(true), SockOpt::SendBuffer(send_buffer), SockOpt::NonBlocking(true)];
     let listener = match TcpListener::bind_with(port, backlog, &options) {
         Ok(listener) => listener,
         Err(error) => {
