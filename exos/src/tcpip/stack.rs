@@ -344,8 +344,9 @@ struct Open<C> {
 /// Where the demultiplexer sends a received packet.
 #[derive(Clone, Copy)]
 enum Target {
-    /// A connection's socket set.
-    Conn(usize),
+    /// A connection's socket set, and the window smoltcp is to see in the segment when it is a
+    /// duplicate ACK whose grown window would hide it (`segment::duplicate_ack_window`).
+    Conn(usize, Option<u16>),
     /// A listener's listening socket (a connection request).
     Listening(Fd, Tuple),
     /// A UDP socket.
@@ -379,8 +380,6 @@ pub struct Stack<L: Link> {
     time_waits: TimeWaits<L::Claim>,
     random: u64,
     stats: Stats,
-    /// The window the packet being received goes to smoltcp with, when `route` evened it.
-    window_for_smoltcp: Option<u16>,
 }
 
 /// Whether sequence number `a` is after `b`.
@@ -422,7 +421,6 @@ impl<L: Link> Stack<L> {
             time_waits: TimeWaits::default(),
             random: config.seed | 1,
             stats: Stats::default(),
-            window_for_smoltcp: None,
         }
     }
 
@@ -481,15 +479,15 @@ impl<L: Link> Stack<L> {
         let target = self.route(destination, now);
         let (packet, sender) = self.link.next();
         let evened: Vec<u8>;
-        let packet = match (self.window_for_smoltcp.take(), packet) {
-            (Some(window), Some(packet)) => {
+        let packet = match (target, packet) {
+            (Target::Conn(_, Some(window)), Some(packet)) => {
                 evened = with_window(packet, window);
                 Some(&evened[..])
             }
             (_, packet) => packet,
         };
         let set = match target {
-            Target::Conn(slot) => self.conns[slot].as_mut().and_then(|conn| conn.tcp.as_mut()).map(|(set, _)| set),
+            Target::Conn(slot, _) => self.conns[slot].as_mut().and_then(|conn| conn.tcp.as_mut()).map(|(set, _)| set),
             Target::Listening(fd, _) => match self.descriptors[fd].as_ref().map(|open| &open.socket) {
                 Some(Socket::Listener(listener)) => self.conns[listener.listening].as_mut().and_then(|conn| conn.tcp.as_mut()).map(|(set, _)| set),
                 _ => None,
@@ -514,7 +512,7 @@ impl<L: Link> Stack<L> {
         }
         self.link.consumed();
         match target {
-            Target::Conn(slot) => self.settle(slot, now),
+            Target::Conn(slot, _) => self.settle(slot, now),
             Target::Listening(fd, tuple) => self.promote(fd, tuple, now),
             _ => {}
         }
@@ -537,15 +535,16 @@ impl<L: Link> Stack<L> {
 
     fn route_segment(&mut self, segment: &Segment, now: Instant) -> Target {
         if let Some(&slot) = self.connections.get(&segment.tuple) {
+            let mut window = None;
             if let Some(conn) = self.conns[slot].as_mut() {
                 conn.last_rst = segment.rst;
-                self.window_for_smoltcp = duplicate_ack_window(&mut conn.peer_ack, segment);
-                self.stats.duplicate_acks_evened += u64::from(self.window_for_smoltcp.is_some());
+                window = duplicate_ack_window(&mut conn.peer_ack, segment);
+                self.stats.duplicate_acks_evened += u64::from(window.is_some());
                 if segment.fin && (conn.peer_next == 0 || seq_after(segment.end(), conn.peer_next)) {
                     conn.peer_next = segment.end();
                 }
             }
-            return Target::Conn(slot);
+            return Target::Conn(slot, window);
         }
         match self.time_waits.check(segment, now) {
             Some(Verdict::Ack { seq, ack }) => {

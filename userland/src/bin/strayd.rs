@@ -103,19 +103,19 @@ fn run(args: exos::Args) -> i32 {
     loop {
         while let Some(received) = ring.peek() {
             let assembled: Vec<u8>;
-            let frame = match reassembler.input(received.frame.get(ETHERNET_HEADER..).unwrap_or_default(), sys::time()) {
+            let outcome = reassembler.input(received.frame.get(ETHERNET_HEADER..).unwrap_or_default(), sys::time());
+            counts.fragments = reassembler.counts;
+            let frame = match outcome {
                 Reassembled::Whole => received.frame,
                 Reassembled::Complete(datagram) => {
                     assembled = [&received.frame[..ETHERNET_HEADER], &datagram[..]].concat();
                     &assembled
                 }
                 Reassembled::Pending | Reassembled::Dropped => {
-                    counts.fragments = reassembler.counts;
                     ring.release();
                     continue;
                 }
             };
-            counts.fragments = reassembler.counts;
             match answer(frame, info.mac, host.ip) {
                 Answer::EchoReply(frame) => match tx.send(&frame) {
                     Ok(()) => counts.echo_replies += 1,
