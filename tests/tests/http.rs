@@ -242,7 +242,8 @@ fn make_run_serves_the_site_on_a_forwarded_localhost_port() {
         }
         std::thread::sleep(Duration::from_secs(2));
     }
-    let _ = std::process::Command::new("kill").args(["-TERM", &format!("-{group}")]).status();
+    // `--`: procps kill takes a bare `-N` as an option and, given no process, returns 0.
+    let _ = std::process::Command::new("kill").args(["-TERM", "--", &format!("-{group}")]).status();
     let _ = make.wait();
     let site = std::fs::read_to_string(root.join("site/index.html")).unwrap();
     assert_eq!(page, site, "curl http://127.0.0.1:{port}/ after make run");
