@@ -383,6 +383,25 @@ fn a_syn_flood_fills_the_half_open_table_and_real_clients_still_get_in() {
     assert!(response == expected(&site, "f1000.bin", false), "served during the flood");
 }
 
+/// The most stale entries the test allows beyond twice the live ones (Cheetah's slack, 64,
+/// and a few connections still half-open or closing).
+const STALE_SLACK_TEST: usize = 64 + 5;
+
+#[test]
+fn connections_that_come_and_go_leave_the_half_open_queue_and_timer_heap_bounded() {
+    let files = sizes();
+    let site = Site::new(files.iter().map(|(path, bytes)| (path.as_str(), bytes.as_slice())));
+    let mut sim = Sim::new(&site, Config::new(SERVER, 80), 14, Faults::default());
+    for n in 0..400u16 {
+        let handle = sim.connect(20_000 + n, 64 * 1024);
+        let response = sim.exchange(handle, b"GET /f100.bin HTTP/1.0\r\n\r\n", None, Duration::from_secs(5));
+        assert!(response == expected(&site, "f100.bin", false));
+        let (half_open, timers) = sim.server.queued();
+        let live = sim.server.connections();
+        assert!(half_open <= STALE_SLACK_TEST && timers <= 2 * live + STALE_SLACK_TEST, "after {n}: {half_open} half-open entries, {timers} timers, {live} connections");
+    }
+}
+
 #[test]
 fn strays_get_rfc_793_resets_and_time_wait_reopens_for_a_later_syn() {
     let files = sizes();

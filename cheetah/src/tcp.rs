@@ -476,6 +476,10 @@ const HELD_RETRY: Duration = Duration::from_millis(1);
 /// Where an index-slab timer entry points: (microseconds, slot, generation).
 type Timer = Reverse<(i64, usize, u64)>;
 
+/// Stale entries the half-open queue and the timer heap may hold beyond twice their live ones
+/// before they are compacted (so a server with few connections does not compact at every one).
+const STALE_SLACK: usize = 64;
+
 /// The server: every connection of one listening port.
 pub struct Server<'s> {
     config: Config,
@@ -690,6 +694,7 @@ impl<'s> Server<'s> {
         self.by_tuple.insert(segment.tuple, slot);
         self.half_open.push_back((segment.tuple, iss));
         self.half_open_count += 1;
+        self.compact_half_open();
         self.send(out, &syn_ack);
         self.settle(now, slot, out);
     }
@@ -1064,7 +1069,36 @@ impl<'s> Server<'s> {
             conn.scheduled = Some(next);
             conn.timer_generation += 1;
             self.timers.push(Reverse((next.total_micros(), slot, conn.timer_generation)));
+            if self.timers.len() > 2 * self.by_tuple.len() + STALE_SLACK {
+                self.compact_timers();
+            }
         }
+    }
+
+    /// Drops the half-open queue's stale entries (connections that completed or went) once
+    /// they outnumber the live ones: otherwise every connection ever made would leave one
+    /// there until a flood came to pop it, and the queue's room would follow the peaks.
+    fn compact_half_open(&mut self) {
+        if self.half_open.len() <= 2 * self.half_open_count + STALE_SLACK {
+            return;
+        }
+        let (by_tuple, slots) = (&self.by_tuple, &self.slots);
+        self.half_open.retain(|&(tuple, iss)| {
+            by_tuple.get(&tuple).and_then(|&slot| slots[slot].as_ref()).is_some_and(|conn| conn.state == State::SynReceived && conn.iss == iss)
+        });
+    }
+
+    /// Drops timer entries no connection waits on any more (deadlines a connection moved
+    /// earlier, and those of connections that went) once they outnumber the live ones.
+    fn compact_timers(&mut self) {
+        let slots = &self.slots;
+        self.timers.retain(|&Reverse((_, slot, generation))| slots.get(slot).and_then(Option::as_ref).is_some_and(|conn| conn.timer_generation == generation));
+    }
+
+    /// The half-open queue's and the timer heap's entries, stale ones included.
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> (usize, usize) {
+        (self.half_open.len(), self.timers.len())
     }
 
     /// Runs the timers that are due: retransmissions, window probes, delayed ACKs, idle closes.

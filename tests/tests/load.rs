@@ -12,8 +12,9 @@ use xok_tests::{Guest, Netns, image_with_docroot};
 use xok_tools::image::Image;
 
 const URL: &str = "http://10.0.2.15";
-/// The most pages a second round of the same load may end with fewer than the first.
-const ROUND_SPREAD_PAGES: usize = 512;
+/// The most pages a second round of the same load may end with fewer than the first, for
+/// httpd (see its test).
+const HTTPD_SPREAD_PAGES: usize = 512;
 
 /// The free-page count of the last `cpuwatch` line in `console`.
 fn free_pages(console: &str) -> usize {
@@ -94,7 +95,7 @@ fn round(ns: &Netns, guest: &Guest, server: &str) -> (usize, String, String) {
     (answered, rate(&ab, "Requests per second:"), rate(&wrk, "Requests/sec:"))
 }
 
-fn survives_floods_and_load(server: &str) {
+fn survives_floods_and_load(server: &str, spread_pages: usize) {
     let ns = Netns::new(&format!("load-{server}")).unwrap();
     let args = ns.nic_args("e1000", "52:54:00:ab:cd:01");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -113,22 +114,29 @@ fn survives_floods_and_load(server: &str) {
         "{server}: curl answered during the SYN flood {}/100 and {}/100; ab -n 20000 -c 100: {} / {}; wrk -c 200 -d 30s: {} / {}; free pages after round 1: {before}, after round 2: {after}",
         first.0, second.0, first.1, second.1, first.2, second.2
     );
-    // httpd's: equal once, 144 pages lower once. Cheetah's ended 194-386 pages lower in 4 runs
-    // of 5, with 0.5-0.8 MB more heap in use (its report), and once equal: its half-open queue
-    // and timer heap keep stale entries until their turn (32 768 and 65 536 after one round), so
-    // their capacities follow the flood's timing and a later round may need a doubling the
-    // first did not (a TIME_WAIT table passing 14 336 tuples doubles too). The bound still
-    // catches a structure leaked per SYN or per request (the peer-MAC map this test found grew
-    // 837 pages a round).
-    assert!(before.saturating_sub(after) <= ROUND_SPREAD_PAGES, "{server}: the second round took {} pages the first did not give back", before - after);
+    assert!(
+        before.saturating_sub(after) <= spread_pages,
+        "{server}: the second round took {} pages the first did not give back (allowed: {spread_pages})",
+        before - after
+    );
 }
 
+/// Cheetah's tables are bounded and compacted (its half-open queue and timer heap drop stale
+/// entries; the TIME_WAIT table takes its whole room at the first close): a second round ended
+/// with exactly the free pages of the first in 3 runs of 3. (Before, with stale entries kept
+/// until a flood popped them, 194-580 pages lower in 5 runs of 6.)
 #[test]
 fn cheetah_survives_a_syn_flood_ab_wrk_and_nmap() {
-    survives_floods_and_load("cheetah");
+    survives_floods_and_load("cheetah", 0);
 }
 
+/// httpd's connections each hold smoltcp buffers (16 KiB received, 64 KiB to send) from a heap
+/// that keeps the pages of its peak, and how many connections are open at once at the peak
+/// (half-open ones of the flood, ab's, wrk's and those closing) differs from round to round:
+/// measured 0, 32, 144 and 160 pages lower after the second round. A leak per connection or
+/// per SYN would show as thousands (the peer-MAC map this test found in Cheetah grew 837 pages
+/// a round).
 #[test]
 fn httpd_survives_a_syn_flood_ab_wrk_and_nmap() {
-    survives_floods_and_load("httpd");
+    survives_floods_and_load("httpd", HTTPD_SPREAD_PAGES);
 }
