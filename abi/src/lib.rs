@@ -64,8 +64,9 @@ pub enum Syscall {
     /// any earlier mapping. Errors: `BadAddress`, `BadAlignment`, `NoSuchPage`, `NoRights`,
     /// `BadFlags`, `NoMemory`, `QuotaExceeded` (a new page table would pass the page quota).
     InsertPte = 11,
-    /// `remove_pte(va)`: unmaps the page at `va`. Errors: `BadAddress`, `BadAlignment`,
-    /// `NotMapped`.
+    /// `remove_pte(va) -> page`: unmaps the page at `va` and returns its number (so that a
+    /// program that keeps no record of its pages can free them). Errors: `BadAddress`,
+    /// `BadAlignment`, `NotMapped`.
     RemovePte = 12,
     /// `page_stats() -> free pages`: how many physical pages are free (for tests and tools).
     PageStats = 13,

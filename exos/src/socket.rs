@@ -229,17 +229,20 @@ pub fn report_drops(name: &str, now: bool) {
         }
         let stats = net.stack.stats();
         let moved = |a: &Stats, b: &Stats| {
-            (a.bad_checksums, a.syns_dropped, a.half_open_evicted, a.fragments) != (b.bad_checksums, b.syns_dropped, b.half_open_evicted, b.fragments)
+            (a.bad_checksums, a.syns_dropped, a.half_open_evicted, a.half_open_expired, a.fragments)
+                != (b.bad_checksums, b.syns_dropped, b.half_open_evicted, b.half_open_expired, b.fragments)
         };
         if !moved(&stats, &net.reported) {
             return;
         }
         let f = stats.fragments;
         crate::println!(
-            "{name}: dropped {} packets with bad checksums, {} connection requests (backlog full), {} half-open connections (evicted); fragments {}: {} datagrams reassembled, dropped {} malformed, {} overlapping, {} timed out, {} evicted",
+            "{name}: dropped {} packets with bad checksums, {} connection requests (backlog full), {} half-open connections ({} evicted, {} timed out); fragments {}: {} datagrams reassembled, dropped {} malformed, {} overlapping, {} timed out, {} evicted",
             stats.bad_checksums,
             stats.syns_dropped,
+            stats.half_open_evicted + stats.half_open_expired,
             stats.half_open_evicted,
+            stats.half_open_expired,
             f.fragments,
             f.reassembled,
             f.malformed,

@@ -131,12 +131,12 @@ pub unsafe fn insert_pte(va: usize, page: usize, flags: PteFlags) -> Result<(), 
     call(Syscall::InsertPte, [va, page, flags.bits() as usize, 0, 0]).map(drop)
 }
 
-/// Unmaps the page at `va`.
+/// Unmaps the page at `va`; returns the page number that was mapped there.
 ///
 /// # Safety
 /// Nothing may use memory at `va` afterwards.
-pub unsafe fn remove_pte(va: usize) -> Result<(), Error> {
-    call(Syscall::RemovePte, [va, 0, 0, 0, 0]).map(drop)
+pub unsafe fn remove_pte(va: usize) -> Result<usize, Error> {
+    call(Syscall::RemovePte, [va, 0, 0, 0, 0])
 }
 
 /// How many physical pages are free.

@@ -65,12 +65,27 @@ impl Waiter {
 
     /// Sleeps until a watched event or tick `deadline` (`u64::MAX`: no deadline), whichever
     /// comes first; at once if one has happened already.
+    ///
+    /// A program that sleeps with page runs cached wakes once when they have been idle long
+    /// enough, gives their pages back ([`crate::heap::release_idle`]) and sleeps on: every
+    /// clause is a level (a counter differs, a deadline has passed), so an event that came
+    /// meanwhile ends the second sleep at once.
     pub fn sleep_until(&mut self, deadline: u64) -> Result<(), Error> {
-        self.deadline.store(deadline, Ordering::Release);
         if !self.installed {
             install(&self.predicate)?;
             self.installed = true;
         }
+        if let Some(release) = crate::heap::release_at()
+            && release < deadline
+        {
+            self.deadline.store(release, Ordering::Release);
+            crate::sys::wk_sleep();
+            if crate::sys::ticks() < release {
+                return Ok(());
+            }
+            crate::heap::release_idle();
+        }
+        self.deadline.store(deadline, Ordering::Release);
         crate::sys::wk_sleep();
         Ok(())
     }

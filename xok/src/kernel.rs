@@ -579,7 +579,7 @@ impl<M: Machine> Kernel<M> {
 
     fn sys_pte_remove(&mut self, caller: EnvId, va: usize) -> Result<usize, Error> {
         let env = self.envs.get(caller).ok_or(Error::NoSuchEnv)?;
-        env.space.remove_pte(&mut self.pages, &mut self.machine, caller, va).map(|()| 0)
+        env.space.remove_pte(&mut self.pages, &mut self.machine, caller, va).map(|page| page.0)
     }
 
     fn sys_wk_sleep(&mut self, caller: EnvId) -> Result<usize, Error> {

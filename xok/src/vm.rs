@@ -208,14 +208,14 @@ impl AddressSpace {
         Ok(())
     }
 
-    /// Unmaps the page at `va`.
+    /// Unmaps the page at `va`; returns the page that was mapped there.
     pub fn remove_pte(
         &self,
         pages: &mut PageOwnership,
         mem: &mut impl PhysMem,
         env: EnvId,
         va: usize,
-    ) -> Result<(), Error> {
+    ) -> Result<Page, Error> {
         check_user_page(va)?;
         let (table, index) = self.leaf(mem, va).ok_or(Error::NotMapped)?;
         let old = mem.read_entry(table, index);
@@ -224,8 +224,9 @@ impl AddressSpace {
         }
         mem.write_entry(table, index, 0);
         mem.invalidate(va);
-        pages.remove_mapping(env, Page(((old & bits::ADDRESS) as usize) / PAGE_SIZE));
-        Ok(())
+        let page = Page(((old & bits::ADDRESS) as usize) / PAGE_SIZE);
+        pages.remove_mapping(env, page);
+        Ok(page)
     }
 
     /// The page mapped at `va` if the mapping allows `access` from ring 3.
@@ -403,7 +404,7 @@ mod tests {
         space.copy_from_user(&mem, va + 10, &mut out).unwrap();
         assert_eq!(&out, b"hello");
         assert_eq!(pages.free(A, page), Err(Error::PageMapped));
-        space.remove_pte(&mut pages, &mut mem, A, va).unwrap();
+        assert_eq!(space.remove_pte(&mut pages, &mut mem, A, va), Ok(page));
         assert_eq!(space.remove_pte(&mut pages, &mut mem, A, va), Err(Error::NotMapped));
         assert_eq!(space.translate(&mem, va, Access::Read), None);
         pages.free(A, page).unwrap();

@@ -6,7 +6,7 @@
 use super::errno::Errno;
 use super::link::Link;
 use super::segment::{Destination, Segment, classify};
-use super::stack::{Fd, How, Kind, SockOpt, Stack, StackConfig};
+use super::stack::{Fd, HALF_OPEN_TIMEOUT, How, Kind, SockOpt, Stack, StackConfig};
 use alloc::collections::VecDeque;
 use alloc::rc::Rc;
 use alloc::vec;
@@ -434,6 +434,17 @@ fn a_flood_of_syns_that_never_complete_does_not_lock_out_a_real_client() {
         accepted.is_some()
     }), "the real client got in");
     assert_eq!(sim.client.connect(client, server_addr(80), sim.now), Ok(()));
+    // The flood's half-open connections (and their buffers) go after HALF_OPEN_TIMEOUT; the
+    // real one stays.
+    let before = sim.server.stats().connections;
+    sim.run_until(HALF_OPEN_TIMEOUT + Duration::from_secs(1), |_| false);
+    let stats = sim.server.stats();
+    assert_eq!(stats.half_open_evicted + stats.half_open_expired, 2_000, "every spoofed SYN's connection went: {stats:?}");
+    assert_eq!(stats.connections, before - 255, "the 255 the real client's SYN did not evict: {stats:?}");
+    let mut byte = [0u8; 1];
+    let (served, _) = accepted.unwrap();
+    assert_eq!(sim.client.send(client, b"x", sim.now), Ok(1));
+    assert!(sim.run_until(Duration::from_secs(1), |sim| sim.server.recv(served, &mut byte, sim.now) == Ok(1)), "the real connection lives on");
 }
 
 #[test]

@@ -43,6 +43,10 @@ pub const EPHEMERAL: core::ops::Range<u16> = 49152..65535;
 const PORT_TRIES: usize = 32;
 /// How long a connection attempt waits for the peer.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a half-open connection (a SYN answered, its ACK not come) is kept: smoltcp would
+/// keep it for ever, and with it its buffers. Linux gives up after five SYN-ACK retries (about
+/// 63 s); smoltcp's first four, from 1 s and doubled, are out by 15 s.
+pub const HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Datagrams a UDP socket queues each way.
 const DATAGRAMS_QUEUED: usize = 32;
 /// The longest UDP payload (no IP fragmentation).
@@ -146,6 +150,8 @@ pub struct Stats {
     /// Half-open connections dropped, oldest first, to make room for new connection
     /// requests (a SYN flood's).
     pub half_open_evicted: u64,
+    /// Half-open connections dropped after [`HALF_OPEN_TIMEOUT`].
+    pub half_open_expired: u64,
     /// Packets dropped for a wrong IPv4, TCP, UDP or ICMP checksum.
     pub bad_checksums: u64,
     /// Duplicate ACKs with SACK blocks handed to smoltcp with the window unchanged, so that it
@@ -583,11 +589,8 @@ impl<L: Link> Stack<L> {
             }
             if half_open >= HALF_OPEN_MAX
                 && let Some(oldest) = oldest
+                && self.drop_half_open(oldest)
             {
-                if let Some(Open { socket: Socket::Listener(listener), .. }) = self.descriptors[fd].as_mut() {
-                    listener.queue.retain(|&slot| slot != oldest);
-                }
-                self.free_conn(oldest);
                 self.stats.half_open_evicted += 1;
             }
             return Target::Listening(fd, segment.tuple);
@@ -612,6 +615,7 @@ impl<L: Link> Stack<L> {
             return;
         }
         conn.tuple = Some(tuple);
+        conn.connect_deadline = Some(now + HALF_OPEN_TIMEOUT);
         self.connections.insert(tuple, slot);
         listener.queue.push_back(slot);
         let (port, options) = (listener.port, *options);
@@ -620,6 +624,21 @@ impl<L: Link> Stack<L> {
             listener.listening = fresh;
         }
         self.settle(slot, now);
+    }
+
+    /// Frees half-open connection `slot` of a listener's queue, silently (as Linux does: a RST
+    /// would go to whoever the SYN claimed to come from); false if no listener queues it.
+    fn drop_half_open(&mut self, slot: usize) -> bool {
+        let port = self.conns[slot].as_ref().and_then(|conn| conn.tuple).map(|tuple| tuple.local_port);
+        let Some(&fd) = port.and_then(|port| self.listeners.get(&port)) else { return false };
+        let Some(Open { socket: Socket::Listener(listener), .. }) = self.descriptors[fd].as_mut() else { return false };
+        let before = listener.queue.len();
+        listener.queue.retain(|&queued| queued != slot);
+        if listener.queue.len() == before {
+            return false;
+        }
+        self.free_conn(slot);
+        true
     }
 
     /// Runs the smoltcp timers that are due.
@@ -632,10 +651,23 @@ impl<L: Link> Stack<L> {
             if !self.timer_is_current(slot, generation) {
                 continue;
             }
+            let mut half_open_over = false;
             if let Some(conn) = self.conns[slot].as_mut() {
                 conn.scheduled = None;
                 let gave_up = conn.connect_deadline.is_some_and(|deadline| deadline <= now);
-                if gave_up && let Some(socket) = conn.socket().filter(|socket| socket.state() == tcp::State::SynSent) {
+                match conn.socket() {
+                    Some(socket) if gave_up && socket.state() == tcp::State::SynSent => socket.abort(),
+                    Some(socket) if gave_up && socket.state() == tcp::State::SynReceived => half_open_over = true,
+                    _ => {}
+                }
+            }
+            if half_open_over {
+                if self.drop_half_open(slot) {
+                    self.stats.half_open_expired += 1;
+                    continue;
+                }
+                // A simultaneous open of this machine's own connect: it gives up as SYN_SENT does.
+                if let Some(socket) = self.conns[slot].as_mut().and_then(Conn::socket) {
                     socket.abort();
                 }
             }
@@ -664,7 +696,7 @@ impl<L: Link> Stack<L> {
         if !matches!(state, tcp::State::TimeWait | tcp::State::Closed) {
             conn.last_state = state;
             let mut next = self.iface.poll_at(now, set);
-            if state == tcp::State::SynSent {
+            if matches!(state, tcp::State::SynSent | tcp::State::SynReceived) {
                 next = next.into_iter().chain(conn.connect_deadline).min();
             }
             if let Some(next) = next

@@ -242,7 +242,7 @@ fn memory_calls_check_rights_flags_and_addresses() {
     assert_eq!(call(&mut k, b, Syscall::InsertPte, [va, usize::MAX, 0, 0, 0]), Err(Error::NoSuchPage));
     call(&mut k, b, Syscall::InsertPte, [va, page, 0, 0, 0]).unwrap();
     assert_eq!(call(&mut k, b, Syscall::PageFree, [page, 0, 0, 0, 0]), Err(Error::PageMapped));
-    call(&mut k, b, Syscall::RemovePte, [va, 0, 0, 0, 0]).unwrap();
+    assert_eq!(call(&mut k, b, Syscall::RemovePte, [va, 0, 0, 0, 0]), Ok(page), "remove_pte names the page it unmapped");
     assert_eq!(call(&mut k, b, Syscall::RemovePte, [va, 0, 0, 0, 0]), Err(Error::NotMapped));
     call(&mut k, b, Syscall::PageFree, [page, 0, 0, 0, 0]).unwrap();
     assert_eq!(call(&mut k, b, Syscall::PageFree, [page, 0, 0, 0, 0]), Err(Error::NoRights));
