@@ -12,12 +12,16 @@ use xok_tests::{Guest, Netns, image_with_docroot};
 use xok_tools::image::Image;
 
 const URL: &str = "http://10.0.2.15";
-/// The most pages a second round of the same load may end with fewer than the first: tables
-/// sized by the peak of connections open at once (which differs between rounds by a few) may
-/// have doubled once more, and the small-object heap grows 16 pages at a time. A leak per
-/// connection or per SYN shows as thousands (the peer-MAC map this test found in Cheetah grew
-/// 837 pages a round).
-const ROUND_SPREAD_PAGES: usize = 32;
+/// The most pages a second round of the same load may end with fewer than the first. What
+/// holds memory after a round is what its peak left: the small-object heap (connection
+/// records, a few hundred bytes each) grows 16 pages at a time and keeps its peak, and tables
+/// sized by the connections open at once may double once more. The peak differs between
+/// rounds, most when both tests run at once (CI): httpd measured 21 and 60 pages lower there
+/// and 19 and 40 higher alone; Cheetah equal in 5 runs. A leak per connection of 26 bytes or
+/// more (20 000 connections a round) passes the bound; smaller ones are the host tests' to
+/// find (Cheetah's 16-byte half-open entries were found by printing capacities, and are
+/// pinned by `cheetah::sim`).
+const ROUND_SPREAD_PAGES: usize = 128;
 /// How long the machine is left after a round before its free pages are read: connections the
 /// flood and the scan left half-open time out (exos: 30 s; Cheetah's retries give up sooner)
 /// and freed page runs go back to the kernel a second after their last use.
