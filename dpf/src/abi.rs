@@ -80,7 +80,7 @@ pub(crate) mod table_field {
     pub const ENTRIES: i32 = 0;
     pub const MASK: i32 = 8;
     pub const SHIFT: i32 = 16;
-    pub const SEED: i32 = 24;
+    // The seed (at 24) is compiled in as an immediate: it is fixed for a table's life.
 }
 const _: () = assert!(core::mem::size_of::<TableDesc>() == 32);
 

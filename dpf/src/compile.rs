@@ -60,6 +60,8 @@ struct Common {
     frame: Value,
     len: Value,
     nodes: Value,
+    /// `nodes` minus one record: a table's tag (`node + 1`) times 24 added to it is the node's.
+    nodes_before: Value,
     tables: Value,
     /// Start of the IPv4 payload, or a huge value when the frame is too short to hold the IHL.
     l4: Option<Value>,
@@ -114,7 +116,8 @@ impl<'a> Emitter<'a> {
         let nodes = b.ins().load(types::I64, trusted(), ctx, context_field::NODES);
         let reads_ihl = trie.groups.iter().any(|g| g.live && g.relative_end > 0);
         let l4 = reads_ihl.then(|| emit_l4(&mut b, frame, len));
-        let common = Common { frame, len, nodes, tables, l4 };
+        let nodes_before = b.ins().iadd_imm_s(nodes, -24);
+        let common = Common { frame, len, nodes, nodes_before, tables, l4 };
         let mut emitter = Emitter { b, trie, best, copies };
         let root = dpf.root();
         let root_info = emitter.b.ins().iadd_imm_s(nodes, i64::from(root) * 24);
@@ -192,26 +195,36 @@ impl<'a> Emitter<'a> {
             b.switch_to_block(load_block);
         }
         let values: Vec<Value> = atoms.iter().map(|k| self.load(k, common)).collect();
-
+        // Key words in pairs, `w[2i] | w[2i+1] << 32`: what the hash takes, and (little
+        // endian) what an entry's two words read as one.
         let b = &mut self.b;
-        let desc = b.ins().iadd_imm_s(common.tables, i64::from(g) * 32);
-        let entries = b.ins().load(types::I64, trusted(), desc, table_field::ENTRIES);
-        let mask = b.ins().load(types::I64, trusted(), desc, table_field::MASK);
-        let shift = b.ins().load(types::I64, trusted(), desc, table_field::SHIFT);
-        let mut hash = b.ins().load(types::I64, trusted(), desc, table_field::SEED);
-        for pair in values.chunks(2) {
-            let word = match pair {
+        let words: Vec<Value> = values
+            .chunks(2)
+            .map(|pair| match pair {
                 [low, high] => {
                     let high = b.ins().ishl_imm_u(*high, 32);
                     b.ins().bor(*low, high)
                 }
                 _ => pair[0],
-            };
-            let mixed = b.ins().bxor(hash, word);
+            })
+            .collect();
+        if self.trie.inlined(g) {
+            return self.inline_group(g, &words, after, common);
+        }
+
+        let b = &mut self.b;
+        let group = &self.trie.groups[g as usize];
+        let desc = b.ins().iadd_imm_s(common.tables, i64::from(g) * 32);
+        let entries = b.ins().load(types::I64, trusted(), desc, table_field::ENTRIES);
+        let shift = b.ins().load(types::I64, trusted(), desc, table_field::SHIFT);
+        // The seed is the table's for life: an immediate.
+        let mut hash = b.ins().iconst(types::I64, group.table.seed() as i64);
+        for word in &words {
+            let mixed = b.ins().bxor(hash, *word);
             hash = b.ins().imul_imm_s(mixed, HASH_MULTIPLIER as i64);
         }
+        // `hash >> shift` is below the capacity already; the mask is for the wrap only.
         let home = b.ins().ushr(hash, shift);
-        let home = b.ins().band(home, mask);
 
         let probe = b.create_block();
         let index = b.append_block_param(probe, types::I64);
@@ -226,12 +239,17 @@ impl<'a> Emitter<'a> {
         let tag = b.ins().load(types::I32, trusted(), entry, 0);
         b.ins().brif(tag, compare, &[], after, &[]);
 
-        // compare: all key words equal → hit, else the next slot.
+        // compare: all key words equal → hit, else the next slot. A pair of 32-bit words is
+        // compared as one 64-bit load (entries are 4-byte aligned only).
         b.switch_to_block(compare);
         let mut equal: Option<Value> = None;
-        for (i, v) in values.iter().enumerate() {
-            let word = b.ins().uload32(trusted(), entry, 4 * (i as i32 + 1));
-            let same = b.ins().icmp(IntCC::Equal, word, *v);
+        for (i, (word, pair)) in words.iter().zip(values.chunks(2)).enumerate() {
+            let at = 4 + 8 * i as i32;
+            let stored = match pair {
+                [_, _] => b.ins().load(types::I64, MemFlagsData::new().with_notrap(), entry, at),
+                _ => b.ins().uload32(trusted(), entry, at),
+            };
+            let same = b.ins().icmp(IntCC::Equal, stored, *word);
             equal = Some(match equal {
                 Some(e) => b.ins().band(e, same),
                 None => same,
@@ -243,17 +261,16 @@ impl<'a> Emitter<'a> {
             None => b.ins().jump(hit, &[]),
         };
         b.switch_to_block(next_block);
+        let mask = b.ins().load(types::I64, trusted(), desc, table_field::MASK);
         let next = b.ins().iadd_imm_s(index, 1);
         let next = b.ins().band(next, mask);
         b.ins().jump(probe, &[BlockArg::Value(next)]);
 
-        // hit: the child's record, if the node number is in range.
+        // hit: the child's record (tables hold only nodes of the same set).
         b.switch_to_block(hit);
-        // Tables hold only nodes of the same set, so `tag - 1` indexes the node array.
         let tag64 = b.ins().uextend(types::I64, tag);
         let info_offset = b.ins().imul_imm_s(tag64, 24);
-        let info = b.ins().iadd(common.nodes, info_offset);
-        let info = b.ins().iadd_imm_s(info, -24);
+        let info = b.ins().iadd(common.nodes_before, info_offset);
         self.apply(info);
 
         let b = &mut self.b;
@@ -288,6 +305,48 @@ impl<'a> Emitter<'a> {
         let default = b.func.dfg.block_call(after, &[]);
         let table = b.create_jump_table(JumpTableData::new(default, &targets));
         b.ins().br_table(code, table);
+        children
+    }
+}
+
+impl Emitter<'_> {
+    /// Code for an inline group (see [`crate::trie::INLINE_MAX`]): its key `words` compared
+    /// with each entry's as immediates; a match applies the child's record and jumps to its
+    /// code (returned, to be emitted) or to `after`; no match goes to `after`.
+    fn inline_group(&mut self, g: u32, words: &[Value], after: Block, common: &Common) -> Vec<(u32, Block)> {
+        let entries: Vec<(Vec<u32>, u32)> = self.trie.groups[g as usize].table.iter().map(|(key, child)| (key.to_vec(), child)).collect();
+        let mut children = Vec::new();
+        for (key, child) in entries {
+            let b = &mut self.b;
+            let mut equal: Option<Value> = None;
+            for (word, pair) in words.iter().zip(key.chunks(2)) {
+                let immediate = u64::from(pair[0]) | pair.get(1).map_or(0, |high| u64::from(*high) << 32);
+                let same = b.ins().icmp_imm_u(IntCC::Equal, *word, immediate as i64);
+                equal = Some(match equal {
+                    Some(e) => b.ins().band(e, same),
+                    None => same,
+                });
+            }
+            let hit = b.create_block();
+            let next = b.create_block();
+            match equal {
+                Some(e) => b.ins().brif(e, hit, &[], next, &[]),
+                None => b.ins().jump(hit, &[]),
+            };
+            b.switch_to_block(hit);
+            let info = b.ins().iadd_imm_s(common.nodes, i64::from(child) * 24);
+            self.apply(info);
+            let b = &mut self.b;
+            if self.trie.nodes[child as usize].groups.is_empty() {
+                b.ins().jump(after, &[]);
+            } else {
+                let code = b.create_block();
+                b.ins().jump(code, &[]);
+                children.push((child, code));
+            }
+            b.switch_to_block(next);
+        }
+        self.b.ins().jump(after, &[]);
         children
     }
 }

@@ -34,3 +34,4 @@ pub use set::{
     Inserted, MAX_COPY_FILTERS, MAX_GROUPS,
 };
 pub use text::ParseError;
+pub use trie::INLINE_MAX;

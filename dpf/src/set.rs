@@ -414,8 +414,9 @@ impl Dpf {
     }
 
     /// Drops `principal`'s hold on `id`; the filter is removed when nobody holds it.
-    /// Returns whether it was removed. Never changes the code structure (empty groups stay
-    /// until [`Dpf::compact`]).
+    /// Returns whether it was removed. Empty groups stay until [`Dpf::compact`]; the code
+    /// structure changes (the generation moves on) only when the filter's node leaves a small
+    /// group compiled inline, such as a listen's (connections never do).
     pub fn delete(&mut self, id: FilterId, principal: u32) -> Result<bool, FilterAccessError> {
         let live = self.live(id).ok_or(FilterAccessError::UnknownFilter)?;
         let holder = live.holders.iter().position(|p| *p == principal).ok_or(FilterAccessError::NotHeld)?;
@@ -446,7 +447,9 @@ impl Dpf {
                 }
             }
         }
-        self.trie.prune(live.node);
+        if self.trie.prune(live.node) {
+            self.generation = next_generation();
+        }
         Ok(true)
     }
 

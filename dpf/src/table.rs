@@ -36,6 +36,16 @@ impl FlatTable {
         self.len == 0
     }
 
+    /// The number of keys.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The hash seed (fixed for the table's life).
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
     fn home(&self, key: &[u32]) -> usize {
         let shift = 64 - self.capacity.trailing_zeros();
         ((hash_key(self.seed, key) >> shift) as usize) & (self.capacity - 1)

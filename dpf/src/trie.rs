@@ -19,6 +19,13 @@ use crate::table::FlatTable;
 /// Index of the root node.
 pub const ROOT: u32 = 0;
 
+/// Interior groups (some child tests more) with at most this many entries are compiled
+/// inline: their keys become immediates and their children's code is reached by a direct
+/// jump, with no hashing or probing. Their entries are then part of the structure: adding or
+/// removing one needs new code. The groups that change all the time, connections under a
+/// listen, are leaves (their children test nothing more), and stay hash tables.
+pub const INLINE_MAX: usize = 4;
+
 /// A trie node.
 #[derive(Clone, Debug, Default)]
 pub struct Node {
@@ -109,6 +116,12 @@ impl Trie {
         }
     }
 
+    /// Whether group `g` is compiled inline (see [`INLINE_MAX`]).
+    pub fn inlined(&self, g: u32) -> bool {
+        let group = &self.groups[g as usize];
+        group.live && group.table.len() <= INLINE_MAX && group.coded.iter().any(Option::is_some)
+    }
+
     /// Number of live groups.
     pub fn group_count(&self) -> usize {
         self.groups.iter().filter(|g| g.live).count()
@@ -190,9 +203,11 @@ impl Trie {
             node = match self.groups[g as usize].table.get(&values) {
                 Some(child) => child,
                 None => {
+                    let inlined = self.inlined(g);
                     let child = self.new_node(g, values.clone());
                     self.groups[g as usize].table.insert(&values, child);
                     self.descs[g as usize] = self.groups[g as usize].table.desc();
+                    structural |= inlined || self.inlined(g);
                     child
                 }
             };
@@ -259,12 +274,14 @@ impl Trie {
     }
 
     /// Removes `node` from its parent group if it holds nothing. Groups are kept even when
-    /// they become empty, so this is a data change; [`Trie::compact`] removes them.
-    pub fn prune(&mut self, node: u32) {
+    /// they become empty ([`Trie::compact`] removes them), so this changes the structure only
+    /// when the parent group is compiled inline (before or after); returns whether it did.
+    pub fn prune(&mut self, node: u32) -> bool {
         if node == ROOT || !self.is_empty(node) {
-            return;
+            return false;
         }
-        let Some(parent) = self.nodes[node as usize].parent else { return };
+        let Some(parent) = self.nodes[node as usize].parent else { return false };
+        let inlined = self.inlined(parent);
         let key = core::mem::take(&mut self.nodes[node as usize].key);
         let group = &mut self.groups[parent as usize];
         group.table.remove(&key);
@@ -272,6 +289,7 @@ impl Trie {
         self.nodes[node as usize].live = false;
         self.info[node as usize] = NodeInfo::default();
         self.free_nodes.push(node);
+        inlined || self.inlined(parent)
     }
 
     /// Removes empty groups and the nodes left empty by that. Returns whether anything

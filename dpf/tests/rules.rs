@@ -191,6 +191,36 @@ fn delete_and_reference() {
 }
 
 #[test]
+fn listens_are_compiled_inline_so_adding_or_removing_one_needs_new_code() {
+    let mut d = Dpf::new();
+    d.insert(&Filter::tcp_listen(HOST, 80), HTTPD, 0).unwrap();
+    d.insert(&Filter::tcp_connection(HOST, 80, PEER, 1), HTTPD, 0).unwrap();
+    let code = JitCode::load(&d.compile().unwrap()).unwrap();
+    let generation = d.generation();
+    // The listens' group leads to the connections' (it is interior) and is small: inline.
+    let ssh = d.insert(&Filter::tcp_listen(HOST, 22), HTTPD, 0).unwrap();
+    assert!(ssh.needs_recompile, "a new listen is a new immediate");
+    assert_eq!(code.classify(&d, &tcp(PEER, 1, HOST, 80, &[])), None, "the old code refuses to run");
+    let code = JitCode::load(&d.compile().unwrap()).unwrap();
+    assert_eq!(code.classify(&d, &tcp(PEER, 5, HOST, 22, &[])).unwrap().owner, Some(ssh.id));
+    let generation_with_ssh = d.generation();
+    assert_ne!(generation_with_ssh, generation);
+    assert_eq!(d.delete(ssh.id, HTTPD), Ok(true));
+    assert_ne!(d.generation(), generation_with_ssh, "removing a listen changes the code too");
+    let code = JitCode::load(&d.compile().unwrap()).unwrap();
+    assert_eq!(code.classify(&d, &tcp(PEER, 5, HOST, 22, &[])).unwrap().owner, None);
+    // Past INLINE_MAX entries the group is a hash table again: listens become data.
+    for port in 1000..1000 + dpf::INLINE_MAX as u16 {
+        d.insert(&Filter::tcp_listen(HOST, port), HTTPD, 0).unwrap();
+    }
+    let many = d.generation();
+    let code = JitCode::load(&d.compile().unwrap()).unwrap();
+    let more = d.insert(&Filter::tcp_listen(HOST, 2000), HTTPD, 0).unwrap();
+    assert!(!more.needs_recompile && d.generation() == many);
+    assert_eq!(code.classify(&d, &tcp(PEER, 5, HOST, 2000, &[])).unwrap().owner, Some(more.id));
+}
+
+#[test]
 fn connections_under_a_listen_change_only_tables() {
     let mut d = Dpf::new();
     d.insert(&Filter::tcp_listen(HOST, 80), HTTPD, 0).unwrap();

@@ -322,8 +322,13 @@ impl<M: Machine> Kernel<M> {
 
     pub(super) fn sys_dpf_delete(&mut self, caller: EnvId, filter: usize) -> Result<usize, Error> {
         let id = FilterId::from_u64(filter as u64);
+        let generation = self.net.dpf.generation();
         if self.drop_filter_hold(id, caller).map_err(|_| Error::NoSuchFilter)? {
             self.compact_filters(caller);
+        }
+        // Removing a filter from a group compiled inline (a listen's) needs new code too.
+        if self.net.dpf.generation() != generation {
+            self.jobs.classifier_cause = Some(caller);
         }
         Ok(0)
     }
