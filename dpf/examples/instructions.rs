@@ -3,14 +3,14 @@
 //! for the benchmark's filter sets and frames.
 //! `cargo run --release -p dpf --example instructions` (needs valgrind; about two minutes).
 //!
-//! Each figure is `(I(k) - I(0)) / k`: the whole program's instruction count with `k`
-//! classifications minus that with none, so the set-up (building the filters, compiling)
-//! cancels out. The process runs itself under valgrind for each count.
+//! Each figure is the instructions counted inside `measured` (callgrind's `--toggle-collect`:
+//! the set-up, building the filters and compiling, is not counted) over the calls it made,
+//! the loop included. The process runs itself under valgrind for each figure.
 
 use std::hint::black_box;
 use std::process::Command;
 
-use dpf::Filter;
+use dpf::{Dpf, Filter};
 use dpf::exec::JitCode;
 
 #[path = "../benches/common/setup.rs"]
@@ -43,43 +43,53 @@ fn frame(kind: &str, n: usize) -> Vec<u8> {
 /// `insert-delete`) insert and delete a connection under the listen `calls` times.
 fn run(n: usize, kind: &str, engine: &str, calls: u64) {
     let (mut dpf, hand) = build(n);
-    if engine == "insert-delete" {
-        // Built whatever `calls` is, so that building them cancels out.
-        let filters: Vec<Filter> = (0..CALLS).map(|i| Filter::tcp_connection(HOST, 80, [203, 0, (i >> 8) as u8, i as u8], 7)).collect();
-        for filter in filters.iter().take(calls as usize) {
-            let inserted = dpf.insert(black_box(filter), 4, 9).unwrap();
-            dpf.delete(black_box(inserted.id), 4).unwrap();
-        }
-        return;
-    }
     let jit = JitCode::load(&dpf.compile().unwrap()).unwrap();
     let frame = frame(kind, n);
     assert_eq!(hand.classify(&frame), dpf.classify_interpreted(&frame).owner);
-    for _ in 0..calls {
-        if engine == "compiled" {
-            black_box(jit.classify_raw(black_box(&dpf), black_box(&frame)));
-        } else {
-            black_box(hand.classify(black_box(&frame)));
+    let filters: Vec<Filter> = (0..calls).map(|i| Filter::tcp_connection(HOST, 80, [203, 0, (i >> 8) as u8, i as u8], 7)).collect();
+    measured(engine, &mut dpf, &jit, &hand, &frame, &filters, calls);
+}
+
+/// The counted part.
+#[inline(never)]
+fn measured(engine: &str, dpf: &mut Dpf, jit: &JitCode, hand: &setup::hand::Classifier, frame: &[u8], filters: &[Filter], calls: u64) {
+    match engine {
+        "insert-delete" => {
+            for filter in filters {
+                let inserted = dpf.insert(black_box(filter), 4, 9).unwrap();
+                dpf.delete(black_box(inserted.id), 4).unwrap();
+            }
+        }
+        "compiled" => {
+            for _ in 0..calls {
+                black_box(jit.classify_raw(black_box(dpf), black_box(frame)));
+            }
+        }
+        _ => {
+            for _ in 0..calls {
+                black_box(hand.classify(black_box(frame)));
+            }
         }
     }
 }
 
-/// Instructions the whole child ran with `calls` classifications.
-fn count(n: usize, kind: &str, engine: &str, calls: u64) -> u64 {
+/// Instructions per call in the child's `measured`.
+fn count(n: usize, kind: &str, engine: &str) -> f64 {
     let me = std::env::current_exe().unwrap();
     let out = Command::new("valgrind")
-        .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+        .args(["--tool=callgrind", "--callgrind-out-file=/dev/null", "--toggle-collect=*measured*"])
         .arg(&me)
-        .args(["run", &n.to_string(), kind, engine, &calls.to_string()])
+        .args(["run", &n.to_string(), kind, engine, &CALLS.to_string()])
         .output()
         .expect("valgrind runs (scripts/setup.sh installs it)");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    stderr
+    let total: u64 = stderr
         .lines()
         .find_map(|line| line.split("Collected : ").nth(1))
         .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no count in:\n{stderr}"))
+        .unwrap_or_else(|| panic!("no count in:\n{stderr}"));
+    total as f64 / CALLS as f64
 }
 
 fn main() {
@@ -92,13 +102,10 @@ fn main() {
     for n in SIZES {
         let mut cells = Vec::new();
         for kind in FRAMES {
-            let [compiled, hand] = ENGINES.map(|engine| {
-                let (with, without) = (count(n, kind, engine, CALLS), count(n, kind, engine, 0));
-                with.saturating_sub(without) as f64 / CALLS as f64
-            });
+            let [compiled, hand] = ENGINES.map(|engine| count(n, kind, engine));
             cells.push(format!("{kind} {compiled:.0} / {hand:.0} = {:.2}x", compiled / hand));
         }
-        let pair = (count(n, "-", "insert-delete", CALLS) - count(n, "-", "insert-delete", 0)) as f64 / CALLS as f64;
+        let pair = count(n, "first", "insert-delete");
         println!("{n:>6} connections: {}; insert + delete {pair:.0}", cells.join(", "));
     }
 }

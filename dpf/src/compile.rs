@@ -63,8 +63,6 @@ struct Common {
     /// `nodes` minus one record: a table's tag (`node + 1`) times 24 added to it is the node's.
     nodes_before: Value,
     tables: Value,
-    /// Start of the IPv4 payload, or a huge value when the frame is too short to hold the IHL.
-    l4: Option<Value>,
 }
 
 struct Emitter<'a> {
@@ -114,16 +112,14 @@ impl<'a> Emitter<'a> {
         b.switch_to_block(body);
         let tables = b.ins().load(types::I64, trusted(), ctx, context_field::TABLES);
         let nodes = b.ins().load(types::I64, trusted(), ctx, context_field::NODES);
-        let reads_ihl = trie.groups.iter().any(|g| g.live && g.relative_end > 0);
-        let l4 = reads_ihl.then(|| emit_l4(&mut b, frame, len));
         let nodes_before = b.ins().iadd_imm_s(nodes, -24);
-        let common = Common { frame, len, nodes, nodes_before, tables, l4 };
+        let common = Common { frame, len, nodes, nodes_before, tables };
         let mut emitter = Emitter { b, trie, best, copies };
         let root = dpf.root();
         let root_info = emitter.b.ins().iadd_imm_s(nodes, i64::from(root) * 24);
         emitter.apply(root_info);
         let exit = emitter.b.create_block();
-        emitter.node(root, exit, &common);
+        emitter.node(root, exit, &common, None);
 
         let b = &mut emitter.b;
         b.switch_to_block(exit);
@@ -149,39 +145,41 @@ impl<'a> Emitter<'a> {
     }
 
     /// Code for `node`'s groups, starting in the current block, ending with a jump to `next`.
-    fn node(&mut self, node: u32, next: Block, common: &Common) {
+    /// `l4` is the IPv4 payload start if code on the way here computed it (it is computed
+    /// where a group first needs it, so frames that end early never pay for it).
+    fn node(&mut self, node: u32, next: Block, common: &Common, l4: Option<Value>) {
         let groups = self.trie.nodes[node as usize].groups.clone();
         for g in groups {
             let after = self.b.create_block();
-            let children = self.group(g, after, common);
+            let (children, child_l4) = self.group(g, after, common, l4);
             for (child, block) in children {
                 self.b.switch_to_block(block);
-                self.node(child, after, common);
+                self.node(child, after, common, child_l4);
             }
             self.b.switch_to_block(after);
         }
         self.b.ins().jump(next, &[]);
     }
 
-    /// Loads one atom's masked value as an `i64`.
-    fn load(&mut self, key: &AtomKey, common: &Common) -> Value {
-        emit_load(&mut self.b, key, common.frame, common.l4)
-    }
-
     /// Code for group `g`: on a miss jump to `after`; on a hit apply the child and dispatch
     /// to the returned blocks (one per child with code), or `after`.
-    fn group(&mut self, g: u32, after: Block, common: &Common) -> Vec<(u32, Block)> {
+    /// Also returns the IPv4 payload start for the children's code, if known there.
+    fn group(&mut self, g: u32, after: Block, common: &Common, l4: Option<Value>) -> (Vec<(u32, Block)>, Option<Value>) {
         let group = &self.trie.groups[g as usize];
         let atoms = group.atoms.clone();
         let stride = 4 * (atoms.len() as i64 + 1);
 
         // One bounds check for all fields: never read past `len`.
         let b = &mut self.b;
+        let l4 = match l4 {
+            None if group.relative_end > 0 => Some(emit_l4(b, common.frame, common.len)),
+            known => known,
+        };
         let mut in_bounds: Option<Value> = None;
         if group.absolute_end > 0 {
             in_bounds = Some(b.ins().icmp_imm_u(IntCC::UnsignedGreaterThanOrEqual, common.len, group.absolute_end as i64));
         }
-        if let (true, Some(l4)) = (group.relative_end > 0, common.l4) {
+        if let (true, Some(l4)) = (group.relative_end > 0, l4) {
             let end = b.ins().iadd_imm_s(l4, group.relative_end as i64);
             let ok = b.ins().icmp(IntCC::UnsignedLessThanOrEqual, end, common.len);
             in_bounds = Some(match in_bounds {
@@ -194,7 +192,7 @@ impl<'a> Emitter<'a> {
             b.ins().brif(ok, load_block, &[], after, &[]);
             b.switch_to_block(load_block);
         }
-        let values: Vec<Value> = atoms.iter().map(|k| self.load(k, common)).collect();
+        let values: Vec<Value> = atoms.iter().map(|k| emit_load(&mut self.b, k, common.frame, l4)).collect();
         // Key words in pairs, `w[2i] | w[2i+1] << 32`: what the hash takes, and (little
         // endian) what an entry's two words read as one.
         let b = &mut self.b;
@@ -209,7 +207,7 @@ impl<'a> Emitter<'a> {
             })
             .collect();
         if self.trie.inlined(g) {
-            return self.inline_group(g, &words, after, common);
+            return (self.inline_group(g, &words, after, common), l4);
         }
 
         let b = &mut self.b;
@@ -277,14 +275,14 @@ impl<'a> Emitter<'a> {
         let coded = self.trie.groups[g as usize].coded.clone();
         if coded.iter().all(Option::is_none) {
             b.ins().jump(after, &[]);
-            return Vec::new();
+            return (Vec::new(), l4);
         }
         let code = b.ins().load(types::I32, trusted(), info, node_field::CODE);
         if let [Some(node)] = coded.as_slice() {
             // One child with code: a branch instead of a jump table.
             let block = b.create_block();
             b.ins().brif(code, block, &[], after, &[]);
-            return alloc::vec![(*node, block)];
+            return (alloc::vec![(*node, block)], l4);
         }
         let mut children = Vec::new();
         let mut targets = Vec::with_capacity(coded.len() + 1);
@@ -305,7 +303,7 @@ impl<'a> Emitter<'a> {
         let default = b.func.dfg.block_call(after, &[]);
         let table = b.create_jump_table(JumpTableData::new(default, &targets));
         b.ins().br_table(code, table);
-        children
+        (children, l4)
     }
 }
 
