@@ -15,7 +15,7 @@ use crate::filter::{Base, Filter};
 /// One constrained byte: `frame[offset] & mask == value`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Byte {
-    offset: u64,
+    offset: u32,
     mask: u8,
     value: u8,
 }
@@ -46,12 +46,40 @@ struct Case {
 }
 
 impl Case {
+    fn new() -> Case {
+        Case { bytes: [Byte { offset: 0, mask: 0, value: 0 }; MAX_BYTES], len: 0, min_len: 0 }
+    }
+
     fn bytes(&self) -> &[Byte] {
         &self.bytes[..self.len]
+    }
+
+    /// Appends `byte` (at the last offset or after it), merging it into a byte at the same
+    /// offset; `false` if the two contradict each other.
+    fn push(&mut self, byte: Byte) -> bool {
+        if let Some(last) = self.len.checked_sub(1).map(|i| &mut self.bytes[i])
+            && last.offset == byte.offset
+        {
+            let contradict = (last.mask & byte.mask) & (last.value ^ byte.value) != 0;
+            last.mask |= byte.mask;
+            last.value |= byte.value;
+            return !contradict;
+        }
+        if self.len < MAX_BYTES {
+            self.bytes[self.len] = byte;
+            self.len += 1;
+        }
+        true
     }
 }
 
 fn push_merged(list: &mut Vec<Byte>, byte: Byte) -> bool {
+    // Atoms are sorted by offset, so bytes mostly come in order: a byte past the last one
+    // is new.
+    if list.last().is_none_or(|last| last.offset < byte.offset) {
+        list.push(byte);
+        return true;
+    }
     match list.iter_mut().find(|b| b.offset == byte.offset) {
         Some(b) => {
             let conflict = (b.mask & byte.mask) & (b.value ^ byte.value) != 0;
@@ -69,7 +97,12 @@ fn push_merged(list: &mut Vec<Byte>, byte: Byte) -> bool {
 impl Shape {
     /// The byte constraints of `filter`.
     pub fn of(filter: &Filter) -> Shape {
-        let mut shape = Shape::default();
+        let bytes = |base| filter.atoms().iter().filter(|a| a.key.base == base).map(|a| a.key.width.bytes() as usize).sum();
+        let mut shape = Shape {
+            absolute: Vec::with_capacity(bytes(Base::Frame)),
+            relative: Vec::with_capacity(bytes(Base::Ipv4Payload)),
+            ..Shape::default()
+        };
         for atom in filter.atoms() {
             let width = atom.key.width.bytes();
             let end = atom.key.end();
@@ -85,7 +118,7 @@ impl Shape {
                     continue;
                 }
                 let value = ((atom.value >> shift) & 0xff) as u8;
-                let byte = Byte { offset: u64::from(atom.key.offset) + u64::from(i), mask, value };
+                let byte = Byte { offset: u32::from(atom.key.offset) + i as u32, mask, value };
                 if !push_merged(list, byte) {
                     *conflict = true;
                 }
@@ -103,50 +136,45 @@ impl Shape {
 
     /// The constraints in case `ihl` (ignored if the filter does not read the IHL and
     /// `force_ihl` is false). `None` when they contradict each other.
-    fn case(&self, ihl: u8, force_ihl: bool) -> Option<Case> {
+    /// `case` is scratch space, reused across calls (returned when the case is satisfiable).
+    fn case<'c>(&self, ihl: u8, force_ihl: bool, case: &'c mut Case) -> Option<&'c Case> {
         if self.absolute_conflict || self.relative_conflict {
             return None;
         }
-        let mut case = Case { bytes: [Byte { offset: 0, mask: 0, value: 0 }; MAX_BYTES], len: 0, min_len: self.absolute_len };
+        case.len = 0;
+        case.min_len = self.absolute_len;
         let with_ihl = force_ihl || self.reads_ihl();
-        let base = 14 + 4 * u64::from(ihl);
-        // Three sorted sources: absolute bytes, the IHL byte, relative bytes shifted by base.
-        let ihl_byte = [Byte { offset: 14, mask: 0x0f, value: ihl }];
-        let ihl_bytes: &[Byte] = if with_ihl { &ihl_byte } else { &[] };
-        let (mut a, mut i, mut r) = (0, 0, 0);
-        loop {
-            let next_a = self.absolute.get(a).map(|b| b.offset);
-            let next_i = ihl_bytes.get(i).map(|b| b.offset);
-            let next_r = if with_ihl { self.relative.get(r).map(|b| b.offset + base) } else { None };
-            let pick = [next_a, next_i, next_r].into_iter().flatten().min();
-            let Some(offset) = pick else { break };
-            let byte = if next_a == Some(offset) {
-                a += 1;
-                self.absolute[a - 1]
-            } else if next_i == Some(offset) {
-                i += 1;
-                ihl_bytes[i - 1]
-            } else {
-                r += 1;
-                let b = self.relative[r - 1];
-                Byte { offset, ..b }
-            };
-            if case.len > 0 && case.bytes[case.len - 1].offset == offset {
-                let last = &mut case.bytes[case.len - 1];
-                if (last.mask & byte.mask) & (last.value ^ byte.value) != 0 {
+        let base = 14 + 4 * u32::from(ihl);
+        // The absolute bytes are sorted and merged already. With the IHL, the IHL byte (14)
+        // and the relative bytes (at `base` and up, so at 14 or later) merge into those from
+        // 14 on.
+        let absolute = &self.absolute;
+        let split = if with_ihl { absolute.partition_point(|b| b.offset < 14) } else { absolute.len() };
+        for byte in &absolute[..split] {
+            case.push(*byte);
+        }
+        if with_ihl {
+            case.push(Byte { offset: 14, mask: 0x0f, value: ihl });
+            let relative = &self.relative;
+            let (mut a, mut r) = (split, 0);
+            while a < absolute.len() || r < relative.len() {
+                let take_absolute = r == relative.len() || (a < absolute.len() && absolute[a].offset <= relative[r].offset + base);
+                let byte = if take_absolute {
+                    a += 1;
+                    absolute[a - 1]
+                } else {
+                    r += 1;
+                    Byte { offset: relative[r - 1].offset + base, ..relative[r - 1] }
+                };
+                if !case.push(byte) {
                     return None;
                 }
-                last.mask |= byte.mask;
-                last.value |= byte.value;
-            } else if case.len < MAX_BYTES {
-                case.bytes[case.len] = byte;
-                case.len += 1;
             }
         }
         if with_ihl {
             case.min_len = case.min_len.max(15);
             if self.reads_ihl() {
-                case.min_len = case.min_len.max(base + self.relative_len);
+                case.min_len = case.min_len.max(u64::from(base) + self.relative_len);
             }
         }
         Some(case)
@@ -155,23 +183,25 @@ impl Shape {
     /// Whether some frame matches the filter.
     pub fn satisfiable(&self) -> bool {
         if self.reads_ihl() {
-            (0..16).any(|h| self.case(h, true).is_some())
+            let mut scratch = Case::new();
+            (0..16).any(|h| self.case(h, true, &mut scratch).is_some())
         } else {
-            self.case(0, false).is_some()
+            self.case(0, false, &mut Case::new()).is_some()
         }
     }
 
     /// Whether some frame matches both filters.
     pub fn overlaps(&self, other: &Shape) -> bool {
+        let (mut x, mut y) = (Case::new(), Case::new());
         if !self.reads_ihl() && !other.reads_ihl() {
-            return match (self.case(0, false), other.case(0, false)) {
+            return match (self.case(0, false, &mut x), other.case(0, false, &mut y)) {
                 (Some(a), Some(b)) => compatible(&a, &b),
                 _ => false,
             };
         }
         // Cases from the largest IHL down: ports at large IHL never collide with the
         // absolute header bytes, so common filters decide on the first case.
-        (0..16u8).rev().any(|h| match (self.case(h, true), other.case(h, true)) {
+        (0..16u8).rev().any(|h| match (self.case(h, true, &mut x), other.case(h, true, &mut y)) {
             (Some(a), Some(b)) => compatible(&a, &b),
             _ => false,
         })
@@ -179,8 +209,9 @@ impl Shape {
 
     /// Whether every frame that matches `self` matches `other` (`self ⊆ other`).
     pub fn subset_of(&self, other: &Shape) -> bool {
+        let (mut x, mut y) = (Case::new(), Case::new());
         if !self.reads_ihl() && !other.reads_ihl() {
-            return match (self.case(0, false), other.case(0, false)) {
+            return match (self.case(0, false, &mut x), other.case(0, false, &mut y)) {
                 (None, _) => true,
                 (Some(_), None) => false,
                 (Some(a), Some(b)) => implies(&a, &b),
@@ -189,15 +220,15 @@ impl Shape {
         if !self.reads_ihl() {
             // `other` reads the IHL, so it needs 15 bytes; `self` must need them too,
             // else a short frame matches `self` only.
-            match self.case(0, false) {
+            match self.case(0, false, &mut x) {
                 None => return true,
                 Some(c) if c.min_len < 15 => return false,
                 Some(_) => {}
             }
         }
-        (0..16u8).all(|h| match self.case(h, true) {
+        (0..16u8).all(|h| match self.case(h, true, &mut x) {
             None => true,
-            Some(a) => match other.case(h, true) {
+            Some(a) => match other.case(h, true, &mut y) {
                 None => false,
                 Some(b) => implies(&a, &b),
             },

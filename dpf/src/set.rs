@@ -177,6 +177,9 @@ struct Live {
     depth: u32,
     /// Copy number (copy filters).
     copy: u8,
+    /// Whether a filter was ever installed inside this one (not cleared when it goes): the
+    /// delete of a filter without one has no inner filters to move up and skips the search.
+    has_inner: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -329,13 +332,21 @@ impl Dpf {
         let mut ancestors = 0u32;
         let mut descendants = Vec::new();
         if class != FilterClass::Copy {
-            for e in self.overlapping(filter, &shape) {
+            for (e, contains) in self.overlapping(filter, &shape) {
                 let Some(other) = self.slots[e as usize].live.as_ref() else { continue };
                 let id = FilterId { slot: e, generation: self.slots[e as usize].generation };
-                let inner = syntactic_subset(other.filter.atoms(), filter.atoms()) || shape.subset_of(&other.shape);
-                let equal = inner && other.shape.subset_of(&shape);
+                // The byte model decides only what comparing atoms cannot: the same atoms
+                // are the same filter, and atoms of `other` among the new one's make it inner.
+                let same = other.filter.atoms() == filter.atoms();
+                let inner = same || contains || shape.subset_of(&other.shape);
+                let equal = same || (inner && other.shape.subset_of(&shape));
                 if inner && !equal && (other.class == FilterClass::Fallback || other.holders.contains(&principal)) {
                     ancestors += 1;
+                    // Set before the insert is sure to succeed: a flag left by a failed
+                    // insert only costs that filter's delete a search.
+                    if let Some(other) = self.slots[e as usize].live.as_mut() {
+                        other.has_inner = true;
+                    }
                 } else if !inner && class == FilterClass::Fallback && other.shape.subset_of(&shape) {
                     descendants.push(e);
                 } else {
@@ -374,13 +385,14 @@ impl Dpf {
             info.owner = slot;
             info.depth = depth;
         }
+        let has_inner = !descendants.is_empty();
         for d in descendants {
             if let Some(l) = self.slots[d as usize].live.as_mut() {
                 l.depth += 1;
                 self.trie.info[l.node as usize].depth = l.depth;
             }
         }
-        let live = Live { filter: filter.clone(), shape, class, holders: alloc::vec![principal], payload, node, depth, copy };
+        let live = Live { filter: filter.clone(), shape, class, holders: alloc::vec![principal], payload, node, depth, copy, has_inner };
         let s = &mut self.slots[slot as usize];
         s.live = Some(live);
         self.len += 1;
@@ -396,19 +408,21 @@ impl Dpf {
         self.trie.would_make_group(filter.atoms())
     }
 
-    /// Slots of installed non-copy filters that overlap `filter`.
-    fn overlapping(&self, filter: &Filter, shape: &Shape) -> Vec<u32> {
+    /// Slots of installed non-copy filters that overlap `filter`, each with whether its
+    /// atoms are among `filter`'s (then it contains `filter`, and the byte model was not
+    /// needed to see the overlap).
+    fn overlapping(&self, filter: &Filter, shape: &Shape) -> Vec<(u32, bool)> {
         let mut found = Vec::new();
         self.trie.candidates(filter.atoms(), &mut |node| {
             let info = &self.trie.info[node as usize];
-            if info.depth != 0 {
-                found.push(info.owner);
+            if info.depth == 0 {
+                return;
             }
-        });
-        found.retain(|e| {
-            self.slots.get(*e as usize).and_then(|s| s.live.as_ref()).is_some_and(|l| {
-                syntactic_subset(l.filter.atoms(), filter.atoms()) || l.shape.overlaps(shape)
-            })
+            let Some(l) = self.slots.get(info.owner as usize).and_then(|s| s.live.as_ref()) else { return };
+            let contains = syntactic_subset(l.filter.atoms(), filter.atoms());
+            if contains || l.shape.overlaps(shape) {
+                found.push((info.owner, contains));
+            }
         });
         found
     }
@@ -437,8 +451,10 @@ impl Dpf {
         } else {
             info.depth = 0;
             info.owner = 0;
-            // Filters inside this one move up a level.
-            for e in self.overlapping(&live.filter, &live.shape) {
+            // Filters inside this one move up a level (overlapping filters are nested, so
+            // the deeper ones are inside; a filter that never had one inside has none).
+            let inside = if live.has_inner { self.overlapping(&live.filter, &live.shape) } else { Vec::new() };
+            for (e, _) in inside {
                 if let Some(l) = self.slots[e as usize].live.as_mut()
                     && l.depth > live.depth
                 {

@@ -13,7 +13,7 @@
 use alloc::vec::Vec;
 
 use crate::abi::{NodeInfo, TableDesc};
-use crate::filter::{Atom, AtomKey, Base, ipv4_payload_start};
+use crate::filter::{Atom, AtomKey, Base, MAX_ATOMS, ipv4_payload_start};
 use crate::table::FlatTable;
 
 /// Index of the root node.
@@ -67,7 +67,7 @@ impl Group {
     }
 
     /// Loads the key tuple from `frame` into `out`; `false` if a byte lies outside it.
-    pub fn load(&self, frame: &[u8], l4: Option<u64>, out: &mut [u32; crate::filter::MAX_ATOMS]) -> bool {
+    pub fn load(&self, frame: &[u8], l4: Option<u64>, out: &mut [u32; MAX_ATOMS]) -> bool {
         for (slot, key) in out.iter_mut().zip(&self.atoms) {
             match key.load(frame, l4) {
                 Some(v) => *slot = v,
@@ -182,30 +182,27 @@ impl Trie {
     /// Finds or makes the node where a filter with these (sorted) atoms ends.
     pub fn place(&mut self, atoms: &[Atom]) -> Placed {
         let mut node = ROOT;
-        let mut remaining: Vec<Atom> = atoms.to_vec();
+        let mut remaining = Remaining::all(atoms);
         let mut structural = false;
         while !remaining.is_empty() {
-            let fitting = self.choose_group(node, &remaining);
-            let g = match fitting {
+            let g = match self.choose_group(node, &remaining) {
                 Some(g) => g,
                 None => {
                     structural = true;
-                    let keys = remaining.iter().map(|a| a.key).collect();
+                    let keys = remaining.atoms().map(|a| a.key).collect();
                     self.new_group(node, keys)
                 }
             };
-            let keys = self.groups[g as usize].atoms.clone();
-            let values: Vec<u32> = keys
-                .iter()
-                .map(|k| remaining.iter().find(|a| a.key == *k).map_or(0, |a| a.value))
-                .collect();
-            remaining.retain(|a| !keys.contains(&a.key));
-            node = match self.groups[g as usize].table.get(&values) {
+            let mut values = [0u32; MAX_ATOMS];
+            let arity = self.groups[g as usize].atoms.len();
+            remaining.take(&self.groups[g as usize].atoms, &mut values);
+            let values = &values[..arity];
+            node = match self.groups[g as usize].table.get(values) {
                 Some(child) => child,
                 None => {
                     let inlined = self.inlined(g);
-                    let child = self.new_node(g, values.clone());
-                    self.groups[g as usize].table.insert(&values, child);
+                    let child = self.new_node(g, values.to_vec());
+                    self.groups[g as usize].table.insert(values, child);
                     self.descs[g as usize] = self.groups[g as usize].table.desc();
                     structural |= inlined || self.inlined(g);
                     child
@@ -220,23 +217,13 @@ impl Trie {
     /// the remaining atoms (the filter ends in it). `None`: a new group is needed. So each
     /// shape gets one group per node, and a filter is tested in as few levels as sharing
     /// allows.
-    fn choose_group(&self, node: u32, remaining: &[Atom]) -> Option<u32> {
+    fn choose_group(&self, node: u32, remaining: &Remaining<'_>) -> Option<u32> {
         let groups = &self.nodes[node as usize].groups;
         let mut exact = None;
         for g in groups.iter().copied() {
             let group = &self.groups[g as usize];
-            let mut values = [0u32; crate::filter::MAX_ATOMS];
-            let mut fits = true;
-            for (slot, k) in values.iter_mut().zip(&group.atoms) {
-                match remaining.iter().find(|a| a.key == *k) {
-                    Some(a) => *slot = a.value,
-                    None => {
-                        fits = false;
-                        break;
-                    }
-                }
-            }
-            if !fits {
+            let mut values = [0u32; MAX_ATOMS];
+            if !remaining.values(&group.atoms, &mut values) {
                 continue;
             }
             if group.table.get(&values[..group.atoms.len()]).is_some() {
@@ -252,17 +239,15 @@ impl Trie {
     /// Whether [`Trie::place`] would make a new group for these atoms.
     pub fn would_make_group(&self, atoms: &[Atom]) -> bool {
         let mut node = Some(ROOT);
-        let mut remaining: Vec<Atom> = atoms.to_vec();
+        let mut remaining = Remaining::all(atoms);
         while !remaining.is_empty() {
             // A node that does not exist yet has no groups.
             let Some(n) = node else { return true };
-            let fitting = self.choose_group(n, &remaining);
-            let Some(g) = fitting else { return true };
+            let Some(g) = self.choose_group(n, &remaining) else { return true };
             let keys = &self.groups[g as usize].atoms;
-            let values: Vec<u32> =
-                keys.iter().map(|k| remaining.iter().find(|a| a.key == *k).map_or(0, |a| a.value)).collect();
-            remaining.retain(|a| !keys.contains(&a.key));
-            node = self.groups[g as usize].table.get(&values);
+            let mut values = [0u32; MAX_ATOMS];
+            remaining.take(keys, &mut values);
+            node = self.groups[g as usize].table.get(&values[..keys.len()]);
         }
         false
     }
@@ -328,7 +313,7 @@ impl Trie {
 
     fn walk_from(&self, node: u32, frame: &[u8], l4: Option<u64>, visit: &mut impl FnMut(&NodeInfo)) {
         visit(&self.info[node as usize]);
-        let mut values = [0u32; crate::filter::MAX_ATOMS];
+        let mut values = [0u32; MAX_ATOMS];
         for g in &self.nodes[node as usize].groups {
             let group = &self.groups[*g as usize];
             if !group.load(frame, l4, &mut values) {
@@ -351,19 +336,82 @@ impl Trie {
         for g in &self.nodes[node as usize].groups {
             let group = &self.groups[*g as usize];
             // The values the new filter requires on this group's keys, where it has them.
-            let required: Vec<Option<u32>> =
-                group.atoms.iter().map(|k| atoms.iter().find(|a| a.key == *k).map(|a| a.value)).collect();
-            if let Some(values) = required.iter().copied().collect::<Option<Vec<u32>>>() {
-                if let Some(child) = group.table.get(&values) {
+            let mut required = [None; MAX_ATOMS];
+            let mut all = true;
+            for (slot, k) in required.iter_mut().zip(&group.atoms) {
+                *slot = atoms.iter().find(|a| a.key == *k).map(|a| a.value);
+                all &= slot.is_some();
+            }
+            let required = &required[..group.atoms.len()];
+            if all {
+                let mut values = [0u32; MAX_ATOMS];
+                for (v, r) in values.iter_mut().zip(required) {
+                    *v = r.unwrap_or(0);
+                }
+                if let Some(child) = group.table.get(&values[..required.len()]) {
                     self.candidates_from(child, atoms, found);
                 }
             } else {
                 for (key, child) in group.table.iter() {
-                    if key.iter().zip(&required).all(|(k, r)| r.is_none_or(|r| r == *k)) {
+                    if key.iter().zip(required).all(|(k, r)| r.is_none_or(|r| r == *k)) {
                         self.candidates_from(child, atoms, found);
                     }
                 }
             }
+        }
+    }
+}
+
+/// The atoms of a filter not yet consumed on the way down the trie (a filter has at most
+/// [`MAX_ATOMS`], so a bit set says which are left; no allocation).
+struct Remaining<'a> {
+    atoms: &'a [Atom],
+    left: u32,
+}
+
+impl<'a> Remaining<'a> {
+    fn all(atoms: &'a [Atom]) -> Remaining<'a> {
+        Remaining { atoms, left: (1u32 << atoms.len()) - 1 }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.left == 0
+    }
+
+    fn len(&self) -> usize {
+        self.left.count_ones() as usize
+    }
+
+    fn atoms(&self) -> impl Iterator<Item = &'a Atom> + '_ {
+        self.atoms.iter().enumerate().filter(|(i, _)| self.left & (1 << i) != 0).map(|(_, a)| a)
+    }
+
+    fn find(&self, key: &AtomKey) -> Option<usize> {
+        self.atoms.iter().enumerate().position(|(i, a)| self.left & (1 << i) != 0 && a.key == *key)
+    }
+
+    /// Writes the values of `keys` into `out`; `false` if some key is not among the atoms left.
+    fn values(&self, keys: &[AtomKey], out: &mut [u32; MAX_ATOMS]) -> bool {
+        for (slot, k) in out.iter_mut().zip(keys) {
+            match self.find(k) {
+                Some(i) => *slot = self.atoms[i].value,
+                None => return false,
+            }
+        }
+        true
+    }
+
+    /// Consumes the atoms of `keys`, writing their values into `out` (0 for a key the filter
+    /// does not have, which [`Trie::place`] never asks for).
+    fn take(&mut self, keys: &[AtomKey], out: &mut [u32; MAX_ATOMS]) {
+        for (slot, k) in out.iter_mut().zip(keys) {
+            *slot = match self.find(k) {
+                Some(i) => {
+                    self.left &= !(1 << i);
+                    self.atoms[i].value
+                }
+                None => 0,
+            };
         }
     }
 }
