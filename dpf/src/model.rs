@@ -118,7 +118,7 @@ impl Shape {
                     continue;
                 }
                 let value = ((atom.value >> shift) & 0xff) as u8;
-                let byte = Byte { offset: u32::from(atom.key.offset) + i as u32, mask, value };
+                let byte = Byte { offset: u32::from(atom.key.offset) + i, mask, value };
                 if !push_merged(list, byte) {
                     *conflict = true;
                 }
@@ -195,14 +195,14 @@ impl Shape {
         let (mut x, mut y) = (Case::new(), Case::new());
         if !self.reads_ihl() && !other.reads_ihl() {
             return match (self.case(0, false, &mut x), other.case(0, false, &mut y)) {
-                (Some(a), Some(b)) => compatible(&a, &b),
+                (Some(a), Some(b)) => compatible(a, b),
                 _ => false,
             };
         }
         // Cases from the largest IHL down: ports at large IHL never collide with the
         // absolute header bytes, so common filters decide on the first case.
         (0..16u8).rev().any(|h| match (self.case(h, true, &mut x), other.case(h, true, &mut y)) {
-            (Some(a), Some(b)) => compatible(&a, &b),
+            (Some(a), Some(b)) => compatible(a, b),
             _ => false,
         })
     }
@@ -214,7 +214,7 @@ impl Shape {
             return match (self.case(0, false, &mut x), other.case(0, false, &mut y)) {
                 (None, _) => true,
                 (Some(_), None) => false,
-                (Some(a), Some(b)) => implies(&a, &b),
+                (Some(a), Some(b)) => implies(a, b),
             };
         }
         if !self.reads_ihl() {
@@ -230,7 +230,7 @@ impl Shape {
             None => true,
             Some(a) => match other.case(h, true, &mut y) {
                 None => false,
-                Some(b) => implies(&a, &b),
+                Some(b) => implies(a, b),
             },
         })
     }
