@@ -59,7 +59,6 @@ pub fn compile(dpf: &Dpf, opt: OptLevel) -> Result<CompiledCode, CompileError> {
 struct Common {
     frame: Value,
     len: Value,
-    nodes: Value,
     /// `nodes` minus one record: a table's tag (`node + 1`) times 24 added to it is the node's.
     nodes_before: Value,
     tables: Value,
@@ -113,11 +112,10 @@ impl<'a> Emitter<'a> {
         let tables = b.ins().load(types::I64, trusted(), ctx, context_field::TABLES);
         let nodes = b.ins().load(types::I64, trusted(), ctx, context_field::NODES);
         let nodes_before = b.ins().iadd_imm_s(nodes, -24);
-        let common = Common { frame, len, nodes, nodes_before, tables };
+        let common = Common { frame, len, nodes_before, tables };
         let mut emitter = Emitter { b, trie, best, copies };
         let root = dpf.root();
-        let root_info = emitter.b.ins().iadd_imm_s(nodes, i64::from(root) * 24);
-        emitter.apply(root_info);
+        emitter.apply_compiled_in(root);
         let exit = emitter.b.create_block();
         emitter.node(root, exit, &common, None);
 
@@ -142,6 +140,25 @@ impl<'a> Emitter<'a> {
         let all = b.use_var(self.copies);
         let all = b.ins().bor(all, copies);
         b.def_var(self.copies, all);
+    }
+
+    /// Applies the record of `node`, which the code holds as immediates
+    /// ([`Trie::record_compiled_in`]): nothing for a node without owner or copies, and the
+    /// optimizer folds it into the constants known on the way.
+    fn apply_compiled_in(&mut self, node: u32) {
+        let info = self.trie.info[node as usize];
+        let b = &mut self.b;
+        if info.depth != 0 {
+            let packed = b.ins().iconst(types::I64, (u64::from(info.depth) << 32 | u64::from(info.owner)) as i64);
+            let best = b.use_var(self.best);
+            let best = b.ins().umax(best, packed);
+            b.def_var(self.best, best);
+        }
+        if info.copies != 0 {
+            let copies = b.use_var(self.copies);
+            let copies = b.ins().bor_imm_u(copies, info.copies as i64);
+            b.def_var(self.copies, copies);
+        }
     }
 
     /// Code for `node`'s groups, starting in the current block, ending with a jump to `next`.
@@ -207,7 +224,7 @@ impl<'a> Emitter<'a> {
             })
             .collect();
         if self.trie.inlined(g) {
-            return (self.inline_group(g, &words, after, common), l4);
+            return (self.inline_group(g, &words, after), l4);
         }
 
         let b = &mut self.b;
@@ -311,7 +328,7 @@ impl Emitter<'_> {
     /// Code for an inline group (see [`crate::trie::INLINE_MAX`]): its key `words` compared
     /// with each entry's as immediates; a match applies the child's record and jumps to its
     /// code (returned, to be emitted) or to `after`; no match goes to `after`.
-    fn inline_group(&mut self, g: u32, words: &[Value], after: Block, common: &Common) -> Vec<(u32, Block)> {
+    fn inline_group(&mut self, g: u32, words: &[Value], after: Block) -> Vec<(u32, Block)> {
         let entries: Vec<(Vec<u32>, u32)> = self.trie.groups[g as usize].table.iter().map(|(key, child)| (key.to_vec(), child)).collect();
         let mut children = Vec::new();
         for (key, child) in entries {
@@ -332,8 +349,7 @@ impl Emitter<'_> {
                 None => b.ins().jump(hit, &[]),
             };
             b.switch_to_block(hit);
-            let info = b.ins().iadd_imm_s(common.nodes, i64::from(child) * 24);
-            self.apply(info);
+            self.apply_compiled_in(child);
             let b = &mut self.b;
             if self.trie.nodes[child as usize].groups.is_empty() {
                 b.ins().jump(after, &[]);

@@ -73,14 +73,12 @@ mod jit {
         /// Runs the code on `frame` against the current tables of `dpf`.
         #[inline]
         pub fn classify_raw(&self, dpf: &Dpf, frame: &[u8]) -> RawOutput {
-            if dpf.generation() != self.generation {
-                return RawOutput { owner: RawOutput::STALE, copies: 0 };
-            }
             let ctx: Context = dpf.context();
             // SAFETY: `function` is mapped while `self` lives. `ctx` is the current context of
-            // `dpf`, which is borrowed (so unmodified) during the call, and its generation is
-            // the one the code was compiled for; generations are unique across sets (see
-            // `Dpf::generation`), so its tables have exactly the layout the code expects.
+            // `dpf`, which is borrowed (so unmodified) during the call. The code reads the
+            // tables only if `ctx.generation` is the one it was compiled for (it returns
+            // STALE otherwise, the check compiled in); generations are unique across sets
+            // (see `Dpf::generation`), so then the tables have exactly the layout it expects.
             unsafe { call(self.function, &ctx, frame) }
         }
 

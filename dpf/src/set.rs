@@ -377,6 +377,8 @@ impl Dpf {
         let placed = self.trie.place(filter.atoms());
         let node = placed.node;
         let depth = ancestors + 1;
+        // Records the code holds as immediates change the structure when they change.
+        let mut structural = placed.structural || self.trie.record_compiled_in(node);
         let info = &mut self.trie.info[node as usize];
         if class == FilterClass::Copy {
             info.copies |= 1u64 << copy;
@@ -390,16 +392,17 @@ impl Dpf {
             if let Some(l) = self.slots[d as usize].live.as_mut() {
                 l.depth += 1;
                 self.trie.info[l.node as usize].depth = l.depth;
+                structural |= self.trie.record_compiled_in(l.node);
             }
         }
         let live = Live { filter: filter.clone(), shape, class, holders: alloc::vec![principal], payload, node, depth, copy, has_inner };
         let s = &mut self.slots[slot as usize];
         s.live = Some(live);
         self.len += 1;
-        if placed.structural {
+        if structural {
             self.generation = next_generation();
         }
-        Ok(Inserted { id: FilterId { slot, generation: s.generation }, needs_recompile: placed.structural })
+        Ok(Inserted { id: FilterId { slot, generation: s.generation }, needs_recompile: structural })
     }
 
     /// Whether inserting `filter` would make a new dispatch group (a new shape at some node;
@@ -430,7 +433,8 @@ impl Dpf {
     /// Drops `principal`'s hold on `id`; the filter is removed when nobody holds it.
     /// Returns whether it was removed. Empty groups stay until [`Dpf::compact`]; the code
     /// structure changes (the generation moves on) only when the filter's node leaves a small
-    /// group compiled inline, such as a listen's (connections never do).
+    /// group compiled inline, such as a listen's, or its record is compiled in (connections
+    /// never do).
     pub fn delete(&mut self, id: FilterId, principal: u32) -> Result<bool, FilterAccessError> {
         let live = self.live(id).ok_or(FilterAccessError::UnknownFilter)?;
         let holder = live.holders.iter().position(|p| *p == principal).ok_or(FilterAccessError::NotHeld)?;
@@ -444,6 +448,8 @@ impl Dpf {
         self.slots[slot].generation = self.slots[slot].generation.wrapping_add(1);
         self.free_slots.push(id.slot);
         self.len -= 1;
+        // Records the code holds as immediates change the structure when they change.
+        let mut structural = self.trie.record_compiled_in(live.node);
         let info = &mut self.trie.info[live.node as usize];
         if live.class == FilterClass::Copy {
             info.copies &= !(1u64 << live.copy);
@@ -460,10 +466,11 @@ impl Dpf {
                 {
                     l.depth -= 1;
                     self.trie.info[l.node as usize].depth = l.depth;
+                    structural |= self.trie.record_compiled_in(l.node);
                 }
             }
         }
-        if self.trie.prune(live.node) {
+        if self.trie.prune(live.node) || structural {
             self.generation = next_generation();
         }
         Ok(true)

@@ -122,6 +122,13 @@ impl Trie {
         group.live && group.table.len() <= INLINE_MAX && group.coded.iter().any(Option::is_some)
     }
 
+    /// Whether the compiled code holds node `node`'s record as immediates: the root's and
+    /// those of inline groups' children (see [`INLINE_MAX`]), which a frame reaches without
+    /// a table lookup. Changing such a record changes the code's structure.
+    pub fn record_compiled_in(&self, node: u32) -> bool {
+        node == ROOT || self.nodes[node as usize].parent.is_some_and(|g| self.inlined(g))
+    }
+
     /// Number of live groups.
     pub fn group_count(&self) -> usize {
         self.groups.iter().filter(|g| g.live).count()

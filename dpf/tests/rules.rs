@@ -221,6 +221,36 @@ fn listens_are_compiled_inline_so_adding_or_removing_one_needs_new_code() {
 }
 
 #[test]
+fn records_reached_through_inline_code_are_compiled_in() {
+    let mut d = Dpf::new();
+    let listen = d.insert(&Filter::tcp_listen(HOST, 80), HTTPD, 0).unwrap().id;
+    let conn = d.insert(&Filter::tcp_connection(HOST, 80, PEER, 1), HTTPD, 0).unwrap().id;
+    let code = JitCode::load(&d.compile().unwrap()).unwrap();
+    // The IPv4 node is a child of the inline ethertype group: a fallback ending there
+    // changes a record the code holds as an immediate, so the code must be rebuilt.
+    let all = d.insert_with(&Filter::ipv4(), privileged(FilterClass::Fallback), STRAYD, 0).unwrap();
+    assert!(all.needs_recompile, "the fallback's record is compiled in");
+    assert_eq!(code.classify(&d, &tcp(PEER, 1, HOST, 80, &[])), None, "the old code refuses to run");
+    let code = JitCode::load(&d.compile().unwrap()).unwrap();
+    assert_eq!(code.classify(&d, &udp(PEER, 2, HOST, 80, &[])).unwrap().owner, Some(all.id));
+    assert_eq!(code.classify(&d, &tcp(PEER, 2, HOST, 80, &[])).unwrap().owner, Some(listen));
+    // A capture of everything ends at the root, whose record is compiled in too.
+    let generation = d.generation();
+    let capture = d.insert_with(&Filter::everything(), privileged(FilterClass::Copy), TCPDUMP, 0).unwrap();
+    assert!(capture.needs_recompile && d.generation() != generation);
+    let code = JitCode::load(&d.compile().unwrap()).unwrap();
+    let seen = code.classify(&d, &tcp(PEER, 1, HOST, 80, &[])).unwrap();
+    assert_eq!((seen.owner, d.copy_ids(&seen).collect::<Vec<_>>()), (Some(conn), vec![capture.id]));
+    // Deleting either changes the code again; connections stay table data.
+    let generation = d.generation();
+    assert_eq!(d.delete(capture.id, TCPDUMP), Ok(true));
+    assert_ne!(d.generation(), generation);
+    let generation = d.generation();
+    assert!(!d.insert(&Filter::tcp_connection(HOST, 80, PEER, 2), HTTPD, 0).unwrap().needs_recompile);
+    assert_eq!(d.generation(), generation);
+}
+
+#[test]
 fn connections_under_a_listen_change_only_tables() {
     let mut d = Dpf::new();
     d.insert(&Filter::tcp_listen(HOST, 80), HTTPD, 0).unwrap();
