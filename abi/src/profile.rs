@@ -65,7 +65,7 @@ impl Record {
 /// or exception vector below 0x100, [`SYSCALL_CAUSE_BASE`] plus the syscall number, and 0 for
 /// the kernel's own work (scheduling, teardown, finishing a compile); besides, one part of the
 /// kernel's work is timed apart, out of whichever cause it was done for:
-/// [`NIC_DOORBELL_CAUSE`].
+/// [`NIC_DOORBELL_CAUSE`] and [`CLASSIFY_CAUSE`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cause {
     /// Scheduling, teardown and other work not done for one entry.
@@ -77,6 +77,9 @@ pub enum Cause {
     /// The register write that tells a NIC to send what was queued (e1000 TDT, tulip transmit
     /// poll demand); under emulation, the device model sends the frames inside it.
     NicDoorbell,
+    /// Classifying a received frame with the installed packet filters (DPF: the compiled
+    /// trie, or the interpreter while the code is stale).
+    Classify,
 }
 
 /// Causes at or above this number are syscalls.
@@ -85,8 +88,11 @@ pub const SYSCALL_CAUSE_BASE: u64 = 0x100;
 /// The number of [`Cause::NicDoorbell`].
 pub const NIC_DOORBELL_CAUSE: u64 = 0x200;
 
+/// The number of [`Cause::Classify`].
+pub const CLASSIFY_CAUSE: u64 = 0x201;
+
 /// Cause numbers are below this.
-pub const CAUSE_COUNT: usize = NIC_DOORBELL_CAUSE as usize + 1;
+pub const CAUSE_COUNT: usize = CLASSIFY_CAUSE as usize + 1;
 const _: () = assert!(SYSCALL_CAUSE_BASE as usize + crate::SYSCALL_COUNT <= NIC_DOORBELL_CAUSE as usize);
 
 impl Cause {
@@ -96,6 +102,7 @@ impl Cause {
             0 => Some(Cause::Kernel),
             1..SYSCALL_CAUSE_BASE => Some(Cause::Vector(n as u8)),
             NIC_DOORBELL_CAUSE => Some(Cause::NicDoorbell),
+            CLASSIFY_CAUSE => Some(Cause::Classify),
             _ => Syscall::from_number((n - SYSCALL_CAUSE_BASE) as usize).map(Cause::Syscall),
         }
     }
@@ -114,6 +121,7 @@ mod tests {
         assert_eq!(Cause::from_number(SYSCALL_CAUSE_BASE + 21), Some(Cause::Syscall(Syscall::NetXmit)));
         assert_eq!(Cause::from_number(SYSCALL_CAUSE_BASE + crate::SYSCALL_COUNT as u64), None);
         assert_eq!(Cause::from_number(NIC_DOORBELL_CAUSE), Some(Cause::NicDoorbell));
+        assert_eq!(Cause::from_number(CLASSIFY_CAUSE), Some(Cause::Classify));
         assert_eq!(Cause::from_number(CAUSE_COUNT as u64), None);
         assert_eq!(Op::from_number(2), Some(Op::Samples));
         assert_eq!(Op::from_number(3), None);

@@ -287,6 +287,23 @@ pub mod frames {
         f
     }
 
+    /// A TCP/IPv4 ACK segment without payload from `src`:`sport` to 10.0.2.15:`dport`
+    /// (TCP checksum 0: for classification, not for a stack), padded to 60 bytes.
+    pub fn tcp(dst_mac: [u8; 6], src_mac: [u8; 6], src: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+        let mut f = dst_mac.to_vec();
+        f.extend_from_slice(&src_mac);
+        f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0]);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&[10, 0, 2, 15]);
+        let sum = checksum(&f[14..34]);
+        f[24..26].copy_from_slice(&sum.to_be_bytes());
+        f.extend_from_slice(&sport.to_be_bytes());
+        f.extend_from_slice(&dport.to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0]);
+        f.resize(60, 0);
+        f
+    }
+
     /// The IPv4 datagram in Ethernet `frame` cut into fragments of `size` payload bytes (a
     /// multiple of 8), in order, each padded to Ethernet's minimum.
     pub fn fragments(frame: &[u8], size: usize) -> Vec<Vec<u8>> {

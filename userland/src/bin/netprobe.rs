@@ -17,7 +17,11 @@
 //! - `filters count=N`: installs N UDP-port filters (ports 20000..) on one ring and waits for
 //!   one frame to port 20000, so the kernel compiles the trie (it logs the compile time).
 //!
-//! `recv poll` yields between frames instead of sleeping on a predicate.
+//! `recv poll` yields between frames instead of sleeping on a predicate. `recv conns=N` also
+//! installs, on the same ring, a TCP listen on 10.0.2.15:80 and N connections under it (from
+//! 172.16.x.y, ports 1024 and up, as `frames::tcp_connection` numbers them) and waits for the
+//! kernel's code to be compiled before `ready`; `recv classify` (privileged) prints the
+//! kernel's time classifying received frames (`Cause::Classify`) while it received.
 //! `recv quiet` prints no line per frame, only the summary with the receive rate; `flood
 //! size=B` sends B-byte frames (60..1514).
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -31,6 +35,7 @@ use dpf::Filter;
 use exos::abi::{Error, Stat};
 use exos::abi::layout::{PAGE_SIZE, TICK_HZ};
 use exos::abi::net::GatherSegment;
+use exos::abi::profile::{CAUSE_COUNT, CLASSIFY_CAUSE, Op, Record};
 use exos::filter::InstalledFilter;
 use exos::ring::PacketRing;
 use exos::wait::Waiter;
@@ -104,6 +109,15 @@ fn recv(args: &exos::Args) -> i32 {
             return 1;
         }
     };
+    let _connections = match connections(&ring, args.parsed::<u64>("conns").unwrap_or(0) as usize) {
+        Ok(installed) => installed,
+        Err(error) => {
+            println!("netprobe: port {port}: connection filters refused: {error}");
+            return 1;
+        }
+    };
+    let classify = args.flag("classify");
+    let classify_start = if classify { classify_ns() } else { 0 };
     let deadline = sys::ticks() + args.parsed::<u64>("seconds").unwrap_or(10) * TICK_HZ;
     // `poll` yields instead of sleeping (for measuring the receive ceiling without wakeups).
     let poll = args.flag("poll");
@@ -156,7 +170,39 @@ fn recv(args: &exos::Args) -> i32 {
     }
     let rate = (seen.saturating_sub(1)) * 1_000_000_000 / (last_ns - first_ns).max(1);
     println!("netprobe: port {port} done: {seen} frames, {} dropped, {rate} frames/s", ring.drops());
+    if classify {
+        let frames = seen + ring.drops() as u64;
+        let ns = classify_ns().saturating_sub(classify_start);
+        println!("netprobe: port {port} classify: {ns} ns for {frames} frames, {} ns per frame", ns / frames.max(1));
+    }
     0
+}
+
+/// Installs, on `ring`, a TCP listen on 10.0.2.15:80 and `count` connections under it, then
+/// waits (up to 30 s) until the kernel's compiled code is current.
+fn connections(ring: &PacketRing, count: usize) -> Result<Vec<InstalledFilter>, Error> {
+    let mut installed = Vec::new();
+    if count == 0 {
+        return Ok(installed);
+    }
+    const LOCAL: [u8; 4] = [10, 0, 2, 15];
+    installed.push(ring.install(&Filter::tcp_listen(LOCAL, 80))?);
+    for i in 0..count {
+        let remote = [172, 16 + (i >> 16) as u8, (i >> 8) as u8, i as u8];
+        installed.push(ring.install(&Filter::tcp_connection(LOCAL, 80, remote, 1024 + (i % 60_000) as u16))?);
+    }
+    let deadline = sys::ticks() + 30 * TICK_HZ;
+    while sys::kernel_stat(Stat::DpfCodeStale) != 0 && sys::ticks() < deadline {
+        sys::env_yield();
+    }
+    Ok(installed)
+}
+
+/// The kernel's time classifying received frames since boot (ns; 0 without privilege).
+fn classify_ns() -> u64 {
+    let mut causes = [Record::default(); CAUSE_COUNT];
+    let Ok(count) = sys::kernel_profile_read(Op::Causes, 0, &mut causes) else { return 0 };
+    causes[..count].iter().find(|record| record.key == CLASSIFY_CAUSE).map_or(0, |record| record.value)
 }
 
 /// Sends `frame` from `segments` and waits for the NIC to finish.

@@ -59,6 +59,7 @@ fn run(args: exos::Args) -> i32 {
             Some(Cause::Vector(vector)) => alloc::format!("vector{vector}"),
             Some(Cause::Syscall(call)) => alloc::format!("{call:?}"),
             Some(Cause::NicDoorbell) => alloc::string::String::from("NicDoorbell"),
+            Some(Cause::Classify) => alloc::string::String::from("Classify"),
         };
         println!("profile cause {} {} {name}", record.key, record.value);
     }

@@ -577,7 +577,9 @@ impl<M: Machine> Kernel<M> {
         let machine = &mut self.machine;
         let mut woken: Vec<EnvId> = Vec::new();
         nics[n].rx_poll(&mut |frame| {
+            let mark = machine.profile_mark();
             let classification = classifier.classify(dpf, frame);
+            machine.profile_part(xok_abi::profile::CLASSIFY_CAUSE, mark);
             let mut owner = classification.owner.and_then(|id| dpf.payload(id));
             let mut released = Vec::new();
             let mut held = false;
