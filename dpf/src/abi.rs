@@ -62,7 +62,8 @@ const _: () = assert!(core::mem::size_of::<NodeInfo>() == 24);
 
 /// A hash-dispatch table as the compiled code sees it. Entries are `stride` 32-bit words:
 /// word 0 is `node + 1` (0 = empty slot), then one word per key atom (the masked loads).
-/// Linear probing from `(hash >> shift) & mask`; at most a quarter of the slots are used (short probe runs for misses).
+/// Linear probing from `(hash >> shift) & mask`; at most half of the slots are used (short
+/// probe runs for misses; see `table::LOAD_DIVISOR`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TableDesc {

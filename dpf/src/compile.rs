@@ -71,6 +71,9 @@ struct Emitter<'a> {
     /// `NodeInfo`), so that the deeper filter is simply the larger word.
     best: Variable,
     copies: Variable,
+    /// Whether any copy filter is installed: without one every record's `copies` is 0, and
+    /// the code keeps no register for them (installing the first is structural).
+    track_copies: bool,
 }
 
 fn trusted() -> MemFlagsData {
@@ -113,7 +116,7 @@ impl<'a> Emitter<'a> {
         let nodes = b.ins().load(types::I64, trusted(), ctx, context_field::NODES);
         let nodes_before = b.ins().iadd_imm_s(nodes, -24);
         let common = Common { frame, len, nodes_before, tables };
-        let mut emitter = Emitter { b, trie, best, copies };
+        let mut emitter = Emitter { b, trie, best, copies, track_copies: dpf.has_copy_filters() };
         let root = dpf.root();
         emitter.apply_compiled_in(root);
         let exit = emitter.b.create_block();
@@ -122,7 +125,7 @@ impl<'a> Emitter<'a> {
         let b = &mut emitter.b;
         b.switch_to_block(exit);
         let best = b.use_var(emitter.best);
-        let copies = b.use_var(emitter.copies);
+        let copies = if emitter.track_copies { b.use_var(emitter.copies) } else { b.ins().iconst(types::I64, 0) };
         b.ins().return_(&[best, copies]);
         b.seal_all_blocks();
         emitter.b.finalize(config);
@@ -133,13 +136,15 @@ impl<'a> Emitter<'a> {
         let b = &mut self.b;
         // `owner` at offset 0 and `depth` at 4: one little-endian word `depth << 32 | owner`.
         let packed = b.ins().load(types::I64, trusted(), info, node_field::OWNER);
-        let copies = b.ins().load(types::I64, trusted(), info, node_field::COPIES);
         let best = b.use_var(self.best);
         let best = b.ins().umax(best, packed);
         b.def_var(self.best, best);
-        let all = b.use_var(self.copies);
-        let all = b.ins().bor(all, copies);
-        b.def_var(self.copies, all);
+        if self.track_copies {
+            let copies = b.ins().load(types::I64, trusted(), info, node_field::COPIES);
+            let all = b.use_var(self.copies);
+            let all = b.ins().bor(all, copies);
+            b.def_var(self.copies, all);
+        }
     }
 
     /// Applies the record of `node`, which the code holds as immediates

@@ -381,6 +381,8 @@ impl Dpf {
         let mut structural = placed.structural || self.trie.record_compiled_in(node);
         let info = &mut self.trie.info[node as usize];
         if class == FilterClass::Copy {
+            // The code tracks copies only while some copy filter is installed.
+            structural |= !self.copy_slots.iter().any(Option::is_some);
             info.copies |= 1u64 << copy;
             self.copy_slots[copy as usize] = Some(slot);
         } else {
@@ -454,6 +456,8 @@ impl Dpf {
         if live.class == FilterClass::Copy {
             info.copies &= !(1u64 << live.copy);
             self.copy_slots[live.copy as usize] = None;
+            // Without copy filters the code need not track copies.
+            structural |= !self.copy_slots.iter().any(Option::is_some);
         } else {
             info.depth = 0;
             info.owner = 0;

@@ -251,6 +251,35 @@ fn records_reached_through_inline_code_are_compiled_in() {
 }
 
 #[test]
+fn the_first_copy_filter_makes_the_code_track_copies_and_later_ones_are_data() {
+    let mut d = Dpf::new();
+    d.insert(&Filter::tcp_listen(HOST, 80), HTTPD, 0).unwrap();
+    let conn = d.insert(&Filter::tcp_connection(HOST, 80, PEER, 1), HTTPD, 0).unwrap().id;
+    d.insert(&Filter::tcp_connection(HOST, 80, PEER, 2), HTTPD, 0).unwrap();
+    let copy_of = |port| Filter::tcp_connection(HOST, 80, PEER, port);
+    // Without copy filters the code keeps no copies; the first one is structural even where
+    // its record is table data (a connection's node).
+    let first = d.insert_with(&copy_of(1), privileged(FilterClass::Copy), TCPDUMP, 0).unwrap();
+    assert!(first.needs_recompile, "the first copy filter turns copy tracking on");
+    let code = JitCode::load(&d.compile().unwrap()).unwrap();
+    let generation = d.generation();
+    let second = d.insert_with(&copy_of(2), privileged(FilterClass::Copy), TCPDUMP, 0).unwrap();
+    assert!(!second.needs_recompile && d.generation() == generation, "later copy filters are data");
+    let seen = code.classify(&d, &tcp(PEER, 2, HOST, 80, &[])).unwrap();
+    assert_eq!(d.copy_ids(&seen).collect::<Vec<_>>(), vec![second.id]);
+    let seen = code.classify(&d, &tcp(PEER, 1, HOST, 80, &[])).unwrap();
+    assert_eq!((seen.owner, d.copy_ids(&seen).collect::<Vec<_>>()), (Some(conn), vec![first.id]));
+    // Removing one keeps tracking; removing the last turns it off.
+    assert_eq!(d.delete(first.id, TCPDUMP), Ok(true));
+    assert_eq!(d.generation(), generation);
+    assert_eq!(d.delete(second.id, TCPDUMP), Ok(true));
+    assert_ne!(d.generation(), generation);
+    let code = JitCode::load(&d.compile().unwrap()).unwrap();
+    let seen = code.classify(&d, &tcp(PEER, 1, HOST, 80, &[])).unwrap();
+    assert_eq!((seen.owner, seen.copies.iter().count()), (Some(conn), 0));
+}
+
+#[test]
 fn connections_under_a_listen_change_only_tables() {
     let mut d = Dpf::new();
     d.insert(&Filter::tcp_listen(HOST, 80), HTTPD, 0).unwrap();
