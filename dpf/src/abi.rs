@@ -54,14 +54,15 @@ pub struct NodeInfo {
 }
 
 pub(crate) mod node_field {
-    pub const OWNER: i32 = 0;
     pub const COPIES: i32 = 8;
     pub const CODE: i32 = 16;
 }
 const _: () = assert!(core::mem::size_of::<NodeInfo>() == 24);
 
-/// A hash-dispatch table as the compiled code sees it. Entries are `stride` 32-bit words:
-/// word 0 is `node + 1` (0 = empty slot), then one word per key atom (the masked loads).
+/// A hash-dispatch table as the compiled code sees it. Entries are `3 + arity` 32-bit words:
+/// word 0 is `node + 1` (0 = empty slot), words 1 and 2 the node's `owner` and `depth` (as in
+/// its [`NodeInfo`], kept equal to it: one little-endian `depth << 32 | owner` word, so a hit
+/// needs no second load for the owner), then one word per key atom (the masked loads).
 /// Linear probing from `(hash >> shift) & mask`; at most half of the slots are used (short
 /// probe runs for misses; see `table::LOAD_DIVISOR`).
 #[repr(C)]
@@ -75,6 +76,13 @@ pub struct TableDesc {
     pub shift: u64,
     /// Hash seed.
     pub seed: u64,
+}
+
+/// Byte offsets within a table entry (see [`TableDesc`]).
+pub(crate) mod entry_field {
+    pub const TAG: i32 = 0;
+    pub const RECORD: i32 = 4;
+    pub const KEY: i32 = 12;
 }
 
 pub(crate) mod table_field {

@@ -17,7 +17,7 @@ use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, Variable};
 pub use xok_codegen::{CompileError, OptLevel, target_isa};
 
-use crate::abi::{HASH_MULTIPLIER, RawOutput, context_field, node_field, table_field};
+use crate::abi::{HASH_MULTIPLIER, RawOutput, context_field, entry_field, node_field, table_field};
 use crate::filter::{AtomKey, Base, Filter, Width};
 use crate::set::Dpf;
 use crate::trie::Trie;
@@ -131,22 +131,6 @@ impl<'a> Emitter<'a> {
         emitter.b.finalize(config);
     }
 
-    /// Applies the `NodeInfo` at `info`: a deeper owner wins; copies accumulate.
-    fn apply(&mut self, info: Value) {
-        let b = &mut self.b;
-        // `owner` at offset 0 and `depth` at 4: one little-endian word `depth << 32 | owner`.
-        let packed = b.ins().load(types::I64, trusted(), info, node_field::OWNER);
-        let best = b.use_var(self.best);
-        let best = b.ins().umax(best, packed);
-        b.def_var(self.best, best);
-        if self.track_copies {
-            let copies = b.ins().load(types::I64, trusted(), info, node_field::COPIES);
-            let all = b.use_var(self.copies);
-            let all = b.ins().bor(all, copies);
-            b.def_var(self.copies, all);
-        }
-    }
-
     /// Applies the record of `node`, which the code holds as immediates
     /// ([`Trie::record_compiled_in`]): nothing for a node without owner or copies, and the
     /// optimizer folds it into the constants known on the way.
@@ -189,7 +173,7 @@ impl<'a> Emitter<'a> {
     fn group(&mut self, g: u32, after: Block, common: &Common, l4: Option<Value>) -> (Vec<(u32, Block)>, Option<Value>) {
         let group = &self.trie.groups[g as usize];
         let atoms = group.atoms.clone();
-        let stride = 4 * (atoms.len() as i64 + 1);
+        let stride = 4 * atoms.len() as i64 + i64::from(entry_field::KEY);
 
         // One bounds check for all fields: never read past `len`.
         let b = &mut self.b;
@@ -256,7 +240,7 @@ impl<'a> Emitter<'a> {
         b.switch_to_block(probe);
         let offset = b.ins().imul_imm_s(index, stride);
         let entry = b.ins().iadd(entries, offset);
-        let tag = b.ins().load(types::I32, trusted(), entry, 0);
+        let tag = b.ins().load(types::I32, trusted(), entry, entry_field::TAG);
         b.ins().brif(tag, compare, &[], after, &[]);
 
         // compare: all key words equal → hit, else the next slot. A pair of 32-bit words is
@@ -264,7 +248,7 @@ impl<'a> Emitter<'a> {
         b.switch_to_block(compare);
         let mut equal: Option<Value> = None;
         for (i, (word, pair)) in words.iter().zip(values.chunks(2)).enumerate() {
-            let at = 4 + 8 * i as i32;
+            let at = entry_field::KEY + 8 * i as i32;
             let stored = match pair {
                 [_, _] => b.ins().load(types::I64, MemFlagsData::new().with_notrap(), entry, at),
                 _ => b.ins().uload32(trusted(), entry, at),
@@ -286,19 +270,30 @@ impl<'a> Emitter<'a> {
         let next = b.ins().band(next, mask);
         b.ins().jump(probe, &[BlockArg::Value(next)]);
 
-        // hit: the child's record (tables hold only nodes of the same set).
+        // hit: the child's owner and depth are in the entry; its copies and code in its
+        // record (tables hold only nodes of the same set), read only when needed.
         b.switch_to_block(hit);
-        let tag64 = b.ins().uextend(types::I64, tag);
-        let info_offset = b.ins().imul_imm_s(tag64, 24);
-        let info = b.ins().iadd(common.nodes_before, info_offset);
-        self.apply(info);
-
-        let b = &mut self.b;
+        let packed = b.ins().load(types::I64, MemFlagsData::new().with_notrap(), entry, entry_field::RECORD);
+        let best = b.use_var(self.best);
+        let best = b.ins().umax(best, packed);
+        b.def_var(self.best, best);
         let coded = self.trie.groups[g as usize].coded.clone();
-        if coded.iter().all(Option::is_none) {
+        let needs_info = self.track_copies || coded.iter().any(Option::is_some);
+        let info = needs_info.then(|| {
+            let tag64 = b.ins().uextend(types::I64, tag);
+            let info_offset = b.ins().imul_imm_s(tag64, 24);
+            b.ins().iadd(common.nodes_before, info_offset)
+        });
+        if let (true, Some(info)) = (self.track_copies, info) {
+            let copies = b.ins().load(types::I64, trusted(), info, node_field::COPIES);
+            let all = b.use_var(self.copies);
+            let all = b.ins().bor(all, copies);
+            b.def_var(self.copies, all);
+        }
+        let Some(info) = info.filter(|_| coded.iter().any(Option::is_some)) else {
             b.ins().jump(after, &[]);
             return (Vec::new(), l4);
-        }
+        };
         let code = b.ins().load(types::I32, trusted(), info, node_field::CODE);
         if let [Some(node)] = coded.as_slice() {
             // One child with code: a branch instead of a jump table.

@@ -379,22 +379,24 @@ impl Dpf {
         let depth = ancestors + 1;
         // Records the code holds as immediates change the structure when they change.
         let mut structural = placed.structural || self.trie.record_compiled_in(node);
-        let info = &mut self.trie.info[node as usize];
         if class == FilterClass::Copy {
             // The code tracks copies only while some copy filter is installed.
             structural |= !self.copy_slots.iter().any(Option::is_some);
-            info.copies |= 1u64 << copy;
+            self.trie.set_record(node, |info| info.copies |= 1u64 << copy);
             self.copy_slots[copy as usize] = Some(slot);
         } else {
-            info.owner = slot;
-            info.depth = depth;
+            self.trie.set_record(node, |info| {
+                info.owner = slot;
+                info.depth = depth;
+            });
         }
         let has_inner = !descendants.is_empty();
         for d in descendants {
             if let Some(l) = self.slots[d as usize].live.as_mut() {
                 l.depth += 1;
-                self.trie.info[l.node as usize].depth = l.depth;
-                structural |= self.trie.record_compiled_in(l.node);
+                let (node, depth) = (l.node, l.depth);
+                self.trie.set_record(node, |info| info.depth = depth);
+                structural |= self.trie.record_compiled_in(node);
             }
         }
         let live = Live { filter: filter.clone(), shape, class, holders: alloc::vec![principal], payload, node, depth, copy, has_inner };
@@ -452,15 +454,16 @@ impl Dpf {
         self.len -= 1;
         // Records the code holds as immediates change the structure when they change.
         let mut structural = self.trie.record_compiled_in(live.node);
-        let info = &mut self.trie.info[live.node as usize];
         if live.class == FilterClass::Copy {
-            info.copies &= !(1u64 << live.copy);
+            self.trie.set_record(live.node, |info| info.copies &= !(1u64 << live.copy));
             self.copy_slots[live.copy as usize] = None;
             // Without copy filters the code need not track copies.
             structural |= !self.copy_slots.iter().any(Option::is_some);
         } else {
-            info.depth = 0;
-            info.owner = 0;
+            self.trie.set_record(live.node, |info| {
+                info.depth = 0;
+                info.owner = 0;
+            });
             // Filters inside this one move up a level (overlapping filters are nested, so
             // the deeper ones are inside; a filter that never had one inside has none).
             let inside = if live.has_inner { self.overlapping(&live.filter, &live.shape) } else { Vec::new() };
@@ -469,8 +472,9 @@ impl Dpf {
                     && l.depth > live.depth
                 {
                     l.depth -= 1;
-                    self.trie.info[l.node as usize].depth = l.depth;
-                    structural |= self.trie.record_compiled_in(l.node);
+                    let (node, depth) = (l.node, l.depth);
+                    self.trie.set_record(node, |info| info.depth = depth);
+                    structural |= self.trie.record_compiled_in(node);
                 }
             }
         }

@@ -7,9 +7,12 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::abi::{TableDesc, hash_key};
+use crate::abi::{TableDesc, entry_field, hash_key};
+use crate::filter::MAX_ATOMS;
 
-/// A map from key tuples (`arity` words) to node numbers.
+/// A map from key tuples (`arity` words) to node numbers, each entry also holding its node's
+/// owner record (`entry_field`), so that compiled code finds the owner of a frame's node in
+/// the slot it probed, without a second, dependent load.
 #[derive(Clone, Debug)]
 pub struct FlatTable {
     words: Vec<u32>,
@@ -21,6 +24,9 @@ pub struct FlatTable {
 
 const MIN_CAPACITY: usize = 4;
 
+/// Where an entry's key starts, in words: after the tag and the two record words.
+const KEY_WORD: usize = entry_field::KEY as usize / 4;
+
 /// At most one slot in this many is used (the table grows past it). Linear probing stays
 /// short (a miss probes 2.5 slots on average at the limit), and a table of 100 000
 /// connections takes 262 144 slots (3 MiB) rather than twice that, which matters more: a
@@ -30,11 +36,11 @@ const LOAD_DIVISOR: usize = 2;
 impl FlatTable {
     /// An empty table for keys of `arity` words.
     pub fn new(arity: usize, seed: u64) -> FlatTable {
-        FlatTable { words: vec![0; MIN_CAPACITY * (arity + 1)], arity, capacity: MIN_CAPACITY, len: 0, seed }
+        FlatTable { words: vec![0; MIN_CAPACITY * (arity + KEY_WORD)], arity, capacity: MIN_CAPACITY, len: 0, seed }
     }
 
     fn stride(&self) -> usize {
-        self.arity + 1
+        self.arity + KEY_WORD
     }
 
     /// Whether the table holds no key.
@@ -77,9 +83,9 @@ impl FlatTable {
         let mut index = self.home(key);
         for _ in 0..self.capacity {
             let slot = self.slot(index);
-            match slot.split_first() {
-                Some((0, _)) | None => return None,
-                Some((_, k)) if k.iter().zip(key).all(|(a, b)| a == b) => return Some(index),
+            match slot.first() {
+                Some(0) | None => return None,
+                Some(_) if slot[KEY_WORD..] == *key => return Some(index),
                 _ => index = (index + 1) & (self.capacity - 1),
             }
         }
@@ -92,29 +98,41 @@ impl FlatTable {
         self.slot(slot).first().map(|tag| tag - 1)
     }
 
-    /// Stores `node` under `key` (replacing any previous node).
+    /// Sets the owner record of the entry under `key` (its node's `owner` and `depth`, as in
+    /// [`crate::abi::NodeInfo`]). Returns whether there is such an entry.
+    pub fn set_record(&mut self, key: &[u32], owner: u32, depth: u32) -> bool {
+        let Some(slot) = self.find_slot(key) else { return false };
+        let record = slot * self.stride() + entry_field::RECORD as usize / 4;
+        self.words[record..record + 2].copy_from_slice(&[owner, depth]);
+        true
+    }
+
+    /// Stores `node` under `key` (replacing any previous node), with an empty record.
     pub fn insert(&mut self, key: &[u32], node: u32) {
         debug_assert_eq!(key.len(), self.arity);
         if let Some(slot) = self.find_slot(key) {
             let s = self.stride();
-            self.words[slot * s] = node + 1;
+            self.words[slot * s..slot * s + KEY_WORD].copy_from_slice(&[node + 1, 0, 0]);
             return;
         }
         if (self.len + 1) * LOAD_DIVISOR > self.capacity {
             self.grow();
         }
-        self.place(key, node);
+        let mut entry = [0u32; KEY_WORD + MAX_ATOMS];
+        entry[0] = node + 1;
+        entry[KEY_WORD..KEY_WORD + key.len()].copy_from_slice(key);
+        self.place(&entry[..self.stride()]);
         self.len += 1;
     }
 
-    fn place(&mut self, key: &[u32], node: u32) {
+    /// Puts a whole entry (tag, record, key) into the first free slot of its probe run.
+    fn place(&mut self, entry: &[u32]) {
         let s = self.stride();
-        let mut index = self.home(key);
+        let mut index = self.home(&entry[KEY_WORD..]);
         while self.words[index * s] != 0 {
             index = (index + 1) & (self.capacity - 1);
         }
-        self.words[index * s] = node + 1;
-        self.words[index * s + 1..(index + 1) * s].copy_from_slice(key);
+        self.words[index * s..(index + 1) * s].copy_from_slice(entry);
     }
 
     fn grow(&mut self) {
@@ -127,11 +145,9 @@ impl FlatTable {
         let old = core::mem::take(&mut self.words);
         self.capacity = capacity;
         self.words = vec![0; self.capacity * self.stride()];
-        for slot in old.chunks_exact(self.stride()) {
-            if let Some((tag, key)) = slot.split_first()
-                && *tag != 0
-            {
-                self.place(key, tag - 1);
+        for entry in old.chunks_exact(self.stride()) {
+            if entry[0] != 0 {
+                self.place(entry);
             }
         }
     }
@@ -148,7 +164,7 @@ impl FlatTable {
             if self.words[next * s] == 0 {
                 break;
             }
-            let home = self.home(&self.words[next * s + 1..(next + 1) * s]);
+            let home = self.home(&self.words[next * s + KEY_WORD..(next + 1) * s]);
             // Move the entry back if its home does not lie cyclically in (hole, next].
             let distance_home = next.wrapping_sub(home) & mask;
             let distance_hole = next.wrapping_sub(hole) & mask;
@@ -170,10 +186,7 @@ impl FlatTable {
 
     /// All (key, node) pairs.
     pub fn iter(&self) -> impl Iterator<Item = (&[u32], u32)> {
-        self.words.chunks_exact(self.stride()).filter_map(|slot| match slot.split_first() {
-            Some((tag, key)) if *tag != 0 => Some((key, tag - 1)),
-            _ => None,
-        })
+        self.words.chunks_exact(self.stride()).filter(|entry| entry[0] != 0).map(|entry| (&entry[KEY_WORD..], entry[0] - 1))
     }
 }
 

@@ -122,6 +122,19 @@ impl Trie {
         group.live && group.table.len() <= INLINE_MAX && group.coded.iter().any(Option::is_some)
     }
 
+    /// Changes node `node`'s record and keeps its owner and depth in the node's entry of its
+    /// parent group's table equal (compiled code reads them there).
+    pub fn set_record(&mut self, node: u32, change: impl FnOnce(&mut NodeInfo)) {
+        let info = &mut self.info[node as usize];
+        change(info);
+        let (owner, depth) = (info.owner, info.depth);
+        let n = &self.nodes[node as usize];
+        if let Some(g) = n.parent {
+            let synced = self.groups[g as usize].table.set_record(&n.key, owner, depth);
+            debug_assert!(synced, "node {node} has an entry in its parent group");
+        }
+    }
+
     /// Whether the compiled code holds node `node`'s record as immediates: the root's and
     /// those of inline groups' children (see [`INLINE_MAX`]), which a frame reaches without
     /// a table lookup. Changing such a record changes the code's structure.
