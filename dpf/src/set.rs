@@ -382,7 +382,8 @@ impl Dpf {
         if class == FilterClass::Copy {
             // The code tracks copies only while some copy filter is installed.
             structural |= !self.copy_slots.iter().any(Option::is_some);
-            self.trie.set_record(node, |info| info.copies |= 1u64 << copy);
+            // Copies are not in table entries: no sync needed.
+            self.trie.info[node as usize].copies |= 1u64 << copy;
             self.copy_slots[copy as usize] = Some(slot);
         } else {
             self.trie.set_record(node, |info| {
@@ -455,15 +456,15 @@ impl Dpf {
         // Records the code holds as immediates change the structure when they change.
         let mut structural = self.trie.record_compiled_in(live.node);
         if live.class == FilterClass::Copy {
-            self.trie.set_record(live.node, |info| info.copies &= !(1u64 << live.copy));
+            self.trie.info[live.node as usize].copies &= !(1u64 << live.copy);
             self.copy_slots[live.copy as usize] = None;
             // Without copy filters the code need not track copies.
             structural |= !self.copy_slots.iter().any(Option::is_some);
         } else {
-            self.trie.set_record(live.node, |info| {
-                info.depth = 0;
-                info.owner = 0;
-            });
+            // Synced below if the node stays (a node left empty leaves its table).
+            let info = &mut self.trie.info[live.node as usize];
+            info.depth = 0;
+            info.owner = 0;
             // Filters inside this one move up a level (overlapping filters are nested, so
             // the deeper ones are inside; a filter that never had one inside has none).
             let inside = if live.has_inner { self.overlapping(&live.filter, &live.shape) } else { Vec::new() };
@@ -478,7 +479,11 @@ impl Dpf {
                 }
             }
         }
-        if self.trie.prune(live.node) || structural {
+        let pruned = self.trie.prune(live.node);
+        if self.trie.nodes[live.node as usize].live {
+            self.trie.sync_record(live.node);
+        }
+        if pruned || structural {
             self.generation = next_generation();
         }
         Ok(true)

@@ -27,11 +27,16 @@ const MIN_CAPACITY: usize = 4;
 /// Where an entry's key starts, in words: after the tag and the two record words.
 const KEY_WORD: usize = entry_field::KEY as usize / 4;
 
-/// At most one slot in this many is used (the table grows past it). Linear probing stays
-/// short (a miss probes 2.5 slots on average at the limit), and a table of 100 000
-/// connections takes 262 144 slots (3 MiB) rather than twice that, which matters more: a
-/// frame's lookup in a big table waits on a cache miss.
-const LOAD_DIVISOR: usize = 2;
+/// At most one slot in this many is used (the table grows past it) while the table is small
+/// ([`SMALL_TABLE_BYTES`]): probe runs stay short (a miss probes 1.4 slots on average).
+const LOAD_DIVISOR: usize = 4;
+
+/// A table bigger than this (it no longer fits a core's L2 cache) fills up to one slot in
+/// [`BIG_LOAD_DIVISOR`] before it grows: a lookup there waits on a cache miss anyway, and half
+/// the memory (100 000 connections in 262 144 slots, 5 MiB, rather than twice that) misses
+/// less; a miss probes 2.5 slots on average at that load.
+const SMALL_TABLE_BYTES: usize = 256 * 1024;
+const BIG_LOAD_DIVISOR: usize = 2;
 
 impl FlatTable {
     /// An empty table for keys of `arity` words.
@@ -85,7 +90,7 @@ impl FlatTable {
             let slot = self.slot(index);
             match slot.first() {
                 Some(0) | None => return None,
-                Some(_) if slot[KEY_WORD..] == *key => return Some(index),
+                Some(_) if slot[KEY_WORD..].iter().zip(key).all(|(a, b)| a == b) => return Some(index),
                 _ => index = (index + 1) & (self.capacity - 1),
             }
         }
@@ -115,7 +120,9 @@ impl FlatTable {
             self.words[slot * s..slot * s + KEY_WORD].copy_from_slice(&[node + 1, 0, 0]);
             return;
         }
-        if (self.len + 1) * LOAD_DIVISOR > self.capacity {
+        let big = self.capacity * self.stride() * 4 > SMALL_TABLE_BYTES;
+        let divisor = if big { BIG_LOAD_DIVISOR } else { LOAD_DIVISOR };
+        if (self.len + 1) * divisor > self.capacity {
             self.grow();
         }
         let mut entry = [0u32; KEY_WORD + MAX_ATOMS];
@@ -140,7 +147,7 @@ impl FlatTable {
     }
 
     /// Rehashes into `capacity` slots (a power of two that holds every key within the load
-    /// limit, [`LOAD_DIVISOR`]).
+    /// limit, [`LOAD_DIVISOR`] or [`BIG_LOAD_DIVISOR`]).
     fn resize(&mut self, capacity: usize) {
         let old = core::mem::take(&mut self.words);
         self.capacity = capacity;
@@ -178,7 +185,7 @@ impl FlatTable {
         self.len -= 1;
         // Give memory back once the table is mostly empty (so tables emptied by deletes do
         // not keep their peak size), leaving room to grow again before the next shrink.
-        if self.capacity > MIN_CAPACITY && self.len * 4 * LOAD_DIVISOR <= self.capacity {
+        if self.capacity > MIN_CAPACITY && self.len * 16 <= self.capacity {
             self.resize((self.capacity / 2).max(MIN_CAPACITY));
         }
         Some(node)

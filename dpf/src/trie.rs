@@ -125,9 +125,14 @@ impl Trie {
     /// Changes node `node`'s record and keeps its owner and depth in the node's entry of its
     /// parent group's table equal (compiled code reads them there).
     pub fn set_record(&mut self, node: u32, change: impl FnOnce(&mut NodeInfo)) {
-        let info = &mut self.info[node as usize];
-        change(info);
-        let (owner, depth) = (info.owner, info.depth);
+        change(&mut self.info[node as usize]);
+        self.sync_record(node);
+    }
+
+    /// Copies node `node`'s owner and depth into its entry of its parent group's table (after
+    /// a change made through `info` directly).
+    pub fn sync_record(&mut self, node: u32) {
+        let NodeInfo { owner, depth, .. } = self.info[node as usize];
         let n = &self.nodes[node as usize];
         if let Some(g) = n.parent {
             let synced = self.groups[g as usize].table.set_record(&n.key, owner, depth);
