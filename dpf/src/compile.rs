@@ -74,6 +74,18 @@ struct Emitter<'a> {
     /// Whether any copy filter is installed: without one every record's `copies` is 0, and
     /// the code keeps no register for them (installing the first is structural).
     track_copies: bool,
+    /// Blocks that return the result, filled at the end ([`Emitter::to`]).
+    returns: Vec<Block>,
+}
+
+/// Where code goes after a group: on to a block, or out of the function. Paths that end
+/// return where they end, with the result they have, rather than all meeting in one exit
+/// block: values known on a path (the owner so far is often a constant) then stay in that
+/// path, and no register holds them for the whole function.
+#[derive(Clone, Copy)]
+enum Next {
+    Block(Block),
+    Return,
 }
 
 fn trusted() -> MemFlagsData {
@@ -113,22 +125,55 @@ impl<'a> Emitter<'a> {
 
         b.switch_to_block(body);
         let tables = b.ins().load(types::I64, trusted(), ctx, context_field::TABLES);
-        let nodes = b.ins().load(types::I64, trusted(), ctx, context_field::NODES);
-        let nodes_before = b.ins().iadd_imm_s(nodes, -24);
+        // Node records are read only for copies and for the code of a hashed group's child.
+        let reads_nodes = dpf.has_copy_filters() || (0..trie.groups.len() as u32).any(|g| !trie.inlined(g) && trie.groups[g as usize].coded.iter().any(Option::is_some));
+        let nodes_before = if reads_nodes {
+            let nodes = b.ins().load(types::I64, trusted(), ctx, context_field::NODES);
+            b.ins().iadd_imm_s(nodes, -24)
+        } else {
+            b.ins().iconst(types::I64, 0)
+        };
         let common = Common { frame, len, nodes_before, tables };
-        let mut emitter = Emitter { b, trie, best, copies, track_copies: dpf.has_copy_filters() };
+        let mut emitter = Emitter { b, trie, best, copies, track_copies: dpf.has_copy_filters(), returns: Vec::new() };
         let root = dpf.root();
         emitter.apply_compiled_in(root);
-        let exit = emitter.b.create_block();
-        emitter.node(root, exit, &common, None);
-
-        let b = &mut emitter.b;
-        b.switch_to_block(exit);
-        let best = b.use_var(emitter.best);
-        let copies = if emitter.track_copies { b.use_var(emitter.copies) } else { b.ins().iconst(types::I64, 0) };
-        b.ins().return_(&[best, copies]);
-        b.seal_all_blocks();
+        emitter.node(root, Next::Return, &common, None);
+        for block in core::mem::take(&mut emitter.returns) {
+            emitter.b.switch_to_block(block);
+            emitter.emit_return();
+        }
+        emitter.b.seal_all_blocks();
         emitter.b.finalize(config);
+    }
+
+    /// Returns the owner and copies found so far (from the current block).
+    fn emit_return(&mut self) {
+        let best = self.b.use_var(self.best);
+        let copies = if self.track_copies { self.b.use_var(self.copies) } else { self.b.ins().iconst(types::I64, 0) };
+        self.b.ins().return_(&[best, copies]);
+    }
+
+    /// Ends the current block by going on to `next`.
+    fn go(&mut self, next: Next) {
+        match next {
+            Next::Block(block) => {
+                self.b.ins().jump(block, &[]);
+            }
+            Next::Return => self.emit_return(),
+        }
+    }
+
+    /// A block to branch to for `next`: its block, or a new one that returns (one per branch,
+    /// so that it returns exactly what that branch's path found).
+    fn to(&mut self, next: Next) -> Block {
+        match next {
+            Next::Block(block) => block,
+            Next::Return => {
+                let block = self.b.create_block();
+                self.returns.push(block);
+                block
+            }
+        }
     }
 
     /// Applies the record of `node`, which the code holds as immediates
@@ -150,27 +195,37 @@ impl<'a> Emitter<'a> {
         }
     }
 
-    /// Code for `node`'s groups, starting in the current block, ending with a jump to `next`.
-    /// `l4` is the IPv4 payload start if code on the way here computed it (it is computed
-    /// where a group first needs it, so frames that end early never pay for it).
-    fn node(&mut self, node: u32, next: Block, common: &Common, l4: Option<Value>) {
+    /// Code for `node`'s groups, starting in the current block, going on to `next` (the last
+    /// group's paths go there directly). `l4` is the IPv4 payload start if code on the way
+    /// here computed it (it is computed where a group first needs it, so frames that end
+    /// early never pay for it).
+    fn node(&mut self, node: u32, next: Next, common: &Common, l4: Option<Value>) {
         let groups = self.trie.nodes[node as usize].groups.clone();
-        for g in groups {
+        let Some((last, first)) = groups.split_last() else {
+            self.go(next);
+            return;
+        };
+        for g in first {
             let after = self.b.create_block();
-            let (children, child_l4) = self.group(g, after, common, l4);
-            for (child, block) in children {
-                self.b.switch_to_block(block);
-                self.node(child, after, common, child_l4);
-            }
+            self.group_and_children(*g, Next::Block(after), common, l4);
             self.b.switch_to_block(after);
         }
-        self.b.ins().jump(next, &[]);
+        self.group_and_children(*last, next, common, l4);
+    }
+
+    /// Code for group `g` and its children's, all going on to `after`.
+    fn group_and_children(&mut self, g: u32, after: Next, common: &Common, l4: Option<Value>) {
+        let (children, child_l4) = self.group(g, after, common, l4);
+        for (child, block) in children {
+            self.b.switch_to_block(block);
+            self.node(child, after, common, child_l4);
+        }
     }
 
     /// Code for group `g`: on a miss jump to `after`; on a hit apply the child and dispatch
     /// to the returned blocks (one per child with code), or `after`.
     /// Also returns the IPv4 payload start for the children's code, if known there.
-    fn group(&mut self, g: u32, after: Block, common: &Common, l4: Option<Value>) -> (Vec<(u32, Block)>, Option<Value>) {
+    fn group(&mut self, g: u32, after: Next, common: &Common, l4: Option<Value>) -> (Vec<(u32, Block)>, Option<Value>) {
         let group = &self.trie.groups[g as usize];
         let atoms = group.atoms.clone();
         let stride = 4 * atoms.len() as i64 + i64::from(entry_field::KEY);
@@ -194,8 +249,10 @@ impl<'a> Emitter<'a> {
             });
         }
         if let Some(ok) = in_bounds {
+            let short = self.to(after);
+            let b = &mut self.b;
             let load_block = b.create_block();
-            b.ins().brif(ok, load_block, &[], after, &[]);
+            b.ins().brif(ok, load_block, &[], short, &[]);
             b.switch_to_block(load_block);
         }
         let values: Vec<Value> = atoms.iter().map(|k| emit_load(&mut self.b, k, common.frame, l4)).collect();
@@ -216,6 +273,7 @@ impl<'a> Emitter<'a> {
             return (self.inline_group(g, &words, after), l4);
         }
 
+        let empty_slot = self.to(after);
         let b = &mut self.b;
         let group = &self.trie.groups[g as usize];
         let desc = b.ins().iadd_imm_s(common.tables, i64::from(g) * 32);
@@ -241,7 +299,7 @@ impl<'a> Emitter<'a> {
         let offset = b.ins().imul_imm_s(index, stride);
         let entry = b.ins().iadd(entries, offset);
         let tag = b.ins().load(types::I32, trusted(), entry, entry_field::TAG);
-        b.ins().brif(tag, compare, &[], after, &[]);
+        b.ins().brif(tag, compare, &[], empty_slot, &[]);
 
         // compare: all key words equal → hit, else the next slot. A pair of 32-bit words is
         // compared as one 64-bit load (entries are 4-byte aligned only).
@@ -291,21 +349,23 @@ impl<'a> Emitter<'a> {
             b.def_var(self.copies, all);
         }
         let Some(info) = info.filter(|_| coded.iter().any(Option::is_some)) else {
-            b.ins().jump(after, &[]);
+            self.go(after);
             return (Vec::new(), l4);
         };
         let code = b.ins().load(types::I32, trusted(), info, node_field::CODE);
+        let none = self.to(after);
+        let b = &mut self.b;
         if let [Some(node)] = coded.as_slice() {
             // One child with code: a branch instead of a jump table.
             let block = b.create_block();
-            b.ins().brif(code, block, &[], after, &[]);
+            b.ins().brif(code, block, &[], none, &[]);
             return (alloc::vec![(*node, block)], l4);
         }
         let mut children = Vec::new();
         let mut targets = Vec::with_capacity(coded.len() + 1);
         // Each jump-table slot needs its own block call (the SSA builder appends arguments
         // to each one separately).
-        targets.push(b.func.dfg.block_call(after, &[]));
+        targets.push(b.func.dfg.block_call(none, &[]));
         for child in coded {
             let block = match child {
                 Some(node) => {
@@ -313,11 +373,11 @@ impl<'a> Emitter<'a> {
                     children.push((node, block));
                     block
                 }
-                None => after,
+                None => none,
             };
             targets.push(b.func.dfg.block_call(block, &[]));
         }
-        let default = b.func.dfg.block_call(after, &[]);
+        let default = b.func.dfg.block_call(none, &[]);
         let table = b.create_jump_table(JumpTableData::new(default, &targets));
         b.ins().br_table(code, table);
         (children, l4)
@@ -328,7 +388,7 @@ impl Emitter<'_> {
     /// Code for an inline group (see [`crate::trie::INLINE_MAX`]): its key `words` compared
     /// with each entry's as immediates; a match applies the child's record and jumps to its
     /// code (returned, to be emitted) or to `after`; no match goes to `after`.
-    fn inline_group(&mut self, g: u32, words: &[Value], after: Block) -> Vec<(u32, Block)> {
+    fn inline_group(&mut self, g: u32, words: &[Value], after: Next) -> Vec<(u32, Block)> {
         let entries: Vec<(Vec<u32>, u32)> = self.trie.groups[g as usize].table.iter().map(|(key, child)| (key.to_vec(), child)).collect();
         let mut children = Vec::new();
         for (key, child) in entries {
@@ -350,17 +410,16 @@ impl Emitter<'_> {
             };
             b.switch_to_block(hit);
             self.apply_compiled_in(child);
-            let b = &mut self.b;
             if self.trie.nodes[child as usize].groups.is_empty() {
-                b.ins().jump(after, &[]);
+                self.go(after);
             } else {
-                let code = b.create_block();
-                b.ins().jump(code, &[]);
+                let code = self.b.create_block();
+                self.b.ins().jump(code, &[]);
                 children.push((child, code));
             }
-            b.switch_to_block(next);
+            self.b.switch_to_block(next);
         }
-        self.b.ins().jump(after, &[]);
+        self.go(after);
         children
     }
 }
