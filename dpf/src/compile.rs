@@ -236,18 +236,23 @@ impl<'a> Emitter<'a> {
             None if group.relative_end > 0 => Some(emit_l4(b, common.frame, common.len)),
             known => known,
         };
-        let mut in_bounds: Option<Value> = None;
-        if group.absolute_end > 0 {
-            in_bounds = Some(b.ins().icmp_imm_u(IntCC::UnsignedGreaterThanOrEqual, common.len, group.absolute_end as i64));
-        }
+        // The end of the last byte read: `max(absolute end, l4 + relative end) <= len`, one
+        // compare (and, unlike two, none a sibling group shares: a shared flag would be kept
+        // in a register across the sibling's code).
+        let mut end: Option<Value> = None;
         if let (true, Some(l4)) = (group.relative_end > 0, l4) {
-            let end = b.ins().iadd_imm_s(l4, group.relative_end as i64);
-            let ok = b.ins().icmp(IntCC::UnsignedLessThanOrEqual, end, common.len);
-            in_bounds = Some(match in_bounds {
-                Some(prev) => b.ins().band(prev, ok),
-                None => ok,
-            });
+            end = Some(b.ins().iadd_imm_s(l4, group.relative_end as i64));
         }
+        let in_bounds = match (end, group.absolute_end) {
+            (Some(end), 0) => Some(b.ins().icmp(IntCC::UnsignedLessThanOrEqual, end, common.len)),
+            (Some(end), absolute) => {
+                let absolute = b.ins().iconst(types::I64, absolute as i64);
+                let end = b.ins().umax(end, absolute);
+                Some(b.ins().icmp(IntCC::UnsignedLessThanOrEqual, end, common.len))
+            }
+            (None, 0) => None,
+            (None, absolute) => Some(b.ins().icmp_imm_u(IntCC::UnsignedGreaterThanOrEqual, common.len, absolute as i64)),
+        };
         if let Some(ok) = in_bounds {
             let short = self.to(after);
             let b = &mut self.b;
