@@ -21,10 +21,9 @@ pub struct Context {
     pub generation: u64,
     /// Address of the `[TableDesc]` array, indexed by group number.
     pub tables: u64,
-    /// Address of the `[NodeInfo]` array, indexed by node number.
+    /// Address of the `[NodeInfo]` array, indexed by node number (tables only name nodes of
+    /// the same set, so the code needs no length).
     pub nodes: u64,
-    /// Length of the node array (informational; tables only name nodes of the same set).
-    pub node_count: u64,
 }
 
 /// Offsets of [`Context`] fields, used by the code generator.
@@ -33,7 +32,7 @@ pub(crate) mod context_field {
     pub const TABLES: i32 = 8;
     pub const NODES: i32 = 16;
 }
-const _: () = assert!(core::mem::size_of::<Context>() == 32);
+const _: () = assert!(core::mem::size_of::<Context>() == 24);
 
 /// One trie node as the compiled code sees it.
 #[repr(C)]

@@ -14,6 +14,7 @@ pub type RawClassifyFn = unsafe extern "sysv64" fn(*const Context, *const u8, u6
 /// # Safety
 /// `entry` must point to an executable copy of [`crate::CompiledCode::bytes`] (entry at
 /// offset 0) that stays mapped for as long as the returned function is called.
+#[inline]
 pub unsafe fn entry_point(entry: *const u8) -> RawClassifyFn {
     // SAFETY: the caller guarantees `entry` is the start of code with exactly this signature
     // (the code generator emits it with `compile::signature()`).
@@ -28,6 +29,7 @@ pub unsafe fn entry_point(entry: *const u8) -> RawClassifyFn {
 /// [`RawOutput::STALE`] when `ctx.generation` is not the one it was compiled for, and
 /// generations are unique across sets, so a stale or foreign set is refused; what it cannot
 /// check is that the addresses in `ctx` are still valid.)
+#[inline]
 pub unsafe fn call(function: RawClassifyFn, ctx: &Context, frame: &[u8]) -> RawOutput {
     // SAFETY: the code reads `ctx` and the arrays it points to (valid per the caller), reads
     // `frame` only below `len` (every load is bounds-checked), and writes no memory.
@@ -130,7 +132,7 @@ mod jit {
             let stale = RawOutput { owner: RawOutput::STALE, copies: 0 };
             match self.functions.get(index) {
                 Some((function, 0)) => {
-                    let ctx = Context { generation: 0, tables: 0, nodes: 0, node_count: 0 };
+                    let ctx = Context { generation: 0, tables: 0, nodes: 0 };
                     // SAFETY: the function is mapped while `self` lives; code from
                     // `compile_alone` reads only `frame` below `len` and never `ctx`.
                     unsafe { call(*function, &ctx, frame) }
@@ -160,6 +162,7 @@ mod jit {
 ///
 /// # Safety
 /// As for [`call`], with `ctx = dpf.context()`.
+#[inline]
 pub unsafe fn classify(function: RawClassifyFn, dpf: &Dpf, frame: &[u8]) -> Option<Classification> {
     let ctx = dpf.context();
     // SAFETY: forwarded to the caller.

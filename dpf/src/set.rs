@@ -567,12 +567,12 @@ impl Dpf {
     }
 
     /// What the compiled code reads. Valid until the set is next modified.
+    #[inline]
     pub fn context(&self) -> Context {
         Context {
             generation: self.generation,
             tables: self.trie.descs.as_ptr() as u64,
             nodes: self.trie.info.as_ptr() as u64,
-            node_count: self.trie.info.len() as u64,
         }
     }
 
