@@ -23,8 +23,10 @@ struct Byte {
 /// The byte constraints of one filter, split by base and sorted by offset.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Shape {
-    absolute: Vec<Byte>,
-    relative: Vec<Byte>,
+    /// The absolute bytes (`..split`), then the relative ones, each part sorted (one
+    /// allocation for both).
+    bytes: Vec<Byte>,
+    split: usize,
     /// The frame length the absolute atoms need.
     absolute_len: u64,
     /// The length past the IPv4 payload start the relative atoms need.
@@ -73,14 +75,15 @@ impl Case {
     }
 }
 
-fn push_merged(list: &mut Vec<Byte>, byte: Byte) -> bool {
+/// Adds `byte` to the part of `list` from `start` on, merged into a byte at its offset there.
+fn push_merged(list: &mut Vec<Byte>, start: usize, byte: Byte) -> bool {
     // Atoms are sorted by offset, so bytes mostly come in order: a byte past the last one
     // is new.
-    if list.last().is_none_or(|last| last.offset < byte.offset) {
+    if list.len() == start || list.last().is_some_and(|last| last.offset < byte.offset) {
         list.push(byte);
         return true;
     }
-    match list.iter_mut().find(|b| b.offset == byte.offset) {
+    match list[start..].iter_mut().find(|b| b.offset == byte.offset) {
         Some(b) => {
             let conflict = (b.mask & byte.mask) & (b.value ^ byte.value) != 0;
             b.mask |= byte.mask;
@@ -97,18 +100,20 @@ fn push_merged(list: &mut Vec<Byte>, byte: Byte) -> bool {
 impl Shape {
     /// The byte constraints of `filter`.
     pub fn of(filter: &Filter) -> Shape {
-        let bytes = |base| filter.atoms().iter().filter(|a| a.key.base == base).map(|a| a.key.width.bytes() as usize).sum();
-        let mut shape = Shape {
-            absolute: Vec::with_capacity(bytes(Base::Frame)),
-            relative: Vec::with_capacity(bytes(Base::Ipv4Payload)),
-            ..Shape::default()
-        };
-        for atom in filter.atoms() {
+        let total = filter.atoms().iter().map(|a| a.key.width.bytes() as usize).sum();
+        let mut shape = Shape { bytes: Vec::with_capacity(total), ..Shape::default() };
+        // The absolute atoms' bytes, then the relative ones'.
+        let absolute = filter.atoms().iter().filter(|a| a.key.base == Base::Frame);
+        let relative = filter.atoms().iter().filter(|a| a.key.base == Base::Ipv4Payload);
+        for atom in absolute.chain(relative) {
             let width = atom.key.width.bytes();
             let end = atom.key.end();
-            let (list, conflict, len) = match atom.key.base {
-                Base::Frame => (&mut shape.absolute, &mut shape.absolute_conflict, &mut shape.absolute_len),
-                Base::Ipv4Payload => (&mut shape.relative, &mut shape.relative_conflict, &mut shape.relative_len),
+            if atom.key.base == Base::Ipv4Payload && shape.relative_len == 0 {
+                shape.split = shape.bytes.len();
+            }
+            let (start, conflict, len) = match atom.key.base {
+                Base::Frame => (0, &mut shape.absolute_conflict, &mut shape.absolute_len),
+                Base::Ipv4Payload => (shape.split, &mut shape.relative_conflict, &mut shape.relative_len),
             };
             *len = (*len).max(end);
             for i in 0..width {
@@ -119,14 +124,26 @@ impl Shape {
                 }
                 let value = ((atom.value >> shift) & 0xff) as u8;
                 let byte = Byte { offset: u32::from(atom.key.offset) + i, mask, value };
-                if !push_merged(list, byte) {
+                if !push_merged(&mut shape.bytes, start, byte) {
                     *conflict = true;
                 }
             }
         }
-        shape.absolute.sort_unstable_by_key(|b| b.offset);
-        shape.relative.sort_unstable_by_key(|b| b.offset);
+        if shape.relative_len == 0 {
+            shape.split = shape.bytes.len();
+        }
+        let (absolute, relative) = shape.bytes.split_at_mut(shape.split);
+        absolute.sort_unstable_by_key(|b| b.offset);
+        relative.sort_unstable_by_key(|b| b.offset);
         shape
+    }
+
+    fn absolute(&self) -> &[Byte] {
+        &self.bytes[..self.split]
+    }
+
+    fn relative(&self) -> &[Byte] {
+        &self.bytes[self.split..]
     }
 
     /// Whether the filter reads the IHL.
@@ -148,14 +165,14 @@ impl Shape {
         // The absolute bytes are sorted and merged already. With the IHL, the IHL byte (14)
         // and the relative bytes (at `base` and up, so at 14 or later) merge into those from
         // 14 on.
-        let absolute = &self.absolute;
+        let absolute = self.absolute();
         let split = if with_ihl { absolute.partition_point(|b| b.offset < 14) } else { absolute.len() };
         for byte in &absolute[..split] {
             case.push(*byte);
         }
         if with_ihl {
             case.push(Byte { offset: 14, mask: 0x0f, value: ihl });
-            let relative = &self.relative;
+            let relative = self.relative();
             let (mut a, mut r) = (split, 0);
             while a < absolute.len() || r < relative.len() {
                 let take_absolute = r == relative.len() || (a < absolute.len() && absolute[a].offset <= relative[r].offset + base);

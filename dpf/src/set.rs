@@ -170,7 +170,7 @@ struct Live {
     filter: Filter,
     shape: Shape,
     class: FilterClass,
-    holders: Vec<u32>,
+    holders: Holders,
     payload: u32,
     node: u32,
     /// 1 + number of installed non-copy filters strictly containing this one (non-copy).
@@ -180,6 +180,42 @@ struct Live {
     /// Whether a filter was ever installed inside this one (not cleared when it goes): the
     /// delete of a filter without one has no inner filters to move up and skips the search.
     has_inner: bool,
+}
+
+/// The principals holding a filter: almost always one, kept inline (no allocation).
+#[derive(Clone, Debug)]
+struct Holders {
+    first: u32,
+    more: Vec<u32>,
+}
+
+impl Holders {
+    fn one(principal: u32) -> Holders {
+        Holders { first: principal, more: Vec::new() }
+    }
+
+    fn contains(&self, principal: u32) -> bool {
+        self.first == principal || self.more.contains(&principal)
+    }
+
+    fn add(&mut self, principal: u32) {
+        self.more.push(principal);
+    }
+
+    /// Drops `principal` (a holder); returns whether anybody still holds the filter.
+    fn release(&mut self, principal: u32) -> bool {
+        if self.first != principal {
+            self.more.retain(|p| *p != principal);
+            return true;
+        }
+        match self.more.pop() {
+            Some(next) => {
+                self.first = next;
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -197,6 +233,8 @@ pub struct Dpf {
     copy_slots: [Option<u32>; MAX_COPY_FILTERS],
     generation: u64,
     len: usize,
+    /// Scratch for overlap searches, kept between calls (no allocation per insert).
+    found: Vec<(u32, bool)>,
 }
 
 /// Another name for [`Dpf`].
@@ -224,6 +262,7 @@ impl Dpf {
             copy_slots: [None; MAX_COPY_FILTERS],
             generation: next_generation(),
             len: 0,
+            found: Vec::new(),
         }
     }
 
@@ -287,7 +326,7 @@ impl Dpf {
 
     /// Whether `principal` holds `id`.
     pub fn holds(&self, id: FilterId, principal: u32) -> bool {
-        self.live(id).is_some_and(|l| l.holders.contains(&principal))
+        self.live(id).is_some_and(|l| l.holders.contains(principal))
     }
 
     /// Whether any copy filter is installed (a capture is running).
@@ -331,8 +370,10 @@ impl Dpf {
         let shape = Shape::of(filter);
         let mut ancestors = 0u32;
         let mut descendants = Vec::new();
+        let mut found = core::mem::take(&mut self.found);
         if class != FilterClass::Copy {
-            for (e, contains) in self.overlapping(filter, &shape) {
+            self.overlapping(filter, &shape, &mut found);
+            for &(e, contains) in &found {
                 let Some(other) = self.slots[e as usize].live.as_ref() else { continue };
                 let id = FilterId { slot: e, generation: self.slots[e as usize].generation };
                 // The byte model decides only what comparing atoms cannot: the same atoms
@@ -340,7 +381,7 @@ impl Dpf {
                 let same = other.filter.atoms() == filter.atoms();
                 let inner = same || contains || shape.subset_of(&other.shape);
                 let equal = same || (inner && other.shape.subset_of(&shape));
-                if inner && !equal && (other.class == FilterClass::Fallback || other.holders.contains(&principal)) {
+                if inner && !equal && (other.class == FilterClass::Fallback || other.holders.contains(principal)) {
                     ancestors += 1;
                     // Set before the insert is sure to succeed: a flag left by a failed
                     // insert only costs that filter's delete a search.
@@ -354,6 +395,8 @@ impl Dpf {
                 }
             }
         }
+        found.clear();
+        self.found = found;
         let copy = if class == FilterClass::Copy {
             match self.copy_slots.iter().position(Option::is_none) {
                 Some(i) => i as u8,
@@ -400,7 +443,7 @@ impl Dpf {
                 structural |= self.trie.record_compiled_in(node);
             }
         }
-        let live = Live { filter: filter.clone(), shape, class, holders: alloc::vec![principal], payload, node, depth, copy, has_inner };
+        let live = Live { filter: filter.clone(), shape, class, holders: Holders::one(principal), payload, node, depth, copy, has_inner };
         let s = &mut self.slots[slot as usize];
         s.live = Some(live);
         self.len += 1;
@@ -419,8 +462,7 @@ impl Dpf {
     /// Slots of installed non-copy filters that overlap `filter`, each with whether its
     /// atoms are among `filter`'s (then it contains `filter`, and the byte model was not
     /// needed to see the overlap).
-    fn overlapping(&self, filter: &Filter, shape: &Shape) -> Vec<(u32, bool)> {
-        let mut found = Vec::new();
+    fn overlapping(&self, filter: &Filter, shape: &Shape, found: &mut Vec<(u32, bool)>) {
         self.trie.candidates(filter.atoms(), &mut |node| {
             let info = &self.trie.info[node as usize];
             if info.depth == 0 {
@@ -432,7 +474,6 @@ impl Dpf {
                 found.push((info.owner, contains));
             }
         });
-        found
     }
 
     /// Drops `principal`'s hold on `id`; the filter is removed when nobody holds it.
@@ -442,11 +483,12 @@ impl Dpf {
     /// never do).
     pub fn delete(&mut self, id: FilterId, principal: u32) -> Result<bool, FilterAccessError> {
         let live = self.live(id).ok_or(FilterAccessError::UnknownFilter)?;
-        let holder = live.holders.iter().position(|p| *p == principal).ok_or(FilterAccessError::NotHeld)?;
+        if !live.holders.contains(principal) {
+            return Err(FilterAccessError::NotHeld);
+        }
         let slot = id.slot as usize;
         let Some(live) = self.slots[slot].live.as_mut() else { return Err(FilterAccessError::UnknownFilter) };
-        live.holders.swap_remove(holder);
-        if !live.holders.is_empty() {
+        if live.holders.release(principal) {
             return Ok(false);
         }
         let Some(live) = self.slots[slot].live.take() else { return Err(FilterAccessError::UnknownFilter) };
@@ -467,8 +509,11 @@ impl Dpf {
             info.owner = 0;
             // Filters inside this one move up a level (overlapping filters are nested, so
             // the deeper ones are inside; a filter that never had one inside has none).
-            let inside = if live.has_inner { self.overlapping(&live.filter, &live.shape) } else { Vec::new() };
-            for (e, _) in inside {
+            let mut inside = core::mem::take(&mut self.found);
+            if live.has_inner {
+                self.overlapping(&live.filter, &live.shape, &mut inside);
+            }
+            for &(e, _) in &inside {
                 if let Some(l) = self.slots[e as usize].live.as_mut()
                     && l.depth > live.depth
                 {
@@ -478,6 +523,8 @@ impl Dpf {
                     structural |= self.trie.record_compiled_in(node);
                 }
             }
+            inside.clear();
+            self.found = inside;
         }
         let pruned = self.trie.prune(live.node);
         if self.trie.nodes[live.node as usize].live {
@@ -492,14 +539,14 @@ impl Dpf {
     /// Lets `new_principal` hold `id` too (the caller must hold it).
     pub fn reference(&mut self, id: FilterId, principal: u32, new_principal: u32) -> Result<(), FilterAccessError> {
         let live = self.live(id).ok_or(FilterAccessError::UnknownFilter)?;
-        if !live.holders.contains(&principal) {
+        if !live.holders.contains(principal) {
             return Err(FilterAccessError::NotHeld);
         }
-        if live.holders.contains(&new_principal) {
+        if live.holders.contains(new_principal) {
             return Err(FilterAccessError::AlreadyHeld);
         }
         if let Some(l) = self.slots[id.slot as usize].live.as_mut() {
-            l.holders.push(new_principal);
+            l.holders.add(new_principal);
         }
         Ok(())
     }
