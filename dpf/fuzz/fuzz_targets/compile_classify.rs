@@ -4,7 +4,7 @@
 #![no_main]
 
 use dpf::exec::JitCode;
-use dpf::{Atom, AtomKey, Base, Dpf, Filter, FilterClass, InsertOptions, Width};
+use dpf::{Atom, AtomKey, Base, Dpf, Filter, FilterClass, FilterId, InsertOptions, Width};
 use libfuzzer_sys::fuzz_target;
 
 struct Input<'a>(&'a [u8]);
@@ -59,9 +59,27 @@ fuzz_target!(|data: &[u8]| {
     let mut dpf = Dpf::with_seed(0x5eed);
     let count = input.byte().unwrap_or(0) % 16;
     let mut ids = Vec::new();
+    change(&mut input, &mut dpf, &mut ids, count);
+    let code = JitCode::load(&dpf.compile().expect("compiles")).expect("maps");
+    // Changes after compiling: while the generation holds, the old code must stay right
+    // (connections, table entries and their owner records are data).
+    let count = input.byte().unwrap_or(0) % 4;
+    change(&mut input, &mut dpf, &mut ids, count);
+    let code = if dpf.generation() == code.generation() { code } else { JitCode::load(&dpf.compile().expect("compiles")).expect("maps") };
+    while !input.0.is_empty() {
+        let len = usize::from(input.byte().unwrap_or(0));
+        let frame = input.take(len).to_vec();
+        for cut in 0..=frame.len() {
+            check(&code, &dpf, &frame[..cut]);
+        }
+    }
+});
+
+/// Up to `count` inserts, each maybe followed by the delete of the newest filter.
+fn change(input: &mut Input, dpf: &mut Dpf, ids: &mut Vec<(FilterId, u32)>, count: u8) {
     for _ in 0..count {
         let Some(options) = input.byte() else { break };
-        let Some(f) = filter(&mut input) else { continue };
+        let Some(f) = filter(input) else { continue };
         let class = match options % 8 {
             0 => FilterClass::Copy,
             1 => FilterClass::Fallback,
@@ -77,12 +95,4 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(dpf.delete(id, p), Ok(true));
         }
     }
-    let code = JitCode::load(&dpf.compile().expect("compiles")).expect("maps");
-    while !input.0.is_empty() {
-        let len = usize::from(input.byte().unwrap_or(0));
-        let frame = input.take(len).to_vec();
-        for cut in 0..=frame.len() {
-            check(&code, &dpf, &frame[..cut]);
-        }
-    }
-});
+}
