@@ -19,7 +19,7 @@ const HOST_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
 /// Frames per run, sent in bursts of 64 with a pause (as the NIC benchmark's receive test).
 const FRAMES: usize = 20_000;
 const PAUSE_US: u64 = 4000;
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 9;
 const CONNECTIONS: [usize; 2] = [1, 1000];
 const KINDS: [&str; 2] = ["connection", "udp"];
 
