@@ -75,13 +75,13 @@ mod jit {
         /// Runs the code on `frame` against the current tables of `dpf`.
         #[inline]
         pub fn classify_raw(&self, dpf: &Dpf, frame: &[u8]) -> RawOutput {
-            let ctx: Context = dpf.context();
+            let ctx = dpf.context();
             // SAFETY: `function` is mapped while `self` lives. `ctx` is the current context of
             // `dpf`, which is borrowed (so unmodified) during the call. The code reads the
             // tables only if `ctx.generation` is the one it was compiled for (it returns
             // STALE otherwise, the check compiled in); generations are unique across sets
             // (see `Dpf::generation`), so then the tables have exactly the layout it expects.
-            unsafe { call(self.function, &ctx, frame) }
+            unsafe { call(self.function, ctx, frame) }
         }
 
         /// Classifies `frame`; `None` if the code is stale for `dpf`.
@@ -150,10 +150,10 @@ mod jit {
             if dpf.generation() != *generation {
                 return stale;
             }
-            let ctx: Context = dpf.context();
+            let ctx = dpf.context();
             // SAFETY: as in `JitCode::classify_raw`: the function is mapped while `self`
             // lives, and `ctx` is the unmodified current context of a set of its generation.
-            unsafe { call(*function, &ctx, frame) }
+            unsafe { call(*function, ctx, frame) }
         }
     }
 }
@@ -164,8 +164,7 @@ mod jit {
 /// As for [`call`], with `ctx = dpf.context()`.
 #[inline]
 pub unsafe fn classify(function: RawClassifyFn, dpf: &Dpf, frame: &[u8]) -> Option<Classification> {
-    let ctx = dpf.context();
     // SAFETY: forwarded to the caller.
-    let raw = unsafe { call(function, &ctx, frame) };
+    let raw = unsafe { call(function, dpf.context(), frame) };
     dpf.resolve(&raw)
 }

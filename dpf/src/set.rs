@@ -225,7 +225,7 @@ struct Slot {
 }
 
 /// The set of installed filters, merged into one trie.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Dpf {
     slots: Vec<Slot>,
     free_slots: Vec<u32>,
@@ -235,6 +235,27 @@ pub struct Dpf {
     len: usize,
     /// Scratch for overlap searches, kept between calls (no allocation per insert).
     found: Vec<(u32, bool)>,
+    /// What the compiled code reads, rebuilt after every change ([`Dpf::refresh_context`]),
+    /// so that a classification passes it as it is.
+    context: Context,
+}
+
+impl Clone for Dpf {
+    fn clone(&self) -> Dpf {
+        let mut clone = Dpf {
+            slots: self.slots.clone(),
+            free_slots: self.free_slots.clone(),
+            trie: self.trie.clone(),
+            copy_slots: self.copy_slots,
+            generation: self.generation,
+            len: self.len,
+            found: Vec::new(),
+            context: self.context,
+        };
+        // The copy's tables live elsewhere.
+        clone.refresh_context();
+        clone
+    }
 }
 
 /// Another name for [`Dpf`].
@@ -255,7 +276,7 @@ impl Dpf {
     /// An empty set whose hash tables use `seed` (pass a random one to resist collisions
     /// chosen by an attacker).
     pub fn with_seed(seed: u64) -> Dpf {
-        Dpf {
+        let mut dpf = Dpf {
             slots: Vec::new(),
             free_slots: Vec::new(),
             trie: Trie::new(seed),
@@ -263,7 +284,10 @@ impl Dpf {
             generation: next_generation(),
             len: 0,
             found: Vec::new(),
-        }
+            context: Context { generation: 0, tables: 0, nodes: 0 },
+        };
+        dpf.refresh_context();
+        dpf
     }
 
     /// Number of installed filters.
@@ -450,7 +474,9 @@ impl Dpf {
         if structural {
             self.generation = next_generation();
         }
-        Ok(Inserted { id: FilterId { slot, generation: s.generation }, needs_recompile: structural })
+        let id = FilterId { slot, generation: s.generation };
+        self.refresh_context();
+        Ok(Inserted { id, needs_recompile: structural })
     }
 
     /// Whether inserting `filter` would make a new dispatch group (a new shape at some node;
@@ -533,6 +559,7 @@ impl Dpf {
         if pruned || structural {
             self.generation = next_generation();
         }
+        self.refresh_context();
         Ok(true)
     }
 
@@ -565,6 +592,7 @@ impl Dpf {
         if changed {
             self.generation = next_generation();
         }
+        self.refresh_context();
         changed
     }
 
@@ -615,12 +643,18 @@ impl Dpf {
 
     /// What the compiled code reads. Valid until the set is next modified.
     #[inline]
-    pub fn context(&self) -> Context {
-        Context {
+    pub fn context(&self) -> &Context {
+        &self.context
+    }
+
+    /// Rebuilds the context after a change (every `&mut self` method that changes the trie
+    /// or the generation ends with this).
+    fn refresh_context(&mut self) {
+        self.context = Context {
             generation: self.generation,
             tables: self.trie.descs.as_ptr() as u64,
             nodes: self.trie.info.as_ptr() as u64,
-        }
+        };
     }
 
     /// The root's node record (for the code generator).
