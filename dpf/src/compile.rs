@@ -61,7 +61,9 @@ struct Common {
     len: Value,
     /// `nodes` minus one record: a table's tag (`node + 1`) times 24 added to it is the node's.
     nodes_before: Value,
-    tables: Value,
+    /// The context, for the table array's address: loaded at the first node on a path that
+    /// has a hashed group, so frames that end before one never load it.
+    ctx: Value,
 }
 
 struct Emitter<'a> {
@@ -124,7 +126,6 @@ impl<'a> Emitter<'a> {
         b.ins().return_(&[stale_owner, no_copies]);
 
         b.switch_to_block(body);
-        let tables = b.ins().load(types::I64, trusted(), ctx, context_field::TABLES);
         // Node records are read only for copies and for the code of a hashed group's child.
         let reads_nodes = dpf.has_copy_filters() || (0..trie.groups.len() as u32).any(|g| !trie.inlined(g) && trie.groups[g as usize].coded.iter().any(Option::is_some));
         let nodes_before = if reads_nodes {
@@ -133,11 +134,11 @@ impl<'a> Emitter<'a> {
         } else {
             b.ins().iconst(types::I64, 0)
         };
-        let common = Common { frame, len, nodes_before, tables };
+        let common = Common { frame, len, nodes_before, ctx };
         let mut emitter = Emitter { b, trie, best, copies, track_copies: dpf.has_copy_filters(), returns: Vec::new() };
         let root = dpf.root();
         emitter.apply_compiled_in(root);
-        emitter.node(root, Next::Return, &common, None);
+        emitter.node(root, Next::Return, &common, None, None);
         for block in core::mem::take(&mut emitter.returns) {
             emitter.b.switch_to_block(block);
             emitter.emit_return();
@@ -199,33 +200,39 @@ impl<'a> Emitter<'a> {
     /// group's paths go there directly). `l4` is the IPv4 payload start if code on the way
     /// here computed it (it is computed where a group first needs it, so frames that end
     /// early never pay for it).
-    fn node(&mut self, node: u32, next: Next, common: &Common, l4: Option<Value>) {
+    /// `tables` is the table array's address if code on the way here loaded it.
+    fn node(&mut self, node: u32, next: Next, common: &Common, l4: Option<Value>, tables: Option<Value>) {
         let groups = self.trie.nodes[node as usize].groups.clone();
         let Some((last, first)) = groups.split_last() else {
             self.go(next);
             return;
         };
+        let tables = match tables {
+            None if groups.iter().any(|g| !self.trie.inlined(*g)) => Some(self.b.ins().load(types::I64, trusted(), common.ctx, context_field::TABLES)),
+            known => known,
+        };
         for g in first {
             let after = self.b.create_block();
-            self.group_and_children(*g, Next::Block(after), common, l4);
+            self.group_and_children(*g, Next::Block(after), common, l4, tables);
             self.b.switch_to_block(after);
         }
-        self.group_and_children(*last, next, common, l4);
+        self.group_and_children(*last, next, common, l4, tables);
     }
 
     /// Code for group `g` and its children's, all going on to `after`.
-    fn group_and_children(&mut self, g: u32, after: Next, common: &Common, l4: Option<Value>) {
-        let (children, child_l4) = self.group(g, after, common, l4);
+    fn group_and_children(&mut self, g: u32, after: Next, common: &Common, l4: Option<Value>, tables: Option<Value>) {
+        let (children, child_l4) = self.group(g, after, common, l4, tables);
         for (child, block) in children {
             self.b.switch_to_block(block);
-            self.node(child, after, common, child_l4);
+            self.node(child, after, common, child_l4, tables);
         }
     }
 
     /// Code for group `g`: on a miss jump to `after`; on a hit apply the child and dispatch
     /// to the returned blocks (one per child with code), or `after`.
     /// Also returns the IPv4 payload start for the children's code, if known there.
-    fn group(&mut self, g: u32, after: Next, common: &Common, l4: Option<Value>) -> (Vec<(u32, Block)>, Option<Value>) {
+    /// `tables` is the table array's address, loaded by [`Emitter::node`] for its hashed groups.
+    fn group(&mut self, g: u32, after: Next, common: &Common, l4: Option<Value>, tables: Option<Value>) -> (Vec<(u32, Block)>, Option<Value>) {
         let group = &self.trie.groups[g as usize];
         let atoms = group.atoms.clone();
         let stride = 4 * atoms.len() as i64 + i64::from(entry_field::KEY);
@@ -281,7 +288,10 @@ impl<'a> Emitter<'a> {
         let empty_slot = self.to(after);
         let b = &mut self.b;
         let group = &self.trie.groups[g as usize];
-        let desc = b.ins().iadd_imm_s(common.tables, i64::from(g) * 32);
+        // The node loads it for its hashed groups ([`Emitter::node`]); loading it here is the
+        // fallback that keeps this function whole on its own.
+        let tables = tables.unwrap_or_else(|| b.ins().load(types::I64, trusted(), common.ctx, context_field::TABLES));
+        let desc = b.ins().iadd_imm_s(tables, i64::from(g) * 32);
         let entries = b.ins().load(types::I64, trusted(), desc, table_field::ENTRIES);
         let shift = b.ins().load(types::I64, trusted(), desc, table_field::SHIFT);
         // The seed is the table's for life: an immediate.
