@@ -35,6 +35,10 @@ pub struct Shape {
     absolute_conflict: bool,
     /// The relative bytes contradict each other.
     relative_conflict: bool,
+    /// Bits fixed by the absolute bytes.
+    absolute_bits: u32,
+    /// Bits fixed by the relative bytes.
+    relative_bits: u32,
 }
 
 /// Most constrained bytes one case can have: 16 atoms of 4 bytes, plus the IHL byte.
@@ -135,6 +139,9 @@ impl Shape {
         let (absolute, relative) = shape.bytes.split_at_mut(shape.split);
         absolute.sort_unstable_by_key(|b| b.offset);
         relative.sort_unstable_by_key(|b| b.offset);
+        let bits = |bytes: &[Byte]| bytes.iter().map(|b| b.mask.count_ones()).sum();
+        shape.absolute_bits = bits(shape.absolute());
+        shape.relative_bits = bits(shape.relative());
         shape
     }
 
@@ -224,8 +231,23 @@ impl Shape {
         })
     }
 
-    /// Whether every frame that matches `self` matches `other` (`self ⊆ other`).
+    /// Whether every frame that matches `self` matches `other` (`self ⊆ other`). `self` must
+    /// be the shape of a [`Filter`] (some frame matches every filter).
     pub fn subset_of(&self, other: &Shape) -> bool {
+        !self.fixes_too_few_bits_for(other) && self.subset_of_by_cases(other)
+    }
+
+    /// A quick "not a subset": `self` matches some frame, in some case, and there its bytes
+    /// imply `other`'s, so they fix every bit `other`'s fix: at least all of `other`'s
+    /// absolute bits, and at least all of its relative ones. `self` fixes at most its own bits
+    /// and the IHL nibble. (A connection is never a subset of its listen's shape: this answers
+    /// without building a case.)
+    fn fixes_too_few_bits_for(&self, other: &Shape) -> bool {
+        other.absolute_bits.max(other.relative_bits) > self.absolute_bits + self.relative_bits + 4
+    }
+
+    /// [`Shape::subset_of`] decided case by case.
+    fn subset_of_by_cases(&self, other: &Shape) -> bool {
         let (mut x, mut y) = (Case::new(), Case::new());
         if !self.reads_ihl() && !other.reads_ihl() {
             return match (self.case(0, false, &mut x), other.case(0, false, &mut y)) {
@@ -350,6 +372,48 @@ mod tests {
         let rel_any = shape(&[Atom::masked(Base::Ipv4Payload, 0, Width::W1, 0x80, 0)]);
         assert!(!short.subset_of(&rel_any));
         assert!(short.overlaps(&rel_any));
+    }
+
+    #[test]
+    fn the_bit_count_never_refuses_a_true_subset() {
+        // Atoms over a few bytes, absolute and relative (which alias under a fixed IHL), with
+        // full and partial masks, so that many pairs are subsets in non-obvious ways.
+        let pool = [
+            Atom::new(Base::Frame, 12, Width::W2, 0x0800),
+            Atom::new(Base::Frame, 12, Width::W1, 0x08),
+            Atom::masked(Base::Frame, 14, Width::W1, 0x0f, 5),
+            Atom::masked(Base::Frame, 14, Width::W1, 0xff, 0x45),
+            Atom::new(Base::Frame, 34, Width::W2, 80),
+            Atom::new(Base::Frame, 34, Width::W1, 0),
+            Atom::new(Base::Ipv4Payload, 0, Width::W2, 80),
+            Atom::masked(Base::Ipv4Payload, 0, Width::W2, 0xff00, 0),
+            Atom::new(Base::Ipv4Payload, 2, Width::W4, 7),
+            Atom::new(Base::Frame, 36, Width::W2, 0),
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let (mut subsets, mut refused) = (0, 0);
+        for _ in 0..20_000 {
+            let pick = |bits: u64| -> Option<Shape> {
+                let atoms: Vec<Atom> = pool.iter().enumerate().filter(|(i, _)| bits >> i & 1 != 0).map(|(_, a)| *a).collect();
+                Filter::new(&atoms).ok().map(|f| Shape::of(&f))
+            };
+            let (r, s) = (next(), next());
+            let (Some(a), Some(b)) = (pick(r | s), pick(s & (r >> 10))) else { continue };
+            for (inner, outer) in [(&a, &b), (&b, &a)] {
+                let subset = inner.subset_of_by_cases(outer);
+                let quick_no = inner.fixes_too_few_bits_for(outer);
+                assert!(!(subset && quick_no), "{inner:?} is inside {outer:?}");
+                subsets += usize::from(subset);
+                refused += usize::from(quick_no);
+            }
+        }
+        assert!(subsets > 1_000 && refused > 1_000, "{subsets} subsets, {refused} quick refusals");
     }
 
     #[test]

@@ -210,19 +210,19 @@ impl Trie {
         let mut remaining = Remaining::all(atoms);
         let mut structural = false;
         while !remaining.is_empty() {
-            let g = match self.choose_group(node, &remaining) {
-                Some(g) => g,
+            let (g, child) = match self.choose_group(node, &remaining) {
+                Some(choice) => choice,
                 None => {
                     structural = true;
                     let keys = remaining.atoms().map(|a| a.key).collect();
-                    self.new_group(node, keys)
+                    (self.new_group(node, keys), None)
                 }
             };
             let mut values = [0u32; MAX_ATOMS];
             let arity = self.groups[g as usize].atoms.len();
             remaining.take(&self.groups[g as usize].atoms, &mut values);
             let values = &values[..arity];
-            node = match self.groups[g as usize].table.get(values) {
+            node = match child {
                 Some(child) => child,
                 None => {
                     let inlined = self.inlined(g);
@@ -237,12 +237,12 @@ impl Trie {
         Placed { node, structural }
     }
 
-    /// The group at `node` that a filter with `remaining` atoms follows: one that already
-    /// has a child for the filter's values (sharing a subtree), else one that tests exactly
-    /// the remaining atoms (the filter ends in it). `None`: a new group is needed. So each
-    /// shape gets one group per node, and a filter is tested in as few levels as sharing
-    /// allows.
-    fn choose_group(&self, node: u32, remaining: &Remaining<'_>) -> Option<u32> {
+    /// The group at `node` that a filter with `remaining` atoms follows, with the child it
+    /// leads to if there is one: a group that already has a child for the filter's values
+    /// (sharing a subtree), else one that tests exactly the remaining atoms (the filter ends
+    /// in it, at a child to be made). `None`: a new group is needed. So each shape gets one
+    /// group per node, and a filter is tested in as few levels as sharing allows.
+    fn choose_group(&self, node: u32, remaining: &Remaining<'_>) -> Option<(u32, Option<u32>)> {
         let groups = &self.nodes[node as usize].groups;
         let mut exact = None;
         for g in groups.iter().copied() {
@@ -251,11 +251,11 @@ impl Trie {
             if !remaining.values(&group.atoms, &mut values) {
                 continue;
             }
-            if group.table.get(&values[..group.atoms.len()]).is_some() {
-                return Some(g);
+            if let Some(child) = group.table.get(&values[..group.atoms.len()]) {
+                return Some((g, Some(child)));
             }
             if group.atoms.len() == remaining.len() {
-                exact = Some(g);
+                exact = Some((g, None));
             }
         }
         exact
@@ -268,11 +268,10 @@ impl Trie {
         while !remaining.is_empty() {
             // A node that does not exist yet has no groups.
             let Some(n) = node else { return true };
-            let Some(g) = self.choose_group(n, &remaining) else { return true };
-            let keys = &self.groups[g as usize].atoms;
+            let Some((g, child)) = self.choose_group(n, &remaining) else { return true };
             let mut values = [0u32; MAX_ATOMS];
-            remaining.take(keys, &mut values);
-            node = self.groups[g as usize].table.get(&values[..keys.len()]);
+            remaining.take(&self.groups[g as usize].atoms, &mut values);
+            node = child;
         }
         false
     }
