@@ -192,9 +192,33 @@ impl fmt::Display for FilterError {
 
 /// A validated filter: a conjunction of atoms, kept sorted by key. The empty filter matches
 /// every frame.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Default)]
 pub struct Filter {
     atoms: Vec<Atom>,
+    /// The atoms as constraints on frame bytes: built once, by validation, for every insert
+    /// decides overlaps with it.
+    shape: model::Shape,
+}
+
+impl PartialEq for Filter {
+    fn eq(&self, other: &Filter) -> bool {
+        // The shape follows from the atoms.
+        self.atoms == other.atoms
+    }
+}
+
+impl Eq for Filter {}
+
+impl core::hash::Hash for Filter {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.atoms.hash(state);
+    }
+}
+
+impl fmt::Debug for Filter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Filter").field("atoms", &self.atoms).finish()
+    }
 }
 
 impl Filter {
@@ -220,11 +244,11 @@ impl Filter {
         }
         let mut sorted: Vec<Atom> = atoms.to_vec();
         sorted.sort_unstable();
-        let filter = Filter { atoms: sorted };
-        if !model::Shape::of(&filter).satisfiable() {
+        let shape = model::Shape::of(&sorted);
+        if !shape.satisfiable() {
             return Err(FilterError::Unsatisfiable);
         }
-        Ok(filter)
+        Ok(Filter { atoms: sorted, shape })
     }
 
     /// The filter that matches every frame.
@@ -235,6 +259,11 @@ impl Filter {
     /// The atoms, sorted by key.
     pub fn atoms(&self) -> &[Atom] {
         &self.atoms
+    }
+
+    /// The constraints on frame bytes.
+    pub(crate) fn shape(&self) -> &model::Shape {
+        &self.shape
     }
 
     /// Whether some atom counts from the IPv4 payload.

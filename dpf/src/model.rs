@@ -10,7 +10,7 @@
 
 use alloc::vec::Vec;
 
-use crate::filter::{Base, Filter};
+use crate::filter::{Atom, Base};
 
 /// One constrained byte: `frame[offset] & mask == value`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,13 +102,13 @@ fn push_merged(list: &mut Vec<Byte>, start: usize, byte: Byte) -> bool {
 }
 
 impl Shape {
-    /// The byte constraints of `filter`.
-    pub fn of(filter: &Filter) -> Shape {
-        let total = filter.atoms().iter().map(|a| a.key.width.bytes() as usize).sum();
+    /// The byte constraints of a filter with these atoms.
+    pub fn of(atoms: &[Atom]) -> Shape {
+        let total = atoms.iter().map(|a| a.key.width.bytes() as usize).sum();
         let mut shape = Shape { bytes: Vec::with_capacity(total), ..Shape::default() };
         // The absolute atoms' bytes, then the relative ones'.
-        let absolute = filter.atoms().iter().filter(|a| a.key.base == Base::Frame);
-        let relative = filter.atoms().iter().filter(|a| a.key.base == Base::Ipv4Payload);
+        let absolute = atoms.iter().filter(|a| a.key.base == Base::Frame);
+        let relative = atoms.iter().filter(|a| a.key.base == Base::Ipv4Payload);
         for atom in absolute.chain(relative) {
             let width = atom.key.width.bytes();
             let end = atom.key.end();
@@ -232,7 +232,7 @@ impl Shape {
     }
 
     /// Whether every frame that matches `self` matches `other` (`self ⊆ other`). `self` must
-    /// be the shape of a [`Filter`] (some frame matches every filter).
+    /// be the shape of a [`crate::Filter`] (some frame matches every filter).
     pub fn subset_of(&self, other: &Shape) -> bool {
         !self.fixes_too_few_bits_for(other) && self.subset_of_by_cases(other)
     }
@@ -321,23 +321,23 @@ fn implies(a: &Case, b: &Case) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::filter::{Atom, Width};
+    use crate::filter::{Filter, Width};
 
     fn shape(atoms: &[Atom]) -> Shape {
-        Shape::of(&Filter::new(atoms).unwrap())
+        Filter::new(atoms).unwrap().shape().clone()
     }
 
     #[test]
     fn connection_is_strict_subset_of_listen() {
-        let listen = Shape::of(&Filter::tcp_listen([10, 0, 0, 1], 80));
-        let conn = Shape::of(&Filter::tcp_connection([10, 0, 0, 1], 80, [10, 0, 0, 2], 999));
+        let listen = Filter::tcp_listen([10, 0, 0, 1], 80).shape().clone();
+        let conn = Filter::tcp_connection([10, 0, 0, 1], 80, [10, 0, 0, 2], 999).shape().clone();
         assert!(conn.subset_of(&listen));
         assert!(!listen.subset_of(&conn));
         assert!(conn.overlaps(&listen));
-        let all = Shape::of(&Filter::ipv4());
+        let all = Filter::ipv4().shape().clone();
         assert!(listen.subset_of(&all));
-        assert!(Shape::of(&Filter::arp()).subset_of(&Shape::of(&Filter::everything())));
-        assert!(!Shape::of(&Filter::arp()).overlaps(&all));
+        assert!(Filter::arp().shape().subset_of(Filter::everything().shape()));
+        assert!(!Filter::arp().shape().overlaps(&all));
     }
 
     #[test]
@@ -401,7 +401,7 @@ mod tests {
         for _ in 0..20_000 {
             let pick = |bits: u64| -> Option<Shape> {
                 let atoms: Vec<Atom> = pool.iter().enumerate().filter(|(i, _)| bits >> i & 1 != 0).map(|(_, a)| *a).collect();
-                Filter::new(&atoms).ok().map(|f| Shape::of(&f))
+                Filter::new(&atoms).ok().map(|f| f.shape().clone())
             };
             let (r, s) = (next(), next());
             let (Some(a), Some(b)) = (pick(r | s), pick(s & (r >> 10))) else { continue };

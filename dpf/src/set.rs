@@ -13,8 +13,7 @@ use core::fmt;
 
 use crate::abi::{Context, NodeInfo, RawOutput};
 use crate::filter::Filter;
-use crate::model::Shape;
-use crate::trie::{ROOT, Trie};
+use crate::trie::{Path, ROOT, Trie};
 
 /// Names an installed filter. Slot numbers are reused, generations are not, so an old id
 /// never names a newer filter.
@@ -168,7 +167,6 @@ pub struct Classification {
 #[derive(Clone, Debug)]
 struct Live {
     filter: Filter,
-    shape: Shape,
     class: FilterClass,
     holders: Holders,
     payload: u32,
@@ -391,20 +389,24 @@ impl Dpf {
         if class != FilterClass::Exclusive && !options.privileged {
             return Err(InsertError::NotPrivileged);
         }
-        let shape = Shape::of(filter);
+        let shape = filter.shape();
         let mut ancestors = 0u32;
         let mut descendants = Vec::new();
         let mut found = core::mem::take(&mut self.found);
+        let path = if class == FilterClass::Copy {
+            self.trie.locate(filter.atoms())
+        } else {
+            self.overlapping(filter, &mut found)
+        };
         if class != FilterClass::Copy {
-            self.overlapping(filter, &shape, &mut found);
             for &(e, contains) in &found {
                 let Some(other) = self.slots[e as usize].live.as_ref() else { continue };
                 let id = FilterId { slot: e, generation: self.slots[e as usize].generation };
                 // The byte model decides only what comparing atoms cannot: the same atoms
                 // are the same filter, and atoms of `other` among the new one's make it inner.
                 let same = other.filter.atoms() == filter.atoms();
-                let inner = same || contains || shape.subset_of(&other.shape);
-                let equal = same || (inner && other.shape.subset_of(&shape));
+                let inner = same || contains || shape.subset_of(other.filter.shape());
+                let equal = same || (inner && other.filter.shape().subset_of(shape));
                 if inner && !equal && (other.class == FilterClass::Fallback || other.holders.contains(principal)) {
                     ancestors += 1;
                     // Set before the insert is sure to succeed: a flag left by a failed
@@ -412,7 +414,7 @@ impl Dpf {
                     if let Some(other) = self.slots[e as usize].live.as_mut() {
                         other.has_inner = true;
                     }
-                } else if !inner && class == FilterClass::Fallback && other.shape.subset_of(&shape) {
+                } else if !inner && class == FilterClass::Fallback && other.filter.shape().subset_of(shape) {
                     descendants.push(e);
                 } else {
                     return Err(InsertError::Overlap { with: id });
@@ -429,7 +431,7 @@ impl Dpf {
         } else {
             0
         };
-        if self.trie.group_count() >= MAX_GROUPS && self.needs_group(filter) {
+        if path.makes_group() && self.trie.group_count() >= MAX_GROUPS {
             return Err(InsertError::TooManyShapes);
         }
         let slot = match self.free_slots.pop() {
@@ -441,7 +443,7 @@ impl Dpf {
                 s
             }
         };
-        let placed = self.trie.place(filter.atoms());
+        let placed = self.trie.place(filter.atoms(), path);
         let node = placed.node;
         let depth = ancestors + 1;
         // Records the code holds as immediates change the structure when they change.
@@ -467,7 +469,7 @@ impl Dpf {
                 structural |= self.trie.record_compiled_in(node);
             }
         }
-        let live = Live { filter: filter.clone(), shape, class, holders: Holders::one(principal), payload, node, depth, copy, has_inner };
+        let live = Live { filter: filter.clone(), class, holders: Holders::one(principal), payload, node, depth, copy, has_inner };
         let s = &mut self.slots[slot as usize];
         s.live = Some(live);
         self.len += 1;
@@ -482,13 +484,13 @@ impl Dpf {
     /// Whether inserting `filter` would make a new dispatch group (a new shape at some node;
     /// an insert makes at most one).
     pub fn needs_group(&self, filter: &Filter) -> bool {
-        self.trie.would_make_group(filter.atoms())
+        self.trie.locate(filter.atoms()).makes_group()
     }
 
     /// Slots of installed non-copy filters that overlap `filter`, each with whether its
     /// atoms are among `filter`'s (then it contains `filter`, and the byte model was not
-    /// needed to see the overlap).
-    fn overlapping(&self, filter: &Filter, shape: &Shape, found: &mut Vec<(u32, bool)>) {
+    /// needed to see the overlap). Returns where `filter` leaves the trie.
+    fn overlapping(&self, filter: &Filter, found: &mut Vec<(u32, bool)>) -> Path {
         self.trie.candidates(filter.atoms(), &mut |node| {
             let info = &self.trie.info[node as usize];
             if info.depth == 0 {
@@ -496,10 +498,10 @@ impl Dpf {
             }
             let Some(l) = self.slots.get(info.owner as usize).and_then(|s| s.live.as_ref()) else { return };
             let contains = syntactic_subset(l.filter.atoms(), filter.atoms());
-            if contains || l.shape.overlaps(shape) {
+            if contains || l.filter.shape().overlaps(filter.shape()) {
                 found.push((info.owner, contains));
             }
-        });
+        })
     }
 
     /// Drops `principal`'s hold on `id`; the filter is removed when nobody holds it.
@@ -537,7 +539,7 @@ impl Dpf {
             // the deeper ones are inside; a filter that never had one inside has none).
             let mut inside = core::mem::take(&mut self.found);
             if live.has_inner {
-                self.overlapping(&live.filter, &live.shape, &mut inside);
+                self.overlapping(&live.filter, &mut inside);
             }
             for &(e, _) in &inside {
                 if let Some(l) = self.slots[e as usize].live.as_mut()

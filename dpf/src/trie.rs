@@ -32,11 +32,35 @@ pub struct Node {
     /// The group this node hangs under (none for the root).
     pub parent: Option<u32>,
     /// The values under which the parent group stores this node.
-    pub key: Vec<u32>,
+    pub key: NodeKey,
     /// Groups tested at this node, in order.
     pub groups: Vec<u32>,
     /// Whether the node is in use.
     pub live: bool,
+}
+
+/// The values under which a parent group stores a node, held inline: a node is made for
+/// every connection, and a key of its own allocation would cost each insert and delete a
+/// trip through the allocator.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NodeKey {
+    words: [u32; MAX_ATOMS],
+    len: u8,
+}
+
+impl NodeKey {
+    fn new(values: &[u32]) -> NodeKey {
+        let mut key = NodeKey::default();
+        let len = values.len().min(MAX_ATOMS);
+        key.words[..len].copy_from_slice(&values[..len]);
+        key.len = len as u8;
+        key
+    }
+
+    /// The values.
+    pub fn values(&self) -> &[u32] {
+        &self.words[..usize::from(self.len)]
+    }
 }
 
 /// A hash-dispatch group.
@@ -75,6 +99,24 @@ impl Group {
             }
         }
         true
+    }
+}
+
+/// Where a filter leaves the trie as it is: the last existing node on its way down, the
+/// atoms not yet consumed there (a bit set over the filter's atoms; none: the filter ends at
+/// `node`), and the group at `node` that tests exactly those atoms, if there is one (else
+/// placing the filter makes a group).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Path {
+    node: u32,
+    left: u32,
+    group: Option<u32>,
+}
+
+impl Path {
+    /// Whether placing the filter makes a dispatch group.
+    pub fn makes_group(&self) -> bool {
+        self.left != 0 && self.group.is_none()
     }
 }
 
@@ -135,7 +177,7 @@ impl Trie {
         let NodeInfo { owner, depth, .. } = self.info[node as usize];
         let n = &self.nodes[node as usize];
         if let Some(g) = n.parent {
-            let synced = self.groups[g as usize].table.set_record(&n.key, owner, depth);
+            let synced = self.groups[g as usize].table.set_record(n.key.values(), owner, depth);
             debug_assert!(synced, "node {node} has an entry in its parent group");
         }
     }
@@ -152,7 +194,7 @@ impl Trie {
         self.groups.iter().filter(|g| g.live).count()
     }
 
-    fn new_node(&mut self, parent: u32, key: Vec<u32>) -> u32 {
+    fn new_node(&mut self, parent: u32, key: NodeKey) -> u32 {
         let node = Node { parent: Some(parent), key, groups: Vec::new(), live: true };
         match self.free_nodes.pop() {
             Some(n) => {
@@ -204,37 +246,49 @@ impl Trie {
         g
     }
 
-    /// Finds or makes the node where a filter with these (sorted) atoms ends.
-    pub fn place(&mut self, atoms: &[Atom]) -> Placed {
+    /// Where a filter with these (sorted) atoms leaves the trie as it is (see [`Path`]).
+    pub fn locate(&self, atoms: &[Atom]) -> Path {
         let mut node = ROOT;
         let mut remaining = Remaining::all(atoms);
-        let mut structural = false;
         while !remaining.is_empty() {
-            let (g, child) = match self.choose_group(node, &remaining) {
-                Some(choice) => choice,
-                None => {
-                    structural = true;
-                    let keys = remaining.atoms().map(|a| a.key).collect();
-                    (self.new_group(node, keys), None)
+            match self.choose_group(node, &remaining) {
+                Some((g, Some(child))) => {
+                    remaining.take(&self.groups[g as usize].atoms, &mut [0; MAX_ATOMS]);
+                    node = child;
                 }
-            };
-            let mut values = [0u32; MAX_ATOMS];
-            let arity = self.groups[g as usize].atoms.len();
-            remaining.take(&self.groups[g as usize].atoms, &mut values);
-            let values = &values[..arity];
-            node = match child {
-                Some(child) => child,
-                None => {
-                    let inlined = self.inlined(g);
-                    let child = self.new_node(g, values.to_vec());
-                    self.groups[g as usize].table.insert(values, child);
-                    self.descs[g as usize] = self.groups[g as usize].table.desc();
-                    structural |= inlined || self.inlined(g);
-                    child
-                }
-            };
+                group => return Path { node, left: remaining.left, group: group.map(|(g, _)| g) },
+            }
         }
-        Placed { node, structural }
+        Path { node, left: 0, group: None }
+    }
+
+    /// Makes the node where a filter with these (sorted) atoms ends, from where it leaves the
+    /// trie (`path`, from [`Trie::locate`] or [`Trie::candidates`] with no change since).
+    pub fn place(&mut self, atoms: &[Atom], path: Path) -> Placed {
+        debug_assert_eq!(path, self.locate(atoms), "the path is where the atoms leave this trie");
+        let mut remaining = Remaining { atoms, left: path.left };
+        if remaining.is_empty() {
+            return Placed { node: path.node, structural: false };
+        }
+        let (g, structural) = match path.group {
+            Some(g) => (g, false),
+            None => {
+                let keys = remaining.atoms().map(|a| a.key).collect();
+                (self.new_group(path.node, keys), true)
+            }
+        };
+        // The group tests every atom left (it was made from them, or is the one that tests
+        // exactly them): the new child ends the filter.
+        let mut values = [0u32; MAX_ATOMS];
+        let arity = self.groups[g as usize].atoms.len();
+        remaining.take(&self.groups[g as usize].atoms, &mut values);
+        debug_assert!(remaining.is_empty());
+        let values = &values[..arity];
+        let inlined = self.inlined(g);
+        let child = self.new_node(g, NodeKey::new(values));
+        self.groups[g as usize].table.insert(values, child);
+        self.descs[g as usize] = self.groups[g as usize].table.desc();
+        Placed { node: child, structural: structural || inlined || self.inlined(g) }
     }
 
     /// The group at `node` that a filter with `remaining` atoms follows, with the child it
@@ -261,21 +315,6 @@ impl Trie {
         exact
     }
 
-    /// Whether [`Trie::place`] would make a new group for these atoms.
-    pub fn would_make_group(&self, atoms: &[Atom]) -> bool {
-        let mut node = Some(ROOT);
-        let mut remaining = Remaining::all(atoms);
-        while !remaining.is_empty() {
-            // A node that does not exist yet has no groups.
-            let Some(n) = node else { return true };
-            let Some((g, child)) = self.choose_group(n, &remaining) else { return true };
-            let mut values = [0u32; MAX_ATOMS];
-            remaining.take(&self.groups[g as usize].atoms, &mut values);
-            node = child;
-        }
-        false
-    }
-
     /// Whether a node holds nothing: no owner, no copies, no groups.
     fn is_empty(&self, node: u32) -> bool {
         let info = &self.info[node as usize];
@@ -293,7 +332,7 @@ impl Trie {
         let inlined = self.inlined(parent);
         let key = core::mem::take(&mut self.nodes[node as usize].key);
         let group = &mut self.groups[parent as usize];
-        group.table.remove(&key);
+        group.table.remove(key.values());
         self.descs[parent as usize] = group.table.desc();
         self.nodes[node as usize].live = false;
         self.info[node as usize] = NodeInfo::default();
@@ -350,20 +389,36 @@ impl Trie {
     }
 
     /// Calls `found` on every node where a filter overlapping `atoms` might end. A superset
-    /// of the true answer: the caller checks each candidate exactly.
-    pub fn candidates(&self, atoms: &[Atom], found: &mut impl FnMut(u32)) {
-        self.candidates_from(ROOT, atoms, found);
+    /// of the true answer: the caller checks each candidate exactly. Returns where the
+    /// filter leaves the trie, as [`Trie::locate`] does (the walk passes there).
+    pub fn candidates(&self, atoms: &[Atom], found: &mut impl FnMut(u32)) -> Path {
+        let mut path = Path { node: ROOT, left: 0, group: None };
+        self.candidates_from(ROOT, atoms, found, Some(Remaining::all(atoms).left), &mut path);
+        path
     }
 
-    fn candidates_from(&self, node: u32, atoms: &[Atom], found: &mut impl FnMut(u32)) {
+    /// `left`: the filter's atoms not consumed on the way here, if `node` is on the filter's
+    /// own path (where [`Trie::choose_group`] leads); the walk records where that path ends.
+    fn candidates_from(&self, node: u32, atoms: &[Atom], found: &mut impl FnMut(u32), left: Option<u32>, path: &mut Path) {
         found(node);
+        // On the path, the group the filter follows (the first with a child for its values),
+        // else the one that tests exactly the atoms left. The keys of the groups here are
+        // never among those consumed on the way (every filter that reaches this node came the
+        // same way), so "all keys among the atoms" is "among the atoms left".
+        let mut followed = false;
+        let mut exact = None;
         for g in &self.nodes[node as usize].groups {
             let group = &self.groups[*g as usize];
-            // The values the new filter requires on this group's keys, where it has them.
+            // The values the new filter requires on this group's keys, where it has them,
+            // and which atoms they are.
             let mut required = [None; MAX_ATOMS];
             let mut all = true;
+            let mut used = 0u32;
             for (slot, k) in required.iter_mut().zip(&group.atoms) {
-                *slot = atoms.iter().find(|a| a.key == *k).map(|a| a.value);
+                *slot = atoms.iter().position(|a| a.key == *k).map(|i| {
+                    used |= 1 << i;
+                    atoms[i].value
+                });
                 all &= slot.is_some();
             }
             let required = &required[..group.atoms.len()];
@@ -372,16 +427,27 @@ impl Trie {
                 for (v, r) in values.iter_mut().zip(required) {
                     *v = r.unwrap_or(0);
                 }
-                if let Some(child) = group.table.get(&values[..required.len()]) {
-                    self.candidates_from(child, atoms, found);
+                match group.table.get(&values[..required.len()]) {
+                    Some(child) => {
+                        let child_left = left.filter(|_| !followed).map(|l| l & !used);
+                        followed |= child_left.is_some();
+                        self.candidates_from(child, atoms, found, child_left, path);
+                    }
+                    None if left.is_some_and(|l| l.count_ones() as usize == group.atoms.len()) => exact = Some(*g),
+                    None => {}
                 }
             } else {
                 for (key, child) in group.table.iter() {
                     if key.iter().zip(required).all(|(k, r)| r.is_none_or(|r| r == *k)) {
-                        self.candidates_from(child, atoms, found);
+                        self.candidates_from(child, atoms, found, None, path);
                     }
                 }
             }
+        }
+        if let Some(left) = left
+            && !followed
+        {
+            *path = Path { node, left, group: if left == 0 { None } else { exact } };
         }
     }
 }
