@@ -409,36 +409,34 @@ impl Trie {
         let mut exact = None;
         for g in &self.nodes[node as usize].groups {
             let group = &self.groups[*g as usize];
-            // The values the new filter requires on this group's keys, where it has them,
-            // and which atoms they are.
-            let mut required = [None; MAX_ATOMS];
-            let mut all = true;
+            // The values the new filter requires on this group's keys, the keys it lacks (a
+            // bit per key: any value), and which of its atoms the keys are.
+            let arity = group.atoms.len();
+            let mut values = [0u32; MAX_ATOMS];
+            let mut lacking = 0u32;
             let mut used = 0u32;
-            for (slot, k) in required.iter_mut().zip(&group.atoms) {
-                *slot = atoms.iter().position(|a| a.key == *k).map(|i| {
-                    used |= 1 << i;
-                    atoms[i].value
-                });
-                all &= slot.is_some();
-            }
-            let required = &required[..group.atoms.len()];
-            if all {
-                let mut values = [0u32; MAX_ATOMS];
-                for (v, r) in values.iter_mut().zip(required) {
-                    *v = r.unwrap_or(0);
+            for (i, (k, value)) in group.atoms.iter().zip(values.iter_mut()).enumerate() {
+                match atoms.iter().enumerate().find(|(_, a)| a.key == *k) {
+                    Some((j, a)) => {
+                        *value = a.value;
+                        used |= 1 << j;
+                    }
+                    None => lacking |= 1 << i,
                 }
-                match group.table.get(&values[..required.len()]) {
+            }
+            if lacking == 0 {
+                match group.table.get(&values[..arity]) {
                     Some(child) => {
                         let child_left = left.filter(|_| !followed).map(|l| l & !used);
                         followed |= child_left.is_some();
                         self.candidates_from(child, atoms, found, child_left, path);
                     }
-                    None if left.is_some_and(|l| l.count_ones() as usize == group.atoms.len()) => exact = Some(*g),
+                    None if left.is_some_and(|l| l.count_ones() as usize == arity) => exact = Some(*g),
                     None => {}
                 }
             } else {
                 for (key, child) in group.table.iter() {
-                    if key.iter().zip(required).all(|(k, r)| r.is_none_or(|r| r == *k)) {
+                    if key.iter().zip(&values).enumerate().all(|(i, (k, v))| lacking & (1 << i) != 0 || k == v) {
                         self.candidates_from(child, atoms, found, None, path);
                     }
                 }
