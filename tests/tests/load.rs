@@ -6,7 +6,7 @@
 //! where they were after the first (a program's heap keeps the pages it grew to; no round may
 //! take more). Every load is bounded in count and time.
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 use xok_tests::{Guest, Netns, image_with_docroot};
 use xok_tools::image::Image;
@@ -106,16 +106,7 @@ fn round(ns: &Netns, guest: &Guest, server: &str) -> (usize, String, String) {
     (answered, rate(&ab, "Requests per second:"), rate(&wrk, "Requests/sec:"))
 }
 
-/// The two servers' tests take turns: each round floods its guest at 5 000 SYN/s and drives ab
-/// and wrk, and with both guests (TCG) and both loads on two cores a guest drained its
-/// receive ring slower than the flood, so legitimate SYNs' half-open entries were evicted
-/// before their ACKs came (httpd: 83 and 87 of 100 curls answered, in two CI runs on a machine
-/// at half speed; alone 98 and 100).
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
 fn survives_floods_and_load(server: &str) {
-    // A test that failed holding the lock poisons it; the other still runs.
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let ns = Netns::new(&format!("load-{server}")).unwrap();
     let args = ns.nic_args("e1000", "52:54:00:ab:cd:01");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
