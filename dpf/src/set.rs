@@ -398,27 +398,26 @@ impl Dpf {
         } else {
             self.overlapping(filter, &mut found)
         };
-        if class != FilterClass::Copy {
-            for &(e, contains) in &found {
-                let Some(other) = self.slots[e as usize].live.as_ref() else { continue };
-                let id = FilterId { slot: e, generation: self.slots[e as usize].generation };
-                // The byte model decides only what comparing atoms cannot: the same atoms
-                // are the same filter, and atoms of `other` among the new one's make it inner.
-                let same = other.filter.atoms() == filter.atoms();
-                let inner = same || contains || shape.subset_of(other.filter.shape());
-                let equal = same || (inner && other.filter.shape().subset_of(shape));
-                if inner && !equal && (other.class == FilterClass::Fallback || other.holders.contains(principal)) {
-                    ancestors += 1;
-                    // Set before the insert is sure to succeed: a flag left by a failed
-                    // insert only costs that filter's delete a search.
-                    if let Some(other) = self.slots[e as usize].live.as_mut() {
-                        other.has_inner = true;
-                    }
-                } else if !inner && class == FilterClass::Fallback && other.filter.shape().subset_of(shape) {
-                    descendants.push(e);
-                } else {
-                    return Err(InsertError::Overlap { with: id });
+        // A copy filter overlaps freely: nothing was found for it.
+        for &(e, contains) in &found {
+            let Some(other) = self.slots[e as usize].live.as_ref() else { continue };
+            let id = FilterId { slot: e, generation: self.slots[e as usize].generation };
+            // The byte model decides only what comparing atoms cannot: the same atoms
+            // are the same filter, and atoms of `other` among the new one's make it inner.
+            let same = other.filter.atoms() == filter.atoms();
+            let inner = same || contains || shape.subset_of(other.filter.shape());
+            let equal = same || (inner && other.filter.shape().subset_of(shape));
+            if inner && !equal && (other.class == FilterClass::Fallback || other.holders.contains(principal)) {
+                ancestors += 1;
+                // Set before the insert is sure to succeed: a flag left by a failed
+                // insert only costs that filter's delete a search.
+                if let Some(other) = self.slots[e as usize].live.as_mut() {
+                    other.has_inner = true;
                 }
+            } else if !inner && class == FilterClass::Fallback && other.filter.shape().subset_of(shape) {
+                descendants.push(e);
+            } else {
+                return Err(InsertError::Overlap { with: id });
             }
         }
         found.clear();
