@@ -357,6 +357,23 @@ impl Filter {
             .build_known()
     }
 
+    /// Connection requests to a TCP listen: segments to `addr`:`port` with SYN set and ACK,
+    /// RST and FIN clear. A strict subset of `tcp_listen(addr, port)`, so the listener may
+    /// install it beside its listen to receive them apart (exos gives them a ring of their own,
+    /// served after the listener's other segments: a flood of SYNs then never delays the ACKs
+    /// that complete real handshakes). It overlaps the `tcp_connection` filters under the same
+    /// listen (a connection's retransmitted SYN matches both) and nests in neither, so one
+    /// listen has one or the other beneath it.
+    pub fn tcp_connection_requests(addr: [u8; 4], port: u16) -> Filter {
+        FilterBuilder::new()
+            .ip_protocol(IP_PROTOCOL_TCP)
+            .first_fragment()
+            .ipv4_destination(addr)
+            .destination_port(port)
+            .tcp_flags(TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN, TCP_SYN)
+            .build_known()
+    }
+
     /// A TCP connection as seen by the receiver: segments from `remote`:`remote_port` to
     /// `local`:`local_port`. A strict subset of `tcp_listen(local, local_port)`.
     pub fn tcp_connection(local: [u8; 4], local_port: u16, remote: [u8; 4], remote_port: u16) -> Filter {
@@ -373,6 +390,15 @@ impl Filter {
 
 /// Offset of the target protocol address in an Ethernet ARP frame for IPv4.
 pub const ARP_TARGET_IP_OFFSET: u16 = 38;
+
+/// TCP's FIN flag (in the flags byte, offset 13 of the TCP header).
+pub const TCP_FIN: u8 = 0x01;
+/// TCP's SYN flag.
+pub const TCP_SYN: u8 = 0x02;
+/// TCP's RST flag.
+pub const TCP_RST: u8 = 0x04;
+/// TCP's ACK flag.
+pub const TCP_ACK: u8 = 0x10;
 
 /// Ethertype of IPv4.
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
@@ -448,6 +474,11 @@ impl FilterBuilder {
         self.atom(Atom::new(Base::Ipv4Payload, 2, Width::W2, u32::from(port)))
     }
 
+    /// The TCP flags byte, masked with `mask`, equals `value` (behind any IP options).
+    pub fn tcp_flags(self, mask: u8, value: u8) -> FilterBuilder {
+        self.atom(Atom::masked(Base::Ipv4Payload, 13, Width::W1, u32::from(mask), u32::from(value)))
+    }
+
     /// Validates the atoms.
     pub fn build(self) -> Result<Filter, FilterError> {
         Filter::new(&self.atoms)
@@ -483,7 +514,47 @@ mod tests {
         for narrow in [Filter::arp_for(ip), Filter::icmp_to(ip), Filter::udp_port(7), Filter::tcp_listen(ip, 80), Filter::tcp_connection(ip, 80, [10, 0, 2, 2], 5000)] {
             assert!(!narrow.is_broad(), "{narrow:?}");
         }
+        assert!(!Filter::tcp_connection_requests(ip, 80).is_broad());
         let custom = FilterBuilder::new().ethertype(0x88b5).build_known();
         assert!(!custom.is_broad(), "a private ethertype is not IPv4 or ARP");
+    }
+
+    /// A TCP segment from 10.0.2.2:5000 to 10.0.2.15:80 with `flags`, behind `ihl` words of IP
+    /// header.
+    fn tcp_frame(flags: u8, ihl: u8) -> Vec<u8> {
+        let ip_len = 4 * usize::from(ihl);
+        let mut frame = alloc::vec![0u8; 14 + ip_len + 20];
+        frame[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+        frame[14] = 0x40 | ihl;
+        frame[23] = IP_PROTOCOL_TCP;
+        frame[26..30].copy_from_slice(&[10, 0, 2, 2]);
+        frame[30..34].copy_from_slice(&[10, 0, 2, 15]);
+        let tcp = 14 + ip_len;
+        frame[tcp..tcp + 2].copy_from_slice(&5000u16.to_be_bytes());
+        frame[tcp + 2..tcp + 4].copy_from_slice(&80u16.to_be_bytes());
+        frame[tcp + 13] = flags;
+        frame
+    }
+
+    #[test]
+    fn connection_requests_are_the_pure_syns_of_a_listen_and_nest_in_it() {
+        let ip = [10, 0, 2, 15];
+        let requests = Filter::tcp_connection_requests(ip, 80);
+        for ihl in [5, 6, 15] {
+            assert!(requests.matches(&tcp_frame(TCP_SYN, ihl)), "a SYN behind IHL {ihl}");
+            for flags in [TCP_SYN | TCP_ACK, TCP_ACK, TCP_SYN | TCP_RST, TCP_SYN | TCP_FIN, TCP_RST, 0x18] {
+                assert!(!requests.matches(&tcp_frame(flags, ihl)), "flags {flags:#04x}");
+                assert!(Filter::tcp_listen(ip, 80).matches(&tcp_frame(flags, ihl)));
+            }
+        }
+        // PSH, URG, ECE and CWR do not matter (an ECN-setup SYN is a request).
+        assert!(requests.matches(&tcp_frame(TCP_SYN | 0xc0, 5)));
+        let mut set = crate::Dpf::new();
+        let listen = set.insert(&Filter::tcp_listen(ip, 80), 1, 0).unwrap().id;
+        let inside = set.insert(&requests, 1, 1).unwrap().id;
+        assert_eq!(set.classify_interpreted(&tcp_frame(TCP_SYN, 5)).owner, Some(inside));
+        assert_eq!(set.classify_interpreted(&tcp_frame(TCP_ACK, 5)).owner, Some(listen));
+        assert!(set.insert(&requests, 2, 2).is_err(), "only the listen's holder nests in it");
+        assert!(set.insert(&Filter::tcp_connection(ip, 80, [10, 0, 2, 2], 5000), 1, 3).is_err(), "a connection overlaps the requests");
     }
 }

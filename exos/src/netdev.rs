@@ -8,6 +8,7 @@ use crate::arp::ArpTable;
 use crate::filter::InstalledFilter;
 use crate::reassembly::{Reassembled, Reassembler, ReassemblyCounts};
 use crate::tcpip::Link;
+use crate::tcpip::link::{Lane, Lanes};
 use crate::wait::Waiter;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -47,6 +48,11 @@ impl IpLink {
     }
 }
 
+/// Bytes per entry of the connection requests' ring: a SYN with the longest IP and TCP
+/// headers (14 + 60 + 60) and the ring's header fit. (A SYN carrying more data is cut short,
+/// and dropped by the stack as a truncated packet: its sender retries without.)
+const REQUEST_ENTRY: usize = 256;
+
 /// Packets that may wait for a neighbour's MAC at once.
 pub const PENDING_MAX: usize = 16;
 /// How long a packet waits for a neighbour's MAC before it is dropped (ticks: 3 s).
@@ -59,6 +65,11 @@ pub const PENDING_TICKS: u64 = 300;
 pub struct IpDevice {
     /// Where received frames land (the caller installs the filters).
     pub ring: PacketRing,
+    /// Where the connection requests of listens land ([`Link::claim_requests`]).
+    pub requests: PacketRing,
+    /// Which ring to read next, and the ring the frame [`Link::next`] gave is in.
+    lanes: Lanes,
+    current: Option<Lane>,
     /// The sending half.
     pub out: IpSender,
     /// Fragments put back together into their datagrams.
@@ -79,16 +90,32 @@ pub struct IpSender {
 }
 
 impl IpDevice {
-    /// A device receiving from `ring` and sending on `nic` as `link`, resolving through `table`.
-    pub fn new(ring: PacketRing, nic: usize, link: IpLink, table: ArpTable) -> IpDevice {
+    /// A device receiving from `ring` (and listens' connection requests from `requests`) and
+    /// sending on `nic` as `link`, resolving through `table`.
+    pub fn new(ring: PacketRing, requests: PacketRing, nic: usize, link: IpLink, table: ArpTable) -> IpDevice {
         let out = IpSender { tx: TxPool::new(nic), link, table, pending: VecDeque::new(), unresolved: 0 };
-        IpDevice { ring, out, reassembler: Reassembler::default(), assembled: None }
+        IpDevice { ring, requests, lanes: Lanes::default(), current: None, out, reassembler: Reassembler::default(), assembled: None }
+    }
+
+    /// Frames the kernel dropped because a ring was full (both rings).
+    pub fn ring_drops(&self) -> usize {
+        self.ring.drops() + self.requests.drops()
+    }
+
+    /// The ring of the frame [`Link::next`] takes: the one it gave already, or the one
+    /// [`Lanes`] picks.
+    fn lane(&mut self) -> Option<Lane> {
+        if self.current.is_none() {
+            self.current = self.lanes.pick(self.ring.peek().is_some(), self.requests.peek().is_some());
+        }
+        self.current
     }
 
     /// Makes `waiter` wake when a frame arrives or the ARP table changes (an answer for a
     /// waiting packet).
     pub fn watch(&self, waiter: &mut Waiter) {
         waiter.watch_ring(&self.ring);
+        waiter.watch_ring(&self.requests);
         self.out.table.watch(waiter);
     }
 
@@ -208,10 +235,20 @@ impl Link for IpDevice {
         self.ring.install(filter)
     }
 
-    /// The ring's next IPv4 packet for this link, or the datagram its fragments made.
+    fn claim_requests(&mut self, filter: &dpf::Filter) -> Result<InstalledFilter, xok_abi::Error> {
+        self.requests.install(filter)
+    }
+
+    /// The next IPv4 packet for this link from the ring [`Lanes`] picks, or the datagram its
+    /// fragments made.
     fn next(&mut self) -> (Option<&[u8]>, &mut IpSender) {
         while self.assembled.is_none() {
-            let Some(received) = self.ring.peek() else { break };
+            let ring = match self.lane() {
+                Some(Lane::Others) => &mut self.ring,
+                Some(Lane::Requests) => &mut self.requests,
+                None => break,
+            };
+            let Some(received) = ring.peek() else { break };
             let outcome = match self.out.link.accepts(received.frame) {
                 true => self.reassembler.input(&received.frame[ETHERNET_HEADER..], crate::sys::time()),
                 false => Reassembled::Dropped,
@@ -221,17 +258,27 @@ impl Link for IpDevice {
                 Reassembled::Complete(datagram) => self.assembled = Some(datagram),
                 Reassembled::Pending | Reassembled::Dropped => {}
             }
-            self.ring.release();
+            ring.release();
+            self.current = None;
         }
         if let Some(datagram) = &self.assembled {
             return (Some(datagram), &mut self.out);
         }
-        (self.ring.peek().and_then(|received| received.frame.get(ETHERNET_HEADER..)), &mut self.out)
+        let ring = match self.current {
+            Some(Lane::Others) => &self.ring,
+            Some(Lane::Requests) => &self.requests,
+            None => return (None, &mut self.out),
+        };
+        (ring.peek().and_then(|received| received.frame.get(ETHERNET_HEADER..)), &mut self.out)
     }
 
     fn consumed(&mut self) {
         if self.assembled.take().is_none() {
-            self.ring.release();
+            match self.current.take() {
+                Some(Lane::Others) => self.ring.release(),
+                Some(Lane::Requests) => self.requests.release(),
+                None => {}
+            }
         }
     }
 
@@ -284,14 +331,16 @@ impl HostConfig {
         }
     }
 
-    /// The NIC as exos's stack sees it: a ring of `entries` entries (the stack installs the
-    /// filters) and an [`IpDevice`] over it resolving through arpd's table.
-    pub fn device(&self, entries: usize) -> Result<IpDevice, xok_abi::Error> {
+    /// The NIC as exos's stack sees it: a ring of `entries` entries and one of `requests`
+    /// entries for listens' connection requests (the stack installs the filters), and an
+    /// [`IpDevice`] over them resolving through arpd's table.
+    pub fn device(&self, entries: usize, requests: usize) -> Result<IpDevice, xok_abi::Error> {
         let info = crate::sys::nic_info(self.nic)?;
         let table = ArpTable::get()?;
         let ring = PacketRing::new(entries, 2048)?;
+        let requests = PacketRing::new(requests, REQUEST_ENTRY)?;
         let link = IpLink { mac: info.mac, ip: self.ip, prefix: self.prefix, gateway: self.gateway };
-        Ok(IpDevice::new(ring, self.nic, link, table))
+        Ok(IpDevice::new(ring, requests, self.nic, link, table))
     }
 
     /// The stack's configuration, seeded with `seed`.

@@ -16,8 +16,10 @@ use smoltcp::time::{Duration, Instant};
 
 pub use crate::tcpip::{Errno, Fd, How, Kind, Options, Ready, SockOpt, Stats};
 
-/// Ring entries of the process's stack (connection requests that arrive at once wait here).
+/// Ring entries of the process's stack.
 const RING_ENTRIES: usize = 512;
+/// Ring entries for its listens' connection requests (those that arrive at once wait here).
+const REQUEST_ENTRIES: usize = 512;
 /// The longest sleep between polls (packets waiting for an ARP answer are retried or dropped).
 const MAX_SLEEP: Duration = Duration::from_secs(1);
 
@@ -27,6 +29,8 @@ struct Net {
     waiter: Waiter,
     /// The counters [`report_drops`] printed last, and when it may print next (ticks).
     reported: Stats,
+    /// The ring drops [`report_drops`] printed last.
+    reported_ring_drops: usize,
     next_report: u64,
 }
 
@@ -36,11 +40,11 @@ static NET: spin::Mutex<Option<Net>> = spin::Mutex::new(None);
 
 /// Opens the process's network as `host` (its address, NIC and gateway; needs arpd's table).
 pub fn open(host: HostConfig) -> Result<(), Errno> {
-    let device = host.device(RING_ENTRIES).map_err(Errno::from_kernel)?;
+    let device = host.device(RING_ENTRIES, REQUEST_ENTRIES).map_err(Errno::from_kernel)?;
     let mut waiter = Waiter::new().ok_or(Errno::Invalid)?;
     device.watch(&mut waiter);
     let stack = crate::tcpip::Stack::new(device, host.stack_config(crate::sys::time()), now());
-    *NET.lock() = Some(Net { stack, waiter, reported: Stats::default(), next_report: 0 });
+    *NET.lock() = Some(Net { stack, waiter, reported: Stats::default(), reported_ring_drops: 0, next_report: 0 });
     Ok(())
 }
 
@@ -228,16 +232,17 @@ pub fn report_drops(name: &str, now: bool) {
             return;
         }
         let stats = net.stack.stats();
+        let ring_drops = net.stack.link().ring_drops();
         let moved = |a: &Stats, b: &Stats| {
             (a.bad_checksums, a.syns_dropped, a.half_open_evicted, a.half_open_expired, a.fragments)
                 != (b.bad_checksums, b.syns_dropped, b.half_open_evicted, b.half_open_expired, b.fragments)
         };
-        if !moved(&stats, &net.reported) {
+        if !moved(&stats, &net.reported) && ring_drops == net.reported_ring_drops {
             return;
         }
         let f = stats.fragments;
         crate::println!(
-            "{name}: dropped {} packets with bad checksums, {} connection requests (backlog full), {} half-open connections ({} evicted, {} timed out); fragments {}: {} datagrams reassembled, dropped {} malformed, {} overlapping, {} timed out, {} evicted",
+            "{name}: dropped {ring_drops} frames (ring full), {} packets with bad checksums, {} connection requests (backlog full), {} half-open connections ({} evicted, {} timed out); fragments {}: {} datagrams reassembled, dropped {} malformed, {} overlapping, {} timed out, {} evicted",
             stats.bad_checksums,
             stats.syns_dropped,
             stats.half_open_evicted + stats.half_open_expired,
@@ -251,6 +256,7 @@ pub fn report_drops(name: &str, now: bool) {
             f.evicted
         );
         net.reported = stats;
+        net.reported_ring_drops = ring_drops;
         net.next_report = ticks + REPORT_TICKS;
     });
 }

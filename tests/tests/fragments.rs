@@ -84,7 +84,7 @@ fn datagrams_cut_into_fragments_in_any_order_arrive_whole() {
     assert!(output.contains("udpecho: echoed 3 datagrams"), "{output}");
     assert!(output.contains("strayd: fragments 4: 1 datagrams reassembled"), "strayd's counters:\n{output}");
     // 8 reversed, 6 shuffled and a repeat, a teardrop pair: 2 datagrams, 1 dropped for overlap.
-    let udpecho = "udpecho: dropped 0 packets with bad checksums, 0 connection requests (backlog full), 0 half-open connections (0 evicted, 0 timed out); \
+    let udpecho = "udpecho: dropped 0 frames (ring full), 0 packets with bad checksums, 0 connection requests (backlog full), 0 half-open connections (0 evicted, 0 timed out); \
                    fragments 17: 2 datagrams reassembled, dropped 0 malformed, 1 overlapping, 0 timed out, 0 evicted";
     assert!(output.contains(udpecho), "udpecho's counters:\n{output}");
     for bad in ["panic", "PANIC", "KERNEL FAULT"] {

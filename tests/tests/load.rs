@@ -80,14 +80,25 @@ fn image() -> Image {
 /// after each. Returns the curls answered during the flood and ab's and wrk's rates.
 fn round(ns: &Netns, guest: &Guest, server: &str) -> (usize, String, String) {
     let flood = sh(ns, guest, "timeout 60 hping3 -q -S -p 80 --rand-source -c 40000 -i u200 10.0.2.15 > /dev/null 2>&1 & echo $!");
-    let answered = sh(
+    // One line per request: curl's exit code and the HTTP status (7: no connection, 28: the
+    // time ran out, 52/56: the connection closed or was reset).
+    let outcomes = sh(
         ns,
         guest,
-        &format!("ok=0; for i in $(seq 100); do curl -s -o /dev/null --max-time 5 -w '%{{http_code}}\\n' {URL}/f1000.bin | grep -q 200 && ok=$((ok+1)); done; echo $ok"),
+        &format!("for i in $(seq 100); do code=$(curl -s -o /dev/null --max-time 5 -w '%{{http_code}}' {URL}/f1000.bin); echo \"$? $code\"; done"),
     );
     let _ = std::process::Command::new("kill").arg(flood.trim()).status();
-    let answered: usize = answered.trim().parse().unwrap();
-    assert!(answered >= 95, "{server}: {answered} of 100 curl requests answered during the SYN flood");
+    let answered = outcomes.lines().filter(|line| *line == "0 200").count();
+    let mut failures = std::collections::BTreeMap::<&str, usize>::new();
+    for line in outcomes.lines().filter(|line| *line != "0 200") {
+        *failures.entry(line).or_default() += 1;
+    }
+    println!("{server}: {answered} of 100 curl requests answered during the SYN flood; the others: {failures:?}");
+    assert!(
+        answered >= 95,
+        "{server}: {answered} of 100 curl requests answered during the SYN flood; the others (curl's exit code, HTTP status: count): {failures:?}; the server's last counters: {}",
+        last_report(&guest.output(), server)
+    );
     alive(ns, guest, server, "the SYN flood");
 
     let ab = sh(ns, guest, &format!("ab -q -n 20000 -c 100 {URL}/f1000.bin 2>&1"));

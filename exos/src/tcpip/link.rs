@@ -16,6 +16,12 @@ pub trait Link {
 
     /// Claims `filter` for this process (`FilterOverlap` when another holds it).
     fn claim(&mut self, filter: &dpf::Filter) -> Result<Self::Claim, Error>;
+    /// Claims `filter`, a listen's connection requests
+    /// ([`dpf::Filter::tcp_connection_requests`]), for the [`Lane::Requests`] queue: its
+    /// packets come after the others ([`Lanes`]). A link with one queue claims it as any other.
+    fn claim_requests(&mut self, filter: &dpf::Filter) -> Result<Self::Claim, Error> {
+        self.claim(filter)
+    }
     /// The next received IPv4 packet (kept until [`Link::consumed`]) and the sender.
     fn next(&mut self) -> (Option<&[u8]>, &mut Self::Sender);
     /// Lets the packet [`Link::next`] gave go.
@@ -71,5 +77,74 @@ impl<S: phy::Device> phy::Device for OnePacket<'_, S> {
 
     fn capabilities(&self) -> DeviceCapabilities {
         self.sender.capabilities()
+    }
+}
+
+/// The two queues of received packets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// Everything but connection requests.
+    Others,
+    /// Connection requests: pure SYNs to a listening port.
+    Requests,
+}
+
+/// Packets of the other lane served before one connection request while both wait.
+pub const OTHERS_PER_REQUEST: u32 = 32;
+
+/// Which queue the next received packet comes from. Other packets go first: a SYN flood then
+/// fills only the requests' queue, and the ACK that completes a real client's handshake is
+/// handled as soon as it arrives, not after the SYNs that came before it, each of which may
+/// evict the oldest half-open connection (with one queue, a guest that falls a few hundred
+/// SYNs behind evicts every handshake it is completing). While both wait, one request goes
+/// after every [`OTHERS_PER_REQUEST`] other packets, so that a flood of other packets cannot
+/// keep new connections out either.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Lanes {
+    /// Other packets served in a row while requests waited.
+    others_in_a_row: u32,
+}
+
+impl Lanes {
+    /// The lane to take the next packet from, given which have one waiting.
+    pub fn pick(&mut self, others_waiting: bool, requests_waiting: bool) -> Option<Lane> {
+        match (others_waiting, requests_waiting) {
+            (true, true) if self.others_in_a_row >= OTHERS_PER_REQUEST => {
+                self.others_in_a_row = 0;
+                Some(Lane::Requests)
+            }
+            (true, waiting) => {
+                self.others_in_a_row = if waiting { self.others_in_a_row + 1 } else { 0 };
+                Some(Lane::Others)
+            }
+            (false, true) => {
+                self.others_in_a_row = 0;
+                Some(Lane::Requests)
+            }
+            (false, false) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn others_go_first_and_a_request_waits_at_most_its_share() {
+        let mut lanes = Lanes::default();
+        assert_eq!(lanes.pick(false, false), None);
+        assert_eq!(lanes.pick(false, true), Some(Lane::Requests));
+        assert_eq!(lanes.pick(true, false), Some(Lane::Others));
+        // Both waiting: OTHERS_PER_REQUEST others, then one request, and again.
+        let picks: alloc::vec::Vec<Lane> = (0..2 * (OTHERS_PER_REQUEST + 1)).filter_map(|_| lanes.pick(true, true)).collect();
+        let requests: alloc::vec::Vec<usize> = picks.iter().enumerate().filter(|(_, lane)| **lane == Lane::Requests).map(|(i, _)| i).collect();
+        let every = OTHERS_PER_REQUEST as usize;
+        assert_eq!(requests, [every, 2 * every + 1]);
+        // Others alone do not bank credit: requests arriving later wait the full share.
+        for _ in 0..100 {
+            lanes.pick(true, false);
+        }
+        assert_eq!(lanes.pick(true, true), Some(Lane::Others));
     }
 }

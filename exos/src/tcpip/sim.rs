@@ -4,7 +4,7 @@
 //! kernel refuses them.
 
 use super::errno::Errno;
-use super::link::Link;
+use super::link::{Lane, Lanes, Link};
 use super::segment::{Destination, Segment, classify};
 use super::stack::{Fd, HALF_OPEN_TIMEOUT, How, Kind, SockOpt, Stack, StackConfig};
 use alloc::collections::VecDeque;
@@ -42,13 +42,28 @@ pub fn segments_to_client(packets: &[Vec<u8>]) -> Vec<Segment> {
         .collect()
 }
 
+/// The TCP segments among packets the client sent to the server (as the server reads them).
+pub fn segments_to_server(packets: &[Vec<u8>]) -> Vec<Segment> {
+    packets
+        .iter()
+        .filter_map(|packet| match classify(packet, SERVER) {
+            Destination::Tcp(segment) => Some(segment),
+            _ => None,
+        })
+        .collect()
+}
+
 /// What a machine sent, waiting for the wire.
 type Outbox = Rc<RefCell<Vec<Vec<u8>>>>;
 
-/// A simulated machine's link.
+/// A simulated machine's link: packets delivered to it wait in two queues, as exos's device
+/// keeps two rings: connection requests to a listen that claimed them, and the others.
 pub struct SimLink {
-    /// Packets delivered to this machine.
-    pub inbox: VecDeque<Vec<u8>>,
+    others: VecDeque<Vec<u8>>,
+    requests: VecDeque<Vec<u8>>,
+    lanes: Lanes,
+    /// The queue of the packet [`Link::next`] gave.
+    current: Option<Lane>,
     sender: SimSender,
     filters: Rc<RefCell<dpf::Dpf>>,
     /// The principal claims are made as (a "process" of the machine).
@@ -119,7 +134,29 @@ impl phy::Device for SimSender {
 impl SimLink {
     /// A machine's link whose claims go into `filters` as `principal`.
     pub fn new(filters: Rc<RefCell<dpf::Dpf>>, principal: u32) -> SimLink {
-        SimLink { inbox: VecDeque::new(), sender: SimSender { outbox: Rc::default() }, filters, principal }
+        let (others, requests) = (VecDeque::new(), VecDeque::new());
+        SimLink { others, requests, lanes: Lanes::default(), current: None, sender: SimSender { outbox: Rc::default() }, filters, principal }
+    }
+
+    /// Delivers an IPv4 packet to the machine: to the queue of the filter the machine's DPF
+    /// set gives it to, as the kernel does.
+    pub fn deliver(&mut self, packet: Vec<u8>) {
+        let mut frame = vec![0u8; 14];
+        frame[12..14].copy_from_slice(&dpf::filter::ETHERTYPE_IPV4.to_be_bytes());
+        frame.extend_from_slice(&packet);
+        let filters = self.filters.borrow();
+        let owner = filters.classify_interpreted(&frame).owner;
+        match owner.and_then(|id| filters.payload(id)) {
+            Some(REQUESTS_QUEUE) => self.requests.push_back(packet),
+            _ => self.others.push_back(packet),
+        }
+    }
+
+    fn queue(&mut self, lane: Lane) -> &mut VecDeque<Vec<u8>> {
+        match lane {
+            Lane::Others => &mut self.others,
+            Lane::Requests => &mut self.requests,
+        }
     }
 
     /// Takes what the machine sent.
@@ -128,21 +165,44 @@ impl SimLink {
     }
 }
 
+/// The payload of filters claimed for the connection requests' queue.
+const REQUESTS_QUEUE: u32 = 1;
+
+impl SimLink {
+    fn claim_for(&mut self, filter: &dpf::Filter, queue: u32) -> Result<SimClaim, Error> {
+        let inserted = self.filters.borrow_mut().insert(filter, self.principal, queue).map_err(|_| Error::FilterOverlap)?;
+        Ok(SimClaim { filters: self.filters.clone(), id: inserted.id, principal: self.principal })
+    }
+}
+
 impl Link for SimLink {
     type Sender = SimSender;
     type Claim = SimClaim;
 
     fn claim(&mut self, filter: &dpf::Filter) -> Result<SimClaim, Error> {
-        let inserted = self.filters.borrow_mut().insert(filter, self.principal, 0).map_err(|_| Error::FilterOverlap)?;
-        Ok(SimClaim { filters: self.filters.clone(), id: inserted.id, principal: self.principal })
+        self.claim_for(filter, 0)
+    }
+
+    fn claim_requests(&mut self, filter: &dpf::Filter) -> Result<SimClaim, Error> {
+        self.claim_for(filter, REQUESTS_QUEUE)
     }
 
     fn next(&mut self) -> (Option<&[u8]>, &mut SimSender) {
-        (self.inbox.front().map(Vec::as_slice), &mut self.sender)
+        if self.current.is_none() {
+            self.current = self.lanes.pick(!self.others.is_empty(), !self.requests.is_empty());
+        }
+        let packet = match self.current {
+            Some(Lane::Others) => self.others.front(),
+            Some(Lane::Requests) => self.requests.front(),
+            None => None,
+        };
+        (packet.map(Vec::as_slice), &mut self.sender)
     }
 
     fn consumed(&mut self) {
-        self.inbox.pop_front();
+        if let Some(lane) = self.current.take() {
+            self.queue(lane).pop_front();
+        }
     }
 
     fn sender(&mut self) -> &mut SimSender {
@@ -235,7 +295,7 @@ impl Sim {
         });
         for (to_server, packet) in arriving {
             let stack = if to_server { &mut self.server } else { &mut self.client };
-            stack.link().inbox.push_back(packet);
+            stack.link().deliver(packet);
         }
     }
 
@@ -411,13 +471,54 @@ fn the_backlog_bounds_connections_not_yet_accepted_and_a_full_one_drops_syns_not
 }
 
 #[test]
+fn a_handshake_completes_when_its_ack_waits_behind_a_flood_of_syns() {
+    let mut sim = Sim::new(7, Faults { loss: 0, duplicate: 0, reorder: 0 });
+    let listener = listen(&mut sim.server, 80, 128);
+    let client = sim.client.socket(Kind::Stream).unwrap();
+    assert_eq!(sim.client.connect(client, server_addr(80), sim.now), Err(Errno::InProgress));
+    // The client's SYN crosses, the server answers it: its half-open connection is the newest.
+    sim.step();
+    sim.step();
+    // The server falls behind (a busy machine): 1 000 spoofed SYNs arrive, then the client's
+    // ACK, before it polls again. Served in arrival order, the SYNs would evict the client's
+    // half-open connection (the table holds 256) before its ACK is read, and the ACK would be
+    // answered with a reset.
+    for n in 0..1_000u32 {
+        let spoofed = [10, 0, 4, (n % 250) as u8 + 1];
+        sim.server.link().deliver(tcp_packet((spoofed, 2000 + (n / 250) as u16), (SERVER, 80), TcpControl::Syn, n * 7919, None, b""));
+    }
+    sim.client.poll(sim.now);
+    let acks = sim.client.link().take_sent();
+    assert_eq!(segments_to_server(&acks).iter().filter(|segment| segment.ack && !segment.syn).count(), 1, "the client's ACK");
+    for packet in acks {
+        sim.server.link().deliver(packet);
+    }
+    let mut accepted = None;
+    assert!(
+        sim.run_until(Duration::from_millis(100), |sim| {
+            accepted = accepted.or(sim.server.accept(listener).ok());
+            accepted.is_some()
+        }),
+        "the client's connection was made: {:?}",
+        sim.server.stats()
+    );
+    assert_eq!(sim.client.connect(client, server_addr(80), sim.now), Ok(()));
+    let stats = sim.server.stats();
+    assert_eq!(stats.half_open_evicted, 1_000 - 256, "the flood evicted only its own: {stats:?}");
+    let (served, _) = accepted.unwrap();
+    let mut byte = [0u8; 1];
+    assert_eq!(sim.client.send(client, b"x", sim.now), Ok(1));
+    assert!(sim.run_until(Duration::from_secs(1), |sim| sim.server.recv(served, &mut byte, sim.now) == Ok(1)), "the connection carries data");
+}
+
+#[test]
 fn a_flood_of_syns_that_never_complete_does_not_lock_out_a_real_client() {
     let mut sim = Sim::new(6, Faults { loss: 0, duplicate: 0, reorder: 0 });
     let listener = listen(&mut sim.server, 80, 128);
     // 2 000 SYNs from addresses that never answer (their SYN-ACKs go nowhere).
     for n in 0..2_000u32 {
         let spoofed = [10, 0, 3, (n % 250) as u8 + 1];
-        sim.server.link().inbox.push_back(tcp_packet((spoofed, 1024 + (n / 250) as u16), (SERVER, 80), TcpControl::Syn, n * 7919, None, b""));
+        sim.server.link().deliver(tcp_packet((spoofed, 1024 + (n / 250) as u16), (SERVER, 80), TcpControl::Syn, n * 7919, None, b""));
         if n % 100 == 0 {
             sim.step();
         }
@@ -470,7 +571,7 @@ fn time_wait_leaves_smoltcp_answers_a_retransmitted_fin_and_reopens_for_a_later_
     assert!(sent.is_empty());
     let client_fin_end = 0x1000; // any: the answer echoes what the segment says
     let fin = tcp_packet((CLIENT, 5000), (SERVER, 80), TcpControl::Fin, client_fin_end - 1, Some(777), b"");
-    sim.server.link().inbox.push_back(fin);
+    sim.server.link().deliver(fin);
     sim.server.poll(sim.now);
     let answer = segments_to_client(&sim.server.link().take_sent());
     assert_eq!(answer.len(), 1, "{answer:?}");
@@ -480,7 +581,7 @@ fn time_wait_leaves_smoltcp_answers_a_retransmitted_fin_and_reopens_for_a_later_
     assert_eq!((ack.seq, ack.ack_number), (777, client_fin_end));
     // A new SYN far past the old sequence space reopens the tuple.
     let syn = tcp_packet((CLIENT, 5000), (SERVER, 80), TcpControl::Syn, 0x4000_0000, None, b"");
-    sim.server.link().inbox.push_back(syn);
+    sim.server.link().deliver(syn);
     sim.server.poll(sim.now);
     let answer = segments_to_client(&sim.server.link().take_sent());
     assert_eq!(answer.len(), 1, "{answer:?}");
@@ -597,7 +698,7 @@ fn the_interface_answers_ping_and_refuses_a_port_nobody_holds() {
     let mut packet = Ipv4Packet::new_unchecked(&mut bytes[..]);
     ip.emit(&mut packet, &caps);
     icmp.emit(&mut Icmpv4Packet::new_unchecked(packet.payload_mut()), &caps);
-    sim.server.link().inbox.push_back(bytes);
+    sim.server.link().deliver(bytes);
     sim.server.poll(sim.now);
     let sent = sim.server.link().take_sent();
     assert_eq!(sent.len(), 1, "an echo reply");
@@ -606,7 +707,7 @@ fn the_interface_answers_ping_and_refuses_a_port_nobody_holds() {
     let echo = Icmpv4Repr::parse(&Icmpv4Packet::new_checked(reply.payload()).unwrap(), &caps).unwrap();
     assert_eq!(echo, Icmpv4Repr::EchoReply { ident: 7, seq_no: 1, data: &data });
     // A SYN to a port nobody listens on is refused with a RST.
-    sim.server.link().inbox.push_back(tcp_packet((CLIENT, 4000), (SERVER, 99), TcpControl::Syn, 10, None, b""));
+    sim.server.link().deliver(tcp_packet((CLIENT, 4000), (SERVER, 99), TcpControl::Syn, 10, None, b""));
     sim.server.poll(sim.now);
     let answer = segments_to_client(&sim.server.link().take_sent());
     assert!(answer.len() == 1 && answer[0].rst && answer[0].ack_number == 11, "{answer:?}");
@@ -651,11 +752,11 @@ fn duplicate_acks_whose_window_grows_still_bring_a_fast_retransmit() {
     let mut sim = Sim::new(8, Faults { loss: 0, duplicate: 0, reorder: 0 });
     let listener = listen(&mut sim.server, 80, 8);
     let server = &mut sim.server;
-    server.link().inbox.push_back(tcp_packet((CLIENT, 4000), (SERVER, 80), TcpControl::Syn, 1000, None, b""));
+    server.link().deliver(tcp_packet((CLIENT, 4000), (SERVER, 80), TcpControl::Syn, 1000, None, b""));
     server.poll(sim.now);
     let syn_ack = segments_to_client(&server.link().take_sent()).pop().expect("a SYN-ACK");
     let mut next = syn_ack.seq.wrapping_add(1);
-    server.link().inbox.push_back(tcp_packet((CLIENT, 4000), (SERVER, 80), TcpControl::None, 1001, Some(next), b""));
+    server.link().deliver(tcp_packet((CLIENT, 4000), (SERVER, 80), TcpControl::None, 1001, Some(next), b""));
     server.poll(sim.now);
     let (stream, _) = server.accept(listener).expect("accepted");
     assert_eq!(server.send(stream, &pattern(8 * 536), sim.now), Ok(8 * 536));
@@ -666,9 +767,9 @@ fn duplicate_acks_whose_window_grows_still_bring_a_fast_retransmit() {
     // the first, then sends duplicates with SACK blocks and a window grown each time.
     next = next.wrapping_add(sent[0].payload_len);
     let hole_end = next.wrapping_add(sent[1].payload_len);
-    server.link().inbox.push_back(tcp_packet((CLIENT, 4000), (SERVER, 80), TcpControl::None, 1001, Some(next), b""));
+    server.link().deliver(tcp_packet((CLIENT, 4000), (SERVER, 80), TcpControl::None, 1001, Some(next), b""));
     for (n, segment) in sent[2..6].iter().enumerate() {
-        server.link().inbox.push_back(sack_ack(1001, next, 9000 + 1000 * n as u16, (hole_end, segment.seq.wrapping_add(segment.payload_len))));
+        server.link().deliver(sack_ack(1001, next, 9000 + 1000 * n as u16, (hole_end, segment.seq.wrapping_add(segment.payload_len))));
     }
     sim.now += Duration::from_millis(5);
     server.poll(sim.now);

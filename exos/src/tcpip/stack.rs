@@ -283,6 +283,10 @@ struct Listener<C> {
     listening: usize,
     /// Connections made and not yet accepted (some still in the handshake).
     queue: VecDeque<usize>,
+    /// The connection requests' filter, inside the listen's ([`Link::claim_requests`]);
+    /// `None` if a connection of this process from the port holds a filter it overlaps.
+    /// (Fields drop in order: this one before the listen's.)
+    _requests: Option<C>,
     _claim: C,
 }
 
@@ -927,8 +931,9 @@ impl<L: Link> Stack<L> {
             return Err(Errno::AddrInUse);
         }
         let claim = self.link.claim(&dpf::Filter::tcp_listen(self.ip, port)).map_err(Errno::from_kernel)?;
+        let requests = self.link.claim_requests(&dpf::Filter::tcp_connection_requests(self.ip, port)).ok();
         let listening = self.listening_slot(port, &options);
-        self.open_mut(fd)?.socket = Socket::Listener(Listener { port, backlog, listening, queue: VecDeque::new(), _claim: claim });
+        self.open_mut(fd)?.socket = Socket::Listener(Listener { port, backlog, listening, queue: VecDeque::new(), _requests: requests, _claim: claim });
         self.listeners.insert(port, fd);
         Ok(())
     }
