@@ -267,7 +267,10 @@ impl<'a> Emitter<'a> {
             b.ins().brif(ok, load_block, &[], short, &[]);
             b.switch_to_block(load_block);
         }
-        let values: Vec<Value> = atoms.iter().map(|k| emit_load(&mut self.b, k, common.frame, l4)).collect();
+        // An inline group compares with immediates, which can be in the frame's byte order:
+        // its loads skip the byte swap. A hashed group's keys are big-endian values.
+        let order = if self.trie.inlined(g) { Order::Frame } else { Order::Big };
+        let values: Vec<Value> = atoms.iter().map(|k| emit_load(&mut self.b, k, common.frame, l4, order)).collect();
         // Key words in pairs, `w[2i] | w[2i+1] << 32`: what the hash takes, and (little
         // endian) what an entry's two words read as one.
         let b = &mut self.b;
@@ -404,7 +407,13 @@ impl Emitter<'_> {
     /// with each entry's as immediates; a match applies the child's record and jumps to its
     /// code (returned, to be emitted) or to `after`; no match goes to `after`.
     fn inline_group(&mut self, g: u32, words: &[Value], after: Next) -> Vec<(u32, Block)> {
-        let entries: Vec<(Vec<u32>, u32)> = self.trie.groups[g as usize].table.iter().map(|(key, child)| (key.to_vec(), child)).collect();
+        let group = &self.trie.groups[g as usize];
+        // The loads are in the frame's byte order ([`Order::Frame`]): so are the immediates.
+        let entries: Vec<(Vec<u32>, u32)> = group
+            .table
+            .iter()
+            .map(|(key, child)| (key.iter().zip(&group.atoms).map(|(value, atom)| Order::Frame.of(*value, atom.width)).collect(), child))
+            .collect();
         let mut children = Vec::new();
         for (key, child) in entries {
             let b = &mut self.b;
@@ -458,8 +467,29 @@ fn emit_l4(b: &mut FunctionBuilder<'_>, frame: Value, len: Value) -> Value {
     l4
 }
 
-/// Emits a big-endian, masked load of `key` as an `i64` (bounds checked by the caller).
-fn emit_load(b: &mut FunctionBuilder<'_>, key: &AtomKey, frame: Value, l4: Option<Value>) -> Value {
+/// The byte order a field is loaded in.
+#[derive(Clone, Copy)]
+enum Order {
+    /// Big-endian: the value the filter names (what hashed tables hold).
+    Big,
+    /// As the bytes lie in the frame, read by this little-endian machine: no byte swap, for
+    /// values compared with immediates that are swapped instead ([`Order::of`]).
+    Frame,
+}
+
+impl Order {
+    /// A big-endian `value` of `width` bytes, as a load in this order reads it.
+    fn of(self, value: u32, width: Width) -> u32 {
+        match (self, width) {
+            (Order::Big, _) | (Order::Frame, Width::W1) => value,
+            (Order::Frame, Width::W2) => u32::from((value as u16).swap_bytes()),
+            (Order::Frame, Width::W4) => value.swap_bytes(),
+        }
+    }
+}
+
+/// Emits a masked load of `key` as an `i64` in `order` (bounds checked by the caller).
+fn emit_load(b: &mut FunctionBuilder<'_>, key: &AtomKey, frame: Value, l4: Option<Value>, order: Order) -> Value {
     let address = match (key.base, l4) {
         (Base::Ipv4Payload, Some(l4)) => b.ins().iadd(frame, l4),
         _ => frame,
@@ -467,6 +497,8 @@ fn emit_load(b: &mut FunctionBuilder<'_>, key: &AtomKey, frame: Value, l4: Optio
     let offset = i32::from(key.offset);
     let value = match key.width {
         Width::W1 => b.ins().uload8(types::I64, frame_flags(), address, offset),
+        Width::W2 if matches!(order, Order::Frame) => b.ins().uload16(types::I64, frame_flags(), address, offset),
+        Width::W4 if matches!(order, Order::Frame) => b.ins().uload32(frame_flags(), address, offset),
         Width::W2 => {
             let v = b.ins().load(types::I16, frame_flags(), address, offset);
             let v = b.ins().bswap(v);
@@ -478,7 +510,7 @@ fn emit_load(b: &mut FunctionBuilder<'_>, key: &AtomKey, frame: Value, l4: Optio
             b.ins().uextend(types::I64, v)
         }
     };
-    if key.mask == key.width.full_mask() { value } else { b.ins().band_imm_u(value, i64::from(key.mask)) }
+    if key.mask == key.width.full_mask() { value } else { b.ins().band_imm_u(value, i64::from(order.of(key.mask, key.width))) }
 }
 
 /// Compiles one filter on its own, with its values as immediates, into a function of the
@@ -506,7 +538,7 @@ pub fn compile_alone(filter: &Filter, opt: OptLevel) -> Result<CompiledCode, Com
             let load_block = b.create_block();
             b.ins().brif(in_bounds, load_block, &[], fail, &[]);
             b.switch_to_block(load_block);
-            let value = emit_load(&mut b, key, frame, l4);
+            let value = emit_load(&mut b, key, frame, l4, Order::Big);
             let equal = b.ins().icmp_imm_u(IntCC::Equal, value, i64::from(atom.value));
             let next = b.create_block();
             b.ins().brif(equal, next, &[], fail, &[]);
