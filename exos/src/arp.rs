@@ -138,6 +138,17 @@ impl ArpTable {
         self.version().fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Marks the table served (arpd, once its ring and filter are in place): the version
+    /// moves on by two, so it stays even and is never 0 again.
+    pub fn mark_served(&self) {
+        self.version().fetch_add(2, Ordering::AcqRel);
+    }
+
+    /// Whether arpd has started serving the table ([`ArpTable::mark_served`]).
+    pub fn is_served(&self) -> bool {
+        self.version().load(Ordering::Acquire) != 0
+    }
+
     /// The version word: odd while arpd writes; it changes with every change of the table (a
     /// waiter can watch it, [`crate::wait::Waiter::watch_change`]).
     pub fn version(&self) -> &'static AtomicU64 {

@@ -71,7 +71,7 @@ fn a_program_killed_with_open_connections_leaves_no_pages_filters_or_rings() {
     assert!(output.contains("supervise: killed tcpecho"), "{output}");
     let during = lines_with(&output, "supervise: during").pop().unwrap();
     eprintln!("{before}\n{during}\n{after}");
-    assert_eq!(number_after(during, "rings="), number_after(&before, "rings=") + 2, "tcpecho's rings (its packets', its listen's connection requests'), while it ran");
+    assert_eq!(number_after(during, "rings="), number_after(&before, "rings=") + 2, "tcpecho's rings (its packets', its listen's connection requests'), while it ran:\n{output}");
     assert!(number_after(during, "filters=") > number_after(&before, "filters="), "its listen filter");
     assert!(number_after(during, "free_pages=") + 50 * 8 < number_after(&before, "free_pages="), "its pages: 50 connections' buffers");
     for key in ["free_pages=", "filters=", "rings="] {

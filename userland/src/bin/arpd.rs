@@ -60,6 +60,7 @@ fn run(args: exos::Args) -> i32 {
     if let Err(error) = tx.send(&echo::gratuitous_arp(mac, ip)) {
         println!("arpd: announcement refused: {error}");
     }
+    table.mark_served();
     println!("arpd: {} announced; table ready", Dotted(ip));
     let mut waiter = Waiter::new().expect("the process's waiter");
     waiter.watch_ring(&ring);
