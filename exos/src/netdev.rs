@@ -248,7 +248,10 @@ impl Link for IpDevice {
                 Some(Lane::Requests) => &mut self.requests,
                 None => break,
             };
-            let Some(received) = ring.peek() else { break };
+            let Some(received) = ring.peek() else {
+                self.current = None;
+                break;
+            };
             let outcome = match self.out.link.accepts(received.frame) {
                 true => self.reassembler.input(&received.frame[ETHERNET_HEADER..], crate::sys::time()),
                 false => Reassembled::Dropped,
