@@ -118,6 +118,9 @@ impl<'a> Emitter<'a> {
         let current = b.ins().icmp_imm_u(IntCC::Equal, generation, dpf.generation() as i64);
         let body = b.create_block();
         let stale = b.create_block();
+        // Cold blocks go to the end of the function: the paths frames take fall through, with
+        // no taken branch (and no branch-target entry) for a check that passes.
+        b.set_cold_block(stale);
         b.ins().brif(current, body, &[], stale, &[]);
 
         b.switch_to_block(stale);
@@ -261,7 +264,11 @@ impl<'a> Emitter<'a> {
             (None, absolute) => Some(b.ins().icmp_imm_u(IntCC::UnsignedGreaterThanOrEqual, common.len, absolute as i64)),
         };
         if let Some(ok) = in_bounds {
+            // A frame too short for the group is rare: when it returns, its block is cold.
             let short = self.to(after);
+            if matches!(after, Next::Return) {
+                self.b.set_cold_block(short);
+            }
             let b = &mut self.b;
             let load_block = b.create_block();
             b.ins().brif(ok, load_block, &[], short, &[]);
