@@ -69,7 +69,6 @@ pub struct IpDevice {
     pub requests: PacketRing,
     /// Which ring to read next, and the ring the frame [`Link::next`] gave is in.
     lanes: Lanes,
-    current: Option<Lane>,
     /// The sending half.
     pub out: IpSender,
     /// Fragments put back together into their datagrams.
@@ -94,21 +93,12 @@ impl IpDevice {
     /// sending on `nic` as `link`, resolving through `table`.
     pub fn new(ring: PacketRing, requests: PacketRing, nic: usize, link: IpLink, table: ArpTable) -> IpDevice {
         let out = IpSender { tx: TxPool::new(nic), link, table, pending: VecDeque::new(), unresolved: 0 };
-        IpDevice { ring, requests, lanes: Lanes::default(), current: None, out, reassembler: Reassembler::default(), assembled: None }
+        IpDevice { ring, requests, lanes: Lanes::default(), out, reassembler: Reassembler::default(), assembled: None }
     }
 
     /// Frames the kernel dropped because a ring was full (both rings).
     pub fn ring_drops(&self) -> usize {
         self.ring.drops() + self.requests.drops()
-    }
-
-    /// The ring of the frame [`Link::next`] takes: the one it gave already, or the one
-    /// [`Lanes`] picks.
-    fn lane(&mut self) -> Option<Lane> {
-        if self.current.is_none() {
-            self.current = self.lanes.pick(self.ring.peek().is_some(), self.requests.peek().is_some());
-        }
-        self.current
     }
 
     /// Makes `waiter` wake when a frame arrives or the ARP table changes (an answer for a
@@ -243,13 +233,13 @@ impl Link for IpDevice {
     /// fragments made.
     fn next(&mut self) -> (Option<&[u8]>, &mut IpSender) {
         while self.assembled.is_none() {
-            let ring = match self.lane() {
+            let ring = match self.lanes.lane(|| (self.ring.peek().is_some(), self.requests.peek().is_some())) {
                 Some(Lane::Others) => &mut self.ring,
                 Some(Lane::Requests) => &mut self.requests,
                 None => break,
             };
             let Some(received) = ring.peek() else {
-                self.current = None;
+                self.lanes.done();
                 break;
             };
             let outcome = match self.out.link.accepts(received.frame) {
@@ -262,12 +252,12 @@ impl Link for IpDevice {
                 Reassembled::Pending | Reassembled::Dropped => {}
             }
             ring.release();
-            self.current = None;
+            self.lanes.done();
         }
         if let Some(datagram) = &self.assembled {
             return (Some(datagram), &mut self.out);
         }
-        let ring = match self.current {
+        let ring = match self.lanes.current() {
             Some(Lane::Others) => &self.ring,
             Some(Lane::Requests) => &self.requests,
             None => return (None, &mut self.out),
@@ -277,7 +267,7 @@ impl Link for IpDevice {
 
     fn consumed(&mut self) {
         if self.assembled.take().is_none() {
-            match self.current.take() {
+            match self.lanes.done() {
                 Some(Lane::Others) => self.ring.release(),
                 Some(Lane::Requests) => self.requests.release(),
                 None => {}

@@ -103,9 +103,32 @@ pub const OTHERS_PER_REQUEST: u32 = 32;
 pub struct Lanes {
     /// Other packets served in a row while requests waited.
     others_in_a_row: u32,
+    /// The lane of the packet being handled, until [`Lanes::done`].
+    current: Option<Lane>,
 }
 
 impl Lanes {
+    /// The lane of the packet being handled: the one picked last, until [`Lanes::done`], or
+    /// a new pick given which lanes have a packet waiting (`waiting`, asked only then).
+    pub fn lane(&mut self, waiting: impl FnOnce() -> (bool, bool)) -> Option<Lane> {
+        if self.current.is_none() {
+            let (others, requests) = waiting();
+            self.current = self.pick(others, requests);
+        }
+        self.current
+    }
+
+    /// The lane of the packet being handled, if any.
+    pub fn current(&self) -> Option<Lane> {
+        self.current
+    }
+
+    /// The packet being handled is done with: its lane, and the next [`Lanes::lane`] picks
+    /// again.
+    pub fn done(&mut self) -> Option<Lane> {
+        self.current.take()
+    }
+
     /// The lane to take the next packet from, given which have one waiting.
     pub fn pick(&mut self, others_waiting: bool, requests_waiting: bool) -> Option<Lane> {
         match (others_waiting, requests_waiting) {

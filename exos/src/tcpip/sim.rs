@@ -33,20 +33,14 @@ pub fn tcp_packet(from: ([u8; 4], u16), to: ([u8; 4], u16), control: TcpControl,
 
 /// The TCP segments among packets the server sent to the client (as the client reads them).
 pub fn segments_to_client(packets: &[Vec<u8>]) -> Vec<Segment> {
-    packets
-        .iter()
-        .filter_map(|packet| match classify(packet, CLIENT) {
-            Destination::Tcp(segment) => Some(segment),
-            _ => None,
-        })
-        .collect()
+    segments_to(CLIENT, packets)
 }
 
-/// The TCP segments among packets the client sent to the server (as the server reads them).
-pub fn segments_to_server(packets: &[Vec<u8>]) -> Vec<Segment> {
+/// The TCP segments among `packets` as the machine at `address` reads them.
+fn segments_to(address: [u8; 4], packets: &[Vec<u8>]) -> Vec<Segment> {
     packets
         .iter()
-        .filter_map(|packet| match classify(packet, SERVER) {
+        .filter_map(|packet| match classify(packet, address) {
             Destination::Tcp(segment) => Some(segment),
             _ => None,
         })
@@ -61,9 +55,8 @@ type Outbox = Rc<RefCell<Vec<Vec<u8>>>>;
 pub struct SimLink {
     others: VecDeque<Vec<u8>>,
     requests: VecDeque<Vec<u8>>,
+    /// Which queue to read next, and the queue of the packet [`Link::next`] gave.
     lanes: Lanes,
-    /// The queue of the packet [`Link::next`] gave.
-    current: Option<Lane>,
     sender: SimSender,
     filters: Rc<RefCell<dpf::Dpf>>,
     /// The principal claims are made as (a "process" of the machine).
@@ -135,7 +128,7 @@ impl SimLink {
     /// A machine's link whose claims go into `filters` as `principal`.
     pub fn new(filters: Rc<RefCell<dpf::Dpf>>, principal: u32) -> SimLink {
         let (others, requests) = (VecDeque::new(), VecDeque::new());
-        SimLink { others, requests, lanes: Lanes::default(), current: None, sender: SimSender { outbox: Rc::default() }, filters, principal }
+        SimLink { others, requests, lanes: Lanes::default(), sender: SimSender { outbox: Rc::default() }, filters, principal }
     }
 
     /// Delivers an IPv4 packet to the machine: to the queue of the filter the machine's DPF
@@ -152,11 +145,9 @@ impl SimLink {
         }
     }
 
-    fn queue(&mut self, lane: Lane) -> &mut VecDeque<Vec<u8>> {
-        match lane {
-            Lane::Others => &mut self.others,
-            Lane::Requests => &mut self.requests,
-        }
+    fn claim_for(&mut self, filter: &dpf::Filter, queue: u32) -> Result<SimClaim, Error> {
+        let inserted = self.filters.borrow_mut().insert(filter, self.principal, queue).map_err(|_| Error::FilterOverlap)?;
+        Ok(SimClaim { filters: self.filters.clone(), id: inserted.id, principal: self.principal })
     }
 
     /// Takes what the machine sent.
@@ -167,13 +158,6 @@ impl SimLink {
 
 /// The payload of filters claimed for the connection requests' queue.
 const REQUESTS_QUEUE: u32 = 1;
-
-impl SimLink {
-    fn claim_for(&mut self, filter: &dpf::Filter, queue: u32) -> Result<SimClaim, Error> {
-        let inserted = self.filters.borrow_mut().insert(filter, self.principal, queue).map_err(|_| Error::FilterOverlap)?;
-        Ok(SimClaim { filters: self.filters.clone(), id: inserted.id, principal: self.principal })
-    }
-}
 
 impl Link for SimLink {
     type Sender = SimSender;
@@ -188,10 +172,7 @@ impl Link for SimLink {
     }
 
     fn next(&mut self) -> (Option<&[u8]>, &mut SimSender) {
-        if self.current.is_none() {
-            self.current = self.lanes.pick(!self.others.is_empty(), !self.requests.is_empty());
-        }
-        let packet = match self.current {
+        let packet = match self.lanes.lane(|| (!self.others.is_empty(), !self.requests.is_empty())) {
             Some(Lane::Others) => self.others.front(),
             Some(Lane::Requests) => self.requests.front(),
             None => None,
@@ -200,9 +181,11 @@ impl Link for SimLink {
     }
 
     fn consumed(&mut self) {
-        if let Some(lane) = self.current.take() {
-            self.queue(lane).pop_front();
-        }
+        match self.lanes.done() {
+            Some(Lane::Others) => self.others.pop_front(),
+            Some(Lane::Requests) => self.requests.pop_front(),
+            None => None,
+        };
     }
 
     fn sender(&mut self) -> &mut SimSender {
@@ -489,7 +472,7 @@ fn a_handshake_completes_when_its_ack_waits_behind_a_flood_of_syns() {
     }
     sim.client.poll(sim.now);
     let acks = sim.client.link().take_sent();
-    assert_eq!(segments_to_server(&acks).iter().filter(|segment| segment.ack && !segment.syn).count(), 1, "the client's ACK");
+    assert_eq!(segments_to(SERVER, &acks).iter().filter(|segment| segment.ack && !segment.syn).count(), 1, "the client's ACK");
     for packet in acks {
         sim.server.link().deliver(packet);
     }
