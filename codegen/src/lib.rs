@@ -123,13 +123,16 @@ const BARE_RETURN: [u8; 5] = [0xc3, 0xcc, 0xcc, 0xcc, 0xcc];
 
 /// Gives every `return` instruction its own source location (1, 2, ...), so that the compiled
 /// buffer says where each one's epilogue lies; returns how many there are, or `None` if the
-/// function calls anything (a tail call leaves through an epilogue of its own).
+/// function calls anything (a tail call leaves through an epilogue of its own) or reads the
+/// stack or frame pointer (their values would change).
 fn mark_returns(func: &mut Function) -> Option<u32> {
     let mut returns = Vec::new();
     for block in func.layout.blocks() {
         for inst in func.layout.block_insts(block) {
             match func.dfg.insts[inst].opcode() {
                 Opcode::Return => returns.push(inst),
+                // Calls, and instructions that read or switch the stack or the frame.
+                Opcode::GetStackPointer | Opcode::GetFramePointer | Opcode::GetReturnAddress | Opcode::StackSwitch => return None,
                 opcode if opcode.is_call() => return None,
                 _ => {}
             }
@@ -165,18 +168,27 @@ fn passes_in_registers(signature: &Signature) -> bool {
 /// every `return` (marked by [`mark_returns`]) starts with exactly the epilogue of such a
 /// frame. Otherwise the code is left as it is. Returns whether it dropped
 /// the frame.
+///
+/// Soundness rests on Cranelift's internals as of the version `Cargo.toml` pins exactly
+/// (0.135.8; reviewed against its source: rbp and rsp are never allocated, spill and stack
+/// slots and saved registers are all counted in `frame_to_fp_offset`, incoming stack
+/// arguments are excluded by [`passes_in_registers`]); upgrading Cranelift needs that review
+/// again. The unwind information Cranelift makes still describes the frame; nothing here
+/// registers it.
 fn drop_empty_frame(code: &mut [u8], compiled: &cranelift_codegen::CompiledCode, returns: u32) -> bool {
     let buffer = &compiled.buffer;
     let empty_frame = buffer.frame_layout().is_some_and(|layout| layout.frame_to_fp_offset == 0);
     if !empty_frame || buffer.call_sites().next().is_some() || !code.starts_with(&FRAME_SETUP) {
         return false;
     }
-    // Where each return's epilogue starts: its marked range (which may run on into moves for
-    // the next block, but starts at the epilogue).
+    // Where each return's epilogue lies: its marked range, which must be the epilogue alone
+    // (moves before a return are emitted under the instruction before it, and a return ends
+    // its block, so the range closes with it; anything else, such as a constant island, or a
+    // range in two pieces, leaves the frame in place).
     let mut epilogues = alloc::vec![None; returns as usize];
     for range in buffer.get_srclocs_sorted() {
         let Some(slot) = epilogues.get_mut((range.loc.bits() as usize).wrapping_sub(1)) else { continue };
-        if slot.replace(range.start as usize).is_some() {
+        if (range.end - range.start) as usize != FRAME_RETURN.len() || slot.replace(range.start as usize).is_some() {
             return false;
         }
     }
