@@ -166,8 +166,7 @@ fn passes_in_registers(signature: &Signature) -> bool {
 /// `rbp` are then never used by the body; Cranelift never allocates `rbp`), the function
 /// calls nothing (checked in the IR by [`mark_returns`] and in the code's call sites), and
 /// every `return` (marked by [`mark_returns`]) starts with exactly the epilogue of such a
-/// frame. Otherwise the code is left as it is. Returns whether it dropped
-/// the frame.
+/// frame. Otherwise the code is left as it is.
 ///
 /// Soundness rests on Cranelift's internals as of the version `Cargo.toml` pins exactly
 /// (0.135.8; reviewed against its source: rbp and rsp are never allocated, spill and stack
@@ -175,11 +174,11 @@ fn passes_in_registers(signature: &Signature) -> bool {
 /// arguments are excluded by [`passes_in_registers`]); upgrading Cranelift needs that review
 /// again. The unwind information Cranelift makes still describes the frame; nothing here
 /// registers it.
-fn drop_empty_frame(code: &mut [u8], compiled: &cranelift_codegen::CompiledCode, returns: u32) -> bool {
+fn drop_empty_frame(code: &mut [u8], compiled: &cranelift_codegen::CompiledCode, returns: u32) {
     let buffer = &compiled.buffer;
     let empty_frame = buffer.frame_layout().is_some_and(|layout| layout.frame_to_fp_offset == 0);
     if !empty_frame || buffer.call_sites().next().is_some() || !code.starts_with(&FRAME_SETUP) {
-        return false;
+        return;
     }
     // Where each return's epilogue lies: its marked range, which must be the epilogue alone
     // (moves before a return are emitted under the instruction before it, and a return ends
@@ -189,18 +188,17 @@ fn drop_empty_frame(code: &mut [u8], compiled: &cranelift_codegen::CompiledCode,
     for range in buffer.get_srclocs_sorted() {
         let Some(slot) = epilogues.get_mut((range.loc.bits() as usize).wrapping_sub(1)) else { continue };
         if (range.end - range.start) as usize != FRAME_RETURN.len() || slot.replace(range.start as usize).is_some() {
-            return false;
+            return;
         }
     }
-    let Some(epilogues) = epilogues.into_iter().collect::<Option<Vec<usize>>>() else { return false };
-    if !epilogues.iter().all(|at| code.get(*at..).is_some_and(|rest| rest.starts_with(&FRAME_RETURN))) {
-        return false;
+    let Some(epilogues) = epilogues.into_iter().collect::<Option<Vec<usize>>>() else { return };
+    if !epilogues.iter().all(|at| code.get(*at..*at + FRAME_RETURN.len()) == Some(&FRAME_RETURN[..])) {
+        return;
     }
     code[..FRAME_SETUP.len()].copy_from_slice(&NOP4);
     for at in epilogues {
         code[at..at + FRAME_RETURN.len()].copy_from_slice(&BARE_RETURN);
     }
-    true
 }
 
 #[cfg(test)]

@@ -38,12 +38,6 @@ const HAND: usize = 4;
 /// inlined, as the compiled code is (an indirect call): the difference is the call's cost.
 const HAND_CALLED: usize = 5;
 
-/// The hand-written classifier behind a call (see [`HAND_CALLED`]).
-#[inline(never)]
-fn hand_called(hand: &hand::Classifier, frame: &[u8]) -> Option<dpf::FilterId> {
-    hand.classify(frame)
-}
-
 struct Row {
     connections: usize,
     filters: usize,
@@ -223,7 +217,7 @@ impl Bench {
                             black_box(black_box(hand).classify(black_box(frame)));
                         }
                         HAND_CALLED => {
-                            black_box(hand_called(black_box(hand), black_box(frame)));
+                            black_box(black_box(hand).classify_called(black_box(frame)));
                         }
                         _ => {
                             if let Some(programs) = &self.programs {

@@ -33,12 +33,6 @@ struct Set {
 /// The engines timed, by row.
 const ENGINES: [&str; 3] = ["compiled (a call)", "hand-written, inlined", "hand-written, called"];
 
-/// The hand-written classifier behind a call the compiler may not inline.
-#[inline(never)]
-fn hand_called(hand: &setup::hand::Classifier, frame: &[u8]) -> Option<dpf::FilterId> {
-    hand.classify(frame)
-}
-
 /// Median ns per call of engine number `engine` (see [`ENGINES`]) on `set`.
 fn time(set: &Set, engine: usize) -> f64 {
     let (dpf, jit, hand, frame) = (&*set.dpf, &set.jit, &set.hand, &set.frame[..]);
@@ -50,7 +44,7 @@ fn time(set: &Set, engine: usize) -> f64 {
             black_box(black_box(hand).classify(black_box(frame)));
         }
         _ => {
-            black_box(hand_called(black_box(hand), black_box(frame)));
+            black_box(black_box(hand).classify_called(black_box(frame)));
         }
     })
     .median

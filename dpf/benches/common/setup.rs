@@ -133,6 +133,13 @@ pub mod hand {
     }
 
     impl Classifier {
+        /// [`Classifier::classify`] behind a call the compiler may not inline, as compiled
+        /// code is reached (the difference from the inlined classifier is the call's cost).
+        #[inline(never)]
+        pub fn classify_called(&self, frame: &[u8]) -> Option<FilterId> {
+            self.classify(frame)
+        }
+
         /// The owner of `frame`, under DPF's rules for the installed filters (the most
         /// specific match wins; a field past the frame's end matches nothing).
         #[inline]
