@@ -392,8 +392,9 @@ fn write_reports(rows: &[Row]) {
          the port-80 listen. Frames: *first* / *last* match the first / last installed connection, *none* matches no \
          connection (the listen owns it), *unmatched* is an IPv6 frame no filter matches, *mixed* cycles through \
          1 024 frames of randomly chosen installed connections (a spread of table slots, as real traffic). \
-         Times in ns per frame, \
-         including the call. *linear* runs every installed filter on its own, one after the other (BPF-style), \
+         Times in ns per frame. *compiled*: what `dpf::exec::classify` does, the set's screen (the root's test, \
+         made before the call: the *unmatched* frame is answered there, without the call) and the call into the \
+         compiled code, included. *linear* runs every installed filter on its own, one after the other (BPF-style), \
          interpreted; *linear, each filter compiled* does the same with every filter compiled into its own \
          native function (its values as immediates), the functions packed in one mapping (as a BPF JIT does; built \
          up to 1 000 connections). *hand-written*: a classifier written for exactly these filters (Ethernet, IPv4 \

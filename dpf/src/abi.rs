@@ -62,8 +62,9 @@ const _: () = assert!(core::mem::size_of::<NodeInfo>() == 24);
 /// word 0 is `node + 1` (0 = empty slot), words 1 and 2 the node's `owner` and `depth` (as in
 /// its [`NodeInfo`], kept equal to it: one little-endian `depth << 32 | owner` word, so a hit
 /// needs no second load for the owner), then one word per key atom (the masked loads).
-/// Linear probing from `(hash >> shift) & mask`; at most half of the slots are used (short
-/// probe runs for misses; see `table::LOAD_DIVISOR`).
+/// Linear probing from `(hash >> shift) & mask`; at most an eighth of the slots of a small
+/// table and half of a big one are used (short probe runs for misses; see
+/// `table::LOAD_DIVISOR`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TableDesc {
@@ -121,6 +122,10 @@ impl RawOutput {
     /// `owner` when the code was compiled for another structure generation; nothing was
     /// classified.
     pub const STALE: u64 = u64::MAX;
+
+    /// No filter owns the frame and none copies it: what the code returns for a frame its
+    /// root rejects, and what a screen ([`crate::screen`]) answers without the code.
+    pub const NO_MATCH: RawOutput = RawOutput { owner: 0, copies: 0 };
 
     /// Whether the code refused to run (stale).
     pub const fn is_stale(&self) -> bool {

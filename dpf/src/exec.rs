@@ -72,9 +72,21 @@ mod jit {
             self.generation
         }
 
-        /// Runs the code on `frame` against the current tables of `dpf`.
+        /// Classifies `frame` against the current tables of `dpf`: [`RawOutput::NO_MATCH`]
+        /// if the set's screen rejects it ([`Dpf::screen`]), else what the code returns (so
+        /// only a frame the screen passes can come back stale).
         #[inline]
         pub fn classify_raw(&self, dpf: &Dpf, frame: &[u8]) -> RawOutput {
+            if dpf.screen().rejects(frame) {
+                return RawOutput::NO_MATCH;
+            }
+            self.run_code(dpf, frame)
+        }
+
+        /// Runs the code on `frame` against the current tables of `dpf`, whatever the
+        /// screen says (the tests hold the code itself equal to the interpreter).
+        #[inline]
+        pub fn run_code(&self, dpf: &Dpf, frame: &[u8]) -> RawOutput {
             let ctx = dpf.context();
             // SAFETY: `function` is mapped while `self` lives. `ctx` is the current context of
             // `dpf`, which is borrowed (so unmodified) during the call. The code reads the
@@ -158,12 +170,17 @@ mod jit {
     }
 }
 
-/// Classifies `frame` with a function from [`entry_point`] (kernel-style use).
+/// Classifies `frame` with a function from [`entry_point`] (kernel-style use): a frame the
+/// set's screen rejects ([`Dpf::screen`]) matches nothing, answered without the call; `None`
+/// if the code is stale for `dpf` (and the frame passed the screen).
 ///
 /// # Safety
 /// As for [`call`], with `ctx = dpf.context()`.
 #[inline]
 pub unsafe fn classify(function: RawClassifyFn, dpf: &Dpf, frame: &[u8]) -> Option<Classification> {
+    if dpf.screen().rejects(frame) {
+        return dpf.resolve(&RawOutput::NO_MATCH);
+    }
     // SAFETY: forwarded to the caller.
     let raw = unsafe { call(function, dpf.context(), frame) };
     dpf.resolve(&raw)

@@ -2,7 +2,8 @@
 //!
 //! - [`filter`]: the language (atoms, [`Filter`], [`FilterBuilder`]); [`text`]: its text form.
 //! - [`Dpf`]: installs filters under the overlap rule into one merged trie whose
-//!   hash-dispatch tables are plain data, and classifies frames with the interpreter.
+//!   hash-dispatch tables are plain data, and classifies frames with the interpreter;
+//!   [`screen`] is the root's test a caller makes before it calls the compiled code.
 //! - [`mod@compile`]: the Cranelift backend (no_std) producing position-independent code bytes
 //!   with the signature documented in [`abi`]; [`exec`] is the one place that turns such
 //!   bytes into a callable function; `exec::JitCode` (feature `jit`) maps them on the host.
@@ -20,6 +21,7 @@ pub mod compile;
 pub mod exec;
 pub mod filter;
 mod model;
+pub mod screen;
 mod set;
 mod table;
 pub mod text;

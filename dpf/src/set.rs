@@ -13,6 +13,7 @@ use core::fmt;
 
 use crate::abi::{Context, NodeInfo, RawOutput};
 use crate::filter::Filter;
+use crate::screen::Screen;
 use crate::trie::{Path, ROOT, Trie};
 
 /// Names an installed filter. Slot numbers are reused, generations are not, so an old id
@@ -236,6 +237,9 @@ pub struct Dpf {
     /// What the compiled code reads, rebuilt after every change ([`Dpf::refresh_context`]),
     /// so that a classification passes it as it is.
     context: Context,
+    /// The root's test for callers, with the generation it was made for (rebuilt only when
+    /// the structure changes: see [`Dpf::screen`]).
+    screen: (Screen, u64),
 }
 
 impl Clone for Dpf {
@@ -249,6 +253,7 @@ impl Clone for Dpf {
             len: self.len,
             found: Vec::new(),
             context: self.context,
+            screen: self.screen,
         };
         // The copy's tables live elsewhere.
         clone.refresh_context();
@@ -283,6 +288,7 @@ impl Dpf {
             len: 0,
             found: Vec::new(),
             context: Context { generation: 0, tables: 0, nodes: 0 },
+            screen: (Screen::NONE, 0),
         };
         dpf.refresh_context();
         dpf
@@ -648,14 +654,26 @@ impl Dpf {
         &self.context
     }
 
+    /// The root's test a caller makes before it calls the compiled code: a frame it rejects
+    /// matches no filter (see [`crate::screen`]). Valid until the set is next modified.
+    #[inline]
+    pub fn screen(&self) -> &Screen {
+        &self.screen.0
+    }
+
     /// Rebuilds the context after a change (every `&mut self` method that changes the trie
-    /// or the generation ends with this).
+    /// or the generation ends with this), and the screen if the structure changed: what the
+    /// screen tests (the root's record and its one inline group) is part of the structure.
     fn refresh_context(&mut self) {
         self.context = Context {
             generation: self.generation,
             tables: self.trie.descs.as_ptr() as u64,
             nodes: self.trie.info.as_ptr() as u64,
         };
+        if self.screen.1 != self.generation {
+            self.screen = (Screen::of(&self.trie), self.generation);
+        }
+        debug_assert_eq!(self.screen.0, Screen::of(&self.trie), "the screen changes only with the structure");
     }
 
     /// The root's node record (for the code generator).

@@ -142,7 +142,8 @@ fn random_insert(rng: &mut Rng, dpf: &mut Dpf, installed: &mut Vec<(FilterId, u3
     }
 }
 
-fn check(code: &JitCode, dpf: &Dpf, frame: &[u8]) {
+/// Checks every classifier on `frame`; returns whether the set's screen answered it.
+fn check(code: &JitCode, dpf: &Dpf, frame: &[u8]) -> bool {
     let interpreted = dpf.classify_interpreted(frame);
     // Most specific wins, checked from the definition: the non-copy filters matching a frame
     // form a chain (all supersets of the owner match too), so the owner's depth is exactly
@@ -155,9 +156,12 @@ fn check(code: &JitCode, dpf: &Dpf, frame: &[u8]) {
         Some(owner) => assert_eq!(dpf.depth(owner), Some(matching), "frame {frame:02x?}\n{}", describe(dpf)),
         None => assert_eq!(matching, 0),
     }
-    let compiled = code.classify(dpf, frame);
+    let compiled = dpf.resolve(&code.run_code(dpf, frame));
     assert_eq!(compiled, Some(interpreted), "frame {frame:02x?}\nfilters:\n{}", describe(dpf));
+    let screened = code.classify(dpf, frame);
+    assert_eq!(screened, Some(interpreted), "screened, frame {frame:02x?}\nfilters:\n{}", describe(dpf));
     assert_eq!(dpf.classify_linear(frame), interpreted, "linear, frame {frame:02x?}\nfilters:\n{}", describe(dpf));
+    dpf.screen().rejects(frame)
 }
 
 fn describe(dpf: &Dpf) -> String {
@@ -169,6 +173,7 @@ fn compiled_equals_interpreted_on_random_sets_and_frames() {
     let mut rng = Rng(0x0dd_ba11_5eed);
     let mut cases = 0usize;
     let mut owned = 0usize;
+    let mut screened = 0usize;
     for _set in 0..500 {
         let mut dpf = Dpf::with_seed(rng.next());
         let mut installed = Vec::new();
@@ -190,7 +195,7 @@ fn compiled_equals_interpreted_on_random_sets_and_frames() {
         let filters: Vec<Filter> = installed.iter().map(|(_, _, f)| f.clone()).collect();
         for _ in 0..200 {
             let frame = random_frame(&mut rng, &filters);
-            check(&code, &dpf, &frame);
+            screened += usize::from(check(&code, &dpf, &frame));
             owned += usize::from(dpf.classify_interpreted(&frame).owner.is_some());
             cases += 1;
         }
@@ -209,12 +214,13 @@ fn compiled_equals_interpreted_on_random_sets_and_frames() {
             let filters: Vec<Filter> = installed.iter().map(|(_, _, f)| f.clone()).collect();
             for _ in 0..5 {
                 let frame = random_frame(&mut rng, &filters);
-                check(&code, &dpf, &frame);
+                screened += usize::from(check(&code, &dpf, &frame));
                 cases += 1;
             }
         }
     }
     assert!(cases >= 100_000, "{cases} cases");
     assert!(owned > cases / 5, "too few frames matched an owner: {owned} of {cases}");
-    println!("{cases} cases, {owned} with an owner");
+    assert!(screened > cases / 100, "too few frames answered by a screen: {screened} of {cases}");
+    println!("{cases} cases, {owned} with an owner, {screened} answered by the screen");
 }

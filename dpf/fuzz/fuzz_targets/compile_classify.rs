@@ -50,6 +50,7 @@ fn filter(input: &mut Input) -> Option<Filter> {
 
 fn check(code: &JitCode, dpf: &Dpf, frame: &[u8]) {
     let interpreted = dpf.classify_interpreted(frame);
+    assert_eq!(dpf.resolve(&code.run_code(dpf, frame)), Some(interpreted));
     assert_eq!(code.classify(dpf, frame), Some(interpreted));
     assert_eq!(dpf.classify_linear(frame), interpreted);
 }
