@@ -163,7 +163,7 @@ mod jit {
                 return stale;
             }
             let ctx = dpf.context();
-            // SAFETY: as in `JitCode::classify_raw`: the function is mapped while `self`
+            // SAFETY: as in `JitCode::run_code`: the function is mapped while `self`
             // lives, and `ctx` is the unmodified current context of a set of its generation.
             unsafe { call(*function, ctx, frame) }
         }

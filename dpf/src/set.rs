@@ -238,7 +238,7 @@ pub struct Dpf {
     /// so that a classification passes it as it is.
     context: Context,
     /// The root's test for callers, with the generation it was made for (rebuilt only when
-    /// the structure changes: see [`Dpf::screen`]).
+    /// the structure changes: see [`Dpf::refresh_context`]).
     screen: (Screen, u64),
 }
 

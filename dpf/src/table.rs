@@ -22,7 +22,9 @@ pub struct FlatTable {
     seed: u64,
 }
 
-const MIN_CAPACITY: usize = 4;
+/// The smallest table: one that holds a single key within [`LOAD_DIVISOR`] (so a table's
+/// first insert and last delete do not resize it).
+const MIN_CAPACITY: usize = LOAD_DIVISOR;
 
 /// Where an entry's key starts, in words: after the tag and the two record words.
 const KEY_WORD: usize = entry_field::KEY as usize / 4;
@@ -30,7 +32,7 @@ const KEY_WORD: usize = entry_field::KEY as usize / 4;
 /// At most one slot in this many is used (the table grows past it) while the table is small
 /// ([`SMALL_TABLE_BYTES`]): probe runs stay short (a miss, such as a listen's frame that
 /// opens a connection, probes 1.15 slots on average; at one slot in four it was 1.4, and the
-/// benchmark's listen-owned frame at 1 000 connections took 140 instructions against 120).
+/// benchmark's listen-owned frame at 1 000 connections took 140 instructions, now 130).
 const LOAD_DIVISOR: usize = 8;
 
 /// A table bigger than this (it no longer fits a core's L2 cache) fills up to one slot in
@@ -183,7 +185,9 @@ impl FlatTable {
         self.words[hole * s..(hole + 1) * s].fill(0);
         self.len -= 1;
         // Give memory back once the table is mostly empty (so tables emptied by deletes do
-        // not keep their peak size), leaving room to grow again before the next shrink.
+        // not keep their peak size), leaving room to grow again before the next shrink: at a
+        // quarter of the small tables' load limit, for big tables too (they then keep their
+        // size longer, never oscillate).
         if self.capacity > MIN_CAPACITY && self.len * 4 * LOAD_DIVISOR <= self.capacity {
             self.resize((self.capacity / 2).max(MIN_CAPACITY));
         }
